@@ -61,6 +61,20 @@ kv_status_t kv_status_from_errno(int err)
     }
 }
 
+static __thread char errmsg_buf[512];
+
+void kv_errmsg_set(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg_buf, sizeof errmsg_buf, fmt, ap);
+    va_end(ap);
+}
+
+const char *kv_errmsg(void) { return errmsg_buf; }
+
+void kv_errmsg_clear(void) { errmsg_buf[0] = 0; }
+
 /* ---- logging ----------------------------------------------------------- */
 
 kv_log_level_t kv_log_level_ = KV_LOG_INFO;

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#define KV_PRINTF_DECL_(f, a) __attribute__((format(printf, f, a)))
+
 /* ---- status ------------------------------------------------------------ */
 
 /* One status vocabulary for the whole project. Values travel on the wire in
@@ -46,6 +48,14 @@ const char *kv_status_str(kv_status_t s);
  * KV_NOMEM, ENOENT -> KV_NOTFOUND, EEXIST -> KV_EXISTS, EAGAIN -> KV_AGAIN,
  * anything else -> KV_IO. */
 kv_status_t kv_status_from_errno(int err);
+
+/* A human-readable detail for the last error this thread hit, set where the
+ * error is detected ("000012.sst: block checksum mismatch at offset 8192").
+ * The caller that handles the error logs or returns it. kv_errmsg() is ""
+ * when nothing was set since the last kv_errmsg_clear(). */
+KV_PRINTF_DECL_(1, 2) void kv_errmsg_set(const char *fmt, ...);
+const char *kv_errmsg(void);
+void kv_errmsg_clear(void);
 
 /* Return the status of EXPR from the enclosing function when it is not OK. */
 #define KV_RET(expr)                                                           \
