@@ -16,12 +16,14 @@
  *       off + 16 + len <= file size, and pcrc == XXH3(payload).
  *   When it is not, the reader looks for the next "valid record header"
  *   after it -- a position p whose hcrc matches at p with a len that fits
- *   the file -- to tell a torn tail (none: the crash cut the last write)
- *   from corruption (some: good data follows the bad record). The search
- *   hashes 12 bytes per offset and never a payload, so it costs O(bytes
- *   scanned); each byte is scanned at most once per reader because the
- *   search starts past everything already consumed and the reader then
- *   either stops or resumes at the header found.
+ *   the file (and, for len 0, whose pcrc is that of an empty payload) --
+ *   to tell a torn tail (none: the crash cut the last write) from
+ *   corruption (some: good data follows the bad record). The search hashes
+ *   at most 12 bytes per offset and never a payload; cheap length checks
+ *   reject most offsets of garbage or zeroes before that. Each byte is
+ *   scanned at most once per reader, because the search starts past
+ *   everything already consumed and the reader then either stops or
+ *   resumes at the header found: the cost is O(file size).
  *
  *   Where the search starts: after a bad header, at off + 1 (the length
  *   cannot be trusted); after a good header with a bad payload, at the end
@@ -92,14 +94,19 @@ static void log_encode_header(uint8_t *h, uint64_t off, kv_slice_t payload)
 }
 
 /* Is there a record header at file offset `off` (bytes at h) that was
- * written there, with a length that fits a file of `fsize` bytes? */
-static bool log_header_valid(const uint8_t *h, uint64_t off, uint64_t fsize)
+ * written there, with a length that fits a file of `fsize` bytes? For an
+ * empty record the header is the whole record, so its pcrc (a constant) is
+ * checked too: this costs nothing and lets the search run through a
+ * zero-filled tail without hashing at every offset. */
+static bool log_header_valid(const uint8_t *h, uint64_t off, uint64_t fsize,
+                             uint64_t empty_pcrc)
 {
     uint32_t len = kv_get_le32(h);
     if (len > ENG_LOG_MAX_RECORD) return false;
     if (fsize - off < ENG_LOG_RECORD_HEADER ||
         fsize - off - ENG_LOG_RECORD_HEADER < len)
         return false;
+    if (len == 0 && kv_get_le64(h + 8) != empty_pcrc) return false;
     return kv_get_le32(h + 4) == log_hcrc(len, off);
 }
 
@@ -266,13 +273,14 @@ static kv_status_t log_reader_find_header(eng_log_reader_t *r, uint64_t from,
                                           bool *found, uint64_t *at)
 {
     uint64_t p = from;
+    const uint64_t empty_pcrc = XXH3_64bits(NULL, 0);
     while (p <= r->fsize && r->fsize - p >= ENG_LOG_RECORD_HEADER) {
         size_t n = (size_t)KV_MIN(r->fsize - p, (uint64_t)LOG_READ_CHUNK);
         KV_RET(log_reader_fill(r, p, n));
         uint64_t end = p + n - ENG_LOG_RECORD_HEADER; /* last header start */
         for (; p <= end; p++) {
             const uint8_t *h = log_reader_at(r, p);
-            if (log_header_valid(h, p, r->fsize)) {
+            if (log_header_valid(h, p, r->fsize, empty_pcrc)) {
                 *found = true;
                 *at = p;
                 return KV_OK;

@@ -518,6 +518,30 @@ static void test_log_two_bad_regions_are_both_skipped_by_salvage(void **state)
     tdir_close(&t);
 }
 
+/* Empty records are whole in their 16-byte header; the search for a valid
+ * record after a bad one must still find them. */
+static void test_log_empty_records_after_a_bad_one_make_it_corrupt(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_open(&t, "log-empty-after-bad");
+    const size_t lens[] = {5, 100, 0, 0};
+    recs_t rs = {0};
+    recs_build(&rs, t.path, 11, KV_ARRAY_LEN(lens), lens);
+    file_flip(t.path, rs.off[1] + 4, 3); /* hcrc */
+    eng_log_read_stats_t st;
+    uint64_t off;
+    assert_int_equal(read_expect(t.path, false, &rs, NULL, 1, &st, &off),
+                     KV_CORRUPT);
+    const size_t want[] = {0, 2, 3};
+    assert_int_equal(read_expect(t.path, true, &rs, want, 3, &st, &off),
+                     KV_NOTFOUND);
+    assert_int_equal(st.skipped_records, 1);
+    assert_int_equal(st.skipped_bytes, ENG_LOG_RECORD_HEADER + 100);
+    recs_free(&rs);
+    tdir_close(&t);
+}
+
 static void test_log_payload_flip_in_last_record_is_a_torn_tail(void **state)
 {
     (void)state;
@@ -879,6 +903,7 @@ int main(void)
         T(test_log_payload_flip_in_middle_record_is_corruption),
         T(test_log_header_flip_in_middle_record_is_corruption),
         T(test_log_two_bad_regions_are_both_skipped_by_salvage),
+        T(test_log_empty_records_after_a_bad_one_make_it_corrupt),
         T(test_log_payload_flip_in_last_record_is_a_torn_tail),
         T(test_log_header_lookalike_inside_last_payload_is_torn),
         T(test_log_bad_file_header_is_corruption),
