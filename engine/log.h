@@ -44,7 +44,9 @@ kv_status_t eng_log_writer_create(const char *path, const char *magic,
                                   eng_log_writer_t **out);
 /* Append one record (payload len <= ENG_LOG_MAX_RECORD). Not synced. */
 kv_status_t eng_log_writer_add(eng_log_writer_t *w, kv_slice_t payload);
-/* fdatasync everything added so far. */
+/* fdatasync everything added so far. If it fails (or a failed append
+ * could not be cut back) the writer is unusable from then on: every later
+ * add and sync returns that error, and the caller starts a new log. */
 kv_status_t eng_log_writer_sync(eng_log_writer_t *w);
 uint64_t eng_log_writer_size(const eng_log_writer_t *w);
 const char *eng_log_writer_path(const eng_log_writer_t *w);
