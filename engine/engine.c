@@ -356,7 +356,7 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
         const uint8_t *p = wal_buf->data + ENG_WAL_HEADER, *end = wal_buf->data + wal_buf->len;
         for (uint64_t k = 0; k < accepted; k++, seq++) {
             eng_kind_t kind = (eng_kind_t)*p++;
-            uint64_t klen, clen;
+            uint64_t klen = 0, clen = 0; /* we encoded it: it decodes */
             p += kv_get_varint64(p, end, &klen);
             kv_slice_t okey = kv_slice(p, (size_t)klen);
             p += klen;
