@@ -4,6 +4,7 @@
  * give KV_CORRUPT naming the file -- never a crash or a wrong answer). */
 #include "test_util.h"
 
+#include <pthread.h>
 #include <xxhash.h>
 
 #include "fs.h"
@@ -543,6 +544,21 @@ static void fixture_init(fixture_t *fx, size_t nkeys, int level)
     eng_sst_options_t o = opts(level, 10, 256, 4);
     build(fx->path, &o, &fx->m, NULL);
     read_whole(fx->path, &fx->img, &fx->len);
+    /* walk the data blocks by their checksums: both kinds must be covered */
+    uint64_t end = kv_get_le64(fx->img + fx->len - ENG_SST_FOOTER);
+    int blocks = 0, zstd = 0;
+    for (size_t off = 0, n = 1; off < end; n++) {
+        assert_true(off + n + SST_TRAILER_TEST <= end);
+        if (XXH3_64bits(fx->img + off, n + 1) != kv_get_le64(fx->img + off + n + 1))
+            continue;
+        blocks++;
+        zstd += fx->img[off + n] == 1;
+        off += n + SST_TRAILER_TEST;
+        n = 0;
+    }
+    assert_true(blocks > 4);
+    if (level) assert_true(zstd > 0 && zstd < blocks);
+    else assert_int_equal(zstd, 0);
 }
 
 static void fixture_deinit(fixture_t *fx)
@@ -825,6 +841,80 @@ static void test_sst_random_flips_never_crash_or_lie(void **state)
     }
 }
 
+/* ---- threads ------------------------------------------------------------ */
+
+typedef struct reader {
+    eng_sst_t *t;
+    const model_t *m;
+    uint64_t seed;
+    int bad;
+} reader_t;
+
+static void *reader_main(void *arg)
+{
+    reader_t *rd = arg;
+    kv_rng_t r;
+    kv_rng_seed(&r, rd->seed);
+    kv_buf_t cell = {0};
+    for (int n = 0; n < 3000; n++) {
+        const ent_t *e = &rd->m->e[kv_rng_below(&r, rd->m->n)];
+        eng_kind_t kind;
+        uint64_t seq;
+        kv_status_t rc = eng_sst_get(rd->t, ent_okey(e), ent_seq(e), n % 2 == 0,
+                                     &kind, &seq, &cell);
+        if (rc == KV_AGAIN) continue; /* no_io on a cold block */
+        if (rc != KV_OK || seq != ent_seq(e) ||
+            !kv_slice_eq(kv_buf_slice(&cell), kv_buf_slice(&e->cell)))
+            rd->bad++;
+    }
+    eng_iiter_t *it = eng_sst_iter_create(rd->t, true);
+    size_t i = 0;
+    for (eng_iiter_seek_first(it); eng_iiter_valid(it); eng_iiter_next(it), i++)
+        if (!kv_slice_eq(eng_iiter_key(it), kv_buf_slice(&rd->m->e[i].ikey))) rd->bad++;
+    if (eng_iiter_status(it) != KV_OK || i != rd->m->n) rd->bad++;
+    eng_iiter_destroy(it);
+    kv_buf_deinit(&cell);
+    return NULL;
+}
+
+static void test_sst_concurrent_readers_share_table_and_cache(void **state)
+{
+    (void)state;
+    uint64_t seed = test_seed("sst readers");
+    kv_rng_t r;
+    kv_rng_seed(&r, seed);
+    const char *tmp = test_tmpdir("sst-threads");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", tmp);
+    char *path = eng_path_join(dir, "t.sst");
+    model_t m = {0};
+    model_random(&m, &r, 2000, 0, 0);
+    eng_sst_options_t o = opts(1, 10, 1024, 16);
+    build(path, &o, &m, NULL);
+    eng_cache_t *cache = eng_cache_create(32 << 10, 4); /* small: evictions */
+    eng_sst_t *t;
+    assert_int_equal(eng_sst_open(path, 3, cache, &t), KV_OK);
+    enum { N = 4 };
+    pthread_t th[N];
+    reader_t rd[N];
+    for (int i = 0; i < N; i++) {
+        rd[i] = (reader_t){.t = t, .m = &m, .seed = seed + (uint64_t)i};
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(rd[i].bad, 0);
+    }
+    eng_cache_stats_t cs;
+    eng_cache_get_stats(cache, &cs);
+    assert_true(cs.evictions > 0 && cs.hits > 0);
+    eng_sst_close(t);
+    eng_cache_destroy(cache);
+    model_free(&m);
+    kv_free(path);
+    test_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -844,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_sst_garbage_file_is_corrupt),
         cmocka_unit_test(test_sst_oversized_raw_size_is_refused),
         cmocka_unit_test(test_sst_random_flips_never_crash_or_lie),
+        cmocka_unit_test(test_sst_concurrent_readers_share_table_and_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
