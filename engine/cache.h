@@ -32,7 +32,9 @@ eng_cache_handle_t *eng_cache_insert(eng_cache_t *c, uint64_t file, uint64_t off
                                      eng_cache_deleter deleter);
 void *eng_cache_value(eng_cache_handle_t *h);
 void eng_cache_release(eng_cache_t *c, eng_cache_handle_t *h);
-/* Drop every unreferenced entry of a file (after the table is deleted). */
+/* Drop every entry of a file (after the table is deleted): unreferenced
+ * ones at once; referenced ones leave the cache now (lookups miss) and are
+ * freed when their last handle is released. */
 void eng_cache_erase_file(eng_cache_t *c, uint64_t file);
 
 typedef struct eng_cache_stats {

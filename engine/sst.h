@@ -70,7 +70,9 @@ kv_status_t eng_sst_builder_add(eng_sst_builder_t *b, kv_slice_t ikey,
 uint64_t eng_sst_builder_size(const eng_sst_builder_t *b);
 uint64_t eng_sst_builder_entries(const eng_sst_builder_t *b);
 /* Write filter, props, index and footer; fdatasync; close; fill *props
- * (caller deinits it). The builder is freed whatever the outcome. */
+ * (caller deinits it). The builder is freed whatever the outcome; on
+ * failure the partial file is unlinked (as by abandon). An add that failed
+ * makes finish return that same status. */
 kv_status_t eng_sst_builder_finish(eng_sst_builder_t *b, eng_sst_props_t *props);
 /* Close and unlink the partial file; frees the builder. */
 void eng_sst_builder_abandon(eng_sst_builder_t *b);
@@ -103,7 +105,8 @@ typedef struct eng_sst_stats {
     uint64_t bloom_checks, bloom_negatives, blocks_read;
 } eng_sst_stats_t;
 
-/* Process-wide counters, summed over all tables. */
+/* Process-wide counters, summed over all tables. blocks_read counts data
+ * blocks read from disk (cache misses, uncached reads and verify). */
 void eng_sst_get_stats(eng_sst_stats_t *out);
 
 /* Check a whole table: every block's checksum and decoding, entry order,

@@ -176,7 +176,7 @@ kv_status_t eng_sst_builder_create(const char *path, const eng_sst_options_t *o,
                                    eng_sst_builder_t **out)
 {
     if (o->bloom_bits_per_key < 0 || o->restart_interval < 0 ||
-        o->compression_level < -ZSTD_maxCLevel() - 1 ||
+        o->compression_level < ZSTD_minCLevel() ||
         o->compression_level > ZSTD_maxCLevel()) {
         kv_errmsg_set("%s: bad table options", path);
         return KV_INVALID;
