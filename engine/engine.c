@@ -477,15 +477,16 @@ static kv_status_t check_batch(struct eng *e, const eng_batch_t *b)
         return KV_INVALID;
     }
     for (size_t i = 0; i < b->n; i++) {
-        size_t vlen = b->ops[i].cell_len - CELL_HEADER_MIN;
-        if (b->ops[i].kind == ENG_KIND_VALUE && vlen > e->o.max_value_len + 8) {
-            eng_cell_t c;
-            eng_cell_decode(eng_op_cell(b, &b->ops[i]), &c);
-            if (c.value.len > e->o.max_value_len) {
-                kv_errmsg_set("a value of %zu bytes is larger than the %zu allowed",
-                              c.value.len, e->o.max_value_len);
-                return KV_INVALID;
-            }
+        /* the cell is header + value: only a long cell needs decoding */
+        if (b->ops[i].kind != ENG_KIND_VALUE ||
+            b->ops[i].cell_len <= CELL_HEADER_MIN + e->o.max_value_len)
+            continue;
+        eng_cell_t c;
+        eng_cell_decode(eng_op_cell(b, &b->ops[i]), &c);
+        if (c.value.len > e->o.max_value_len) {
+            kv_errmsg_set("a value of %zu bytes is larger than the %zu allowed",
+                          c.value.len, e->o.max_value_len);
+            return KV_INVALID;
         }
     }
     return KV_OK;

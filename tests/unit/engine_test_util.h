@@ -38,7 +38,7 @@ static inline kv_status_t put_s(eng_t *e, const char *k, const char *v, hlc_ts_t
 }
 
 /* Expect key to read as value v (NULL: absent or deleted). */
-static inline void expect_value(eng_t *e, const char *k, const char *v)
+static inline void expect_kv(eng_t *e, const char *k, const char *v)
 {
     eng_value_t out = {0};
     kv_status_t rc = eng_get(e, NULL, kv_slice_str(k), &out);

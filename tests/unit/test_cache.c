@@ -273,15 +273,15 @@ static void test_cache_survives_threads_hammering_it(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cache_counts_hits_and_misses),
-        cmocka_unit_test(test_cache_evicts_least_recently_used_first),
-        cmocka_unit_test(test_cache_usage_never_exceeds_capacity_when_idle),
-        cmocka_unit_test(test_cache_referenced_entry_survives_eviction_until_released),
-        cmocka_unit_test(test_cache_insert_replaces_existing_key),
-        cmocka_unit_test(test_cache_erase_file_drops_only_that_file),
-        cmocka_unit_test(test_cache_with_zero_capacity_caches_nothing),
-        cmocka_unit_test(test_cache_oversized_entry_is_dropped_at_release),
-        cmocka_unit_test(test_cache_survives_threads_hammering_it),
+        kv_unit_test(test_cache_counts_hits_and_misses),
+        kv_unit_test(test_cache_evicts_least_recently_used_first),
+        kv_unit_test(test_cache_usage_never_exceeds_capacity_when_idle),
+        kv_unit_test(test_cache_referenced_entry_survives_eviction_until_released),
+        kv_unit_test(test_cache_insert_replaces_existing_key),
+        kv_unit_test(test_cache_erase_file_drops_only_that_file),
+        kv_unit_test(test_cache_with_zero_capacity_caches_nothing),
+        kv_unit_test(test_cache_oversized_entry_is_dropped_at_release),
+        kv_unit_test(test_cache_survives_threads_hammering_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,28 +199,34 @@ static void test_rng_is_deterministic_and_bounded(void **state)
     for (int i = 0; i < 7; i++) assert_in_range(counts[i], 9000, 11000);
 }
 
-static void test_allocator_is_routed_through_cmocka(void **state)
+static void test_allocator_tracks_blocks_for_leak_checks(void **state)
 {
     (void)state;
-    assert_string_equal(kv_alloc_name(), "cmocka");
+    assert_string_equal(kv_alloc_name(), "tracked");
+    uint64_t mark = kv_alloc_test_mark();
     char *s = kv_strdup("cairn");
     assert_string_equal(s, "cairn");
+    assert_int_equal(kv_alloc_test_leaks_since(mark), 1); /* a leak is seen */
+    s = kv_realloc(s, 100000);
+    assert_string_equal(s, "cairn");
+    assert_int_equal(kv_alloc_test_leaks_since(mark), 1);
     kv_free(s);
+    assert_int_equal(kv_alloc_test_leaks_since(mark), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_names_are_stable_and_total),
-        cmocka_unit_test(test_error_macros_jump_return_and_keep_first_error),
-        cmocka_unit_test(test_buf_grows_consumes_and_clears),
-        cmocka_unit_test(test_fixed_width_codings_roundtrip),
-        cmocka_unit_test(test_varint_roundtrips_and_rejects_truncated_or_overlong),
-        cmocka_unit_test(test_slice_cmp_orders_prefix_first),
-        cmocka_unit_test(test_log_skips_arguments_below_level),
-        cmocka_unit_test(test_manual_clock_moves_only_when_told),
-        cmocka_unit_test(test_rng_is_deterministic_and_bounded),
-        cmocka_unit_test(test_allocator_is_routed_through_cmocka),
+        kv_unit_test(test_status_names_are_stable_and_total),
+        kv_unit_test(test_error_macros_jump_return_and_keep_first_error),
+        kv_unit_test(test_buf_grows_consumes_and_clears),
+        kv_unit_test(test_fixed_width_codings_roundtrip),
+        kv_unit_test(test_varint_roundtrips_and_rejects_truncated_or_overlong),
+        kv_unit_test(test_slice_cmp_orders_prefix_first),
+        kv_unit_test(test_log_skips_arguments_below_level),
+        kv_unit_test(test_manual_clock_moves_only_when_told),
+        kv_unit_test(test_rng_is_deterministic_and_bounded),
+        kv_unit_test(test_allocator_tracks_blocks_for_leak_checks),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

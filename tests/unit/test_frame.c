@@ -401,18 +401,18 @@ static void test_msgpack_validate_accepts_every_plain_type(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_frame_roundtrip_one_call),
-        cmocka_unit_test(test_frame_decodes_any_split_of_concatenated_frames),
-        cmocka_unit_test(test_frame_args_survive_later_feeds),
-        cmocka_unit_test(test_frame_refuses_length_above_limit_before_body),
-        cmocka_unit_test(test_frame_truncated_body_waits_then_stays_pending),
-        cmocka_unit_test(test_frame_rejects_malformed_bodies),
-        cmocka_unit_test(test_frame_rejects_deep_nesting),
-        cmocka_unit_test(test_frame_good_frames_before_bad_one_are_delivered),
-        cmocka_unit_test(test_frame_typed_args_reject_wrong_types),
-        cmocka_unit_test(test_frame_writer_refuses_body_above_limit),
-        cmocka_unit_test(test_frame_random_garbage_is_refused_or_well_formed),
-        cmocka_unit_test(test_msgpack_validate_accepts_every_plain_type),
+        kv_unit_test(test_frame_roundtrip_one_call),
+        kv_unit_test(test_frame_decodes_any_split_of_concatenated_frames),
+        kv_unit_test(test_frame_args_survive_later_feeds),
+        kv_unit_test(test_frame_refuses_length_above_limit_before_body),
+        kv_unit_test(test_frame_truncated_body_waits_then_stays_pending),
+        kv_unit_test(test_frame_rejects_malformed_bodies),
+        kv_unit_test(test_frame_rejects_deep_nesting),
+        kv_unit_test(test_frame_good_frames_before_bad_one_are_delivered),
+        kv_unit_test(test_frame_typed_args_reject_wrong_types),
+        kv_unit_test(test_frame_writer_refuses_body_above_limit),
+        kv_unit_test(test_frame_random_garbage_is_refused_or_well_formed),
+        kv_unit_test(test_msgpack_validate_accepts_every_plain_type),
     };
     return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
 }

@@ -248,14 +248,14 @@ static void test_hlc_unwritable_state_issues_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hlc_layout_is_48_bits_wall_16_bits_logical),
-        cmocka_unit_test(test_hlc_now_follows_wall_clock_and_is_strict),
-        cmocka_unit_test(test_hlc_monotonic_under_random_interleavings),
-        cmocka_unit_test(test_hlc_refuses_remote_beyond_max_offset),
-        cmocka_unit_test(test_hlc_logical_overflow_moves_to_next_millisecond),
-        cmocka_unit_test(test_hlc_restart_with_clock_set_back_stays_ahead),
-        cmocka_unit_test(test_hlc_corrupt_state_file_is_refused),
-        cmocka_unit_test(test_hlc_unwritable_state_issues_nothing),
+        kv_unit_test(test_hlc_layout_is_48_bits_wall_16_bits_logical),
+        kv_unit_test(test_hlc_now_follows_wall_clock_and_is_strict),
+        kv_unit_test(test_hlc_monotonic_under_random_interleavings),
+        kv_unit_test(test_hlc_refuses_remote_beyond_max_offset),
+        kv_unit_test(test_hlc_logical_overflow_moves_to_next_millisecond),
+        kv_unit_test(test_hlc_restart_with_clock_set_back_stays_ahead),
+        kv_unit_test(test_hlc_corrupt_state_file_is_refused),
+        kv_unit_test(test_hlc_unwritable_state_issues_nothing),
     };
     return cmocka_run_group_tests_name("hlc", tests, NULL, NULL);
 }

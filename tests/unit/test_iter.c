@@ -440,14 +440,14 @@ static void test_merge_of_one_child_passes_it_through(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_merge_yields_sorted_union_with_lower_child_first_on_ties),
-        cmocka_unit_test(test_merge_of_many_children_keeps_order),
-        cmocka_unit_test(test_merge_seek_positions_every_child),
-        cmocka_unit_test(test_merge_stops_with_the_status_of_an_erroring_child),
-        cmocka_unit_test(test_merge_reports_the_first_failing_child_in_index_order),
-        cmocka_unit_test(test_empty_iterator_is_never_valid_and_keeps_its_status),
-        cmocka_unit_test(test_merge_of_zero_or_only_empty_children_is_empty_and_ok),
-        cmocka_unit_test(test_merge_of_one_child_passes_it_through),
+        kv_unit_test(test_merge_yields_sorted_union_with_lower_child_first_on_ties),
+        kv_unit_test(test_merge_of_many_children_keeps_order),
+        kv_unit_test(test_merge_seek_positions_every_child),
+        kv_unit_test(test_merge_stops_with_the_status_of_an_erroring_child),
+        kv_unit_test(test_merge_reports_the_first_failing_child_in_index_order),
+        kv_unit_test(test_empty_iterator_is_never_valid_and_keeps_its_status),
+        kv_unit_test(test_merge_of_zero_or_only_empty_children_is_empty_and_ok),
+        kv_unit_test(test_merge_of_one_child_passes_it_through),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -519,12 +519,12 @@ static void test_memtable_concurrent_readers_see_sorted_untorn_entries(void **st
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memtable_empty_has_nothing_to_read),
-        cmocka_unit_test(test_memtable_iterates_random_adds_in_internal_key_order),
-        cmocka_unit_test(test_memtable_get_returns_newest_version_at_or_below_max_seq),
-        cmocka_unit_test(test_memtable_seek_positions_at_first_entry_not_below_target),
-        cmocka_unit_test(test_memtable_holds_large_values_beside_small_ones),
-        cmocka_unit_test(test_memtable_concurrent_readers_see_sorted_untorn_entries),
+        kv_unit_test(test_memtable_empty_has_nothing_to_read),
+        kv_unit_test(test_memtable_iterates_random_adds_in_internal_key_order),
+        kv_unit_test(test_memtable_get_returns_newest_version_at_or_below_max_seq),
+        kv_unit_test(test_memtable_seek_positions_at_first_entry_not_below_target),
+        kv_unit_test(test_memtable_holds_large_values_beside_small_ones),
+        kv_unit_test(test_memtable_concurrent_readers_see_sorted_untorn_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -423,16 +423,16 @@ static void test_sst_concurrent_readers_share_table_and_cache(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sst_round_trip_raw_blocks_with_bloom),
-        cmocka_unit_test(test_sst_round_trip_zstd_blocks_with_bloom),
-        cmocka_unit_test(test_sst_round_trip_raw_blocks_without_bloom),
-        cmocka_unit_test(test_sst_round_trip_zstd_tiny_blocks_without_bloom),
-        cmocka_unit_test(test_sst_empty_table_round_trips),
-        cmocka_unit_test(test_sst_bloom_false_positive_rate_is_low),
-        cmocka_unit_test(test_sst_no_io_answers_again_until_block_is_cached),
-        cmocka_unit_test(test_sst_builder_refuses_out_of_order_keys),
-        cmocka_unit_test(test_sst_builder_reports_full_disk_and_failed_sync),
-        cmocka_unit_test(test_sst_concurrent_readers_share_table_and_cache),
+        kv_unit_test(test_sst_round_trip_raw_blocks_with_bloom),
+        kv_unit_test(test_sst_round_trip_zstd_blocks_with_bloom),
+        kv_unit_test(test_sst_round_trip_raw_blocks_without_bloom),
+        kv_unit_test(test_sst_round_trip_zstd_tiny_blocks_without_bloom),
+        kv_unit_test(test_sst_empty_table_round_trips),
+        kv_unit_test(test_sst_bloom_false_positive_rate_is_low),
+        kv_unit_test(test_sst_no_io_answers_again_until_block_is_cached),
+        kv_unit_test(test_sst_builder_refuses_out_of_order_keys),
+        kv_unit_test(test_sst_builder_reports_full_disk_and_failed_sync),
+        kv_unit_test(test_sst_concurrent_readers_share_table_and_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

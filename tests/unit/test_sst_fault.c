@@ -340,13 +340,13 @@ static void test_sst_random_flips_never_crash_or_lie(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sst_flipped_data_block_bit_is_corrupt),
-        cmocka_unit_test(test_sst_flipped_index_filter_or_props_bit_is_corrupt),
-        cmocka_unit_test(test_sst_damaged_footer_is_corrupt),
-        cmocka_unit_test(test_sst_truncated_file_is_corrupt),
-        cmocka_unit_test(test_sst_garbage_file_is_corrupt),
-        cmocka_unit_test(test_sst_oversized_raw_size_is_refused),
-        cmocka_unit_test(test_sst_random_flips_never_crash_or_lie),
+        kv_unit_test(test_sst_flipped_data_block_bit_is_corrupt),
+        kv_unit_test(test_sst_flipped_index_filter_or_props_bit_is_corrupt),
+        kv_unit_test(test_sst_damaged_footer_is_corrupt),
+        kv_unit_test(test_sst_truncated_file_is_corrupt),
+        kv_unit_test(test_sst_garbage_file_is_corrupt),
+        kv_unit_test(test_sst_oversized_raw_size_is_refused),
+        kv_unit_test(test_sst_random_flips_never_crash_or_lie),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

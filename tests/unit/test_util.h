@@ -21,6 +21,28 @@
 
 #include "kv.h"
 
+/* Leak checking (common/alloc_test.c): every kv_malloc block is tracked;
+ * a test registered with kv_unit_test fails when it leaves one behind. */
+uint64_t kv_alloc_test_mark(void);
+size_t kv_alloc_test_leaks_since(uint64_t mark);
+
+static uint64_t kv_test_mark_;
+
+static inline int kv_leak_setup(void **state)
+{
+    (void)state;
+    kv_test_mark_ = kv_alloc_test_mark();
+    return 0;
+}
+
+static inline int kv_leak_teardown(void **state)
+{
+    (void)state;
+    return kv_alloc_test_leaks_since(kv_test_mark_) == 0 ? 0 : -1;
+}
+
+#define kv_unit_test(f) cmocka_unit_test_setup_teardown(f, kv_leak_setup, kv_leak_teardown)
+
 /* A fresh, empty directory for one test under $CAIRN_TEST_TMP (or /tmp).
  * Returns a static buffer; call test_rmrf() on it when done. */
 static inline const char *test_tmpdir(const char *name)
