@@ -14,13 +14,22 @@
 
 #include "kv.h"
 
+/* The compression family asked for. Stores lacking it use their closest:
+ * LevelDB has only snappy, Cairn only zstd. */
+typedef enum {
+    BENCH_COMPRESS_ZSTD = 0, /* default: zstd at zstd_level */
+    BENCH_COMPRESS_SNAPPY,
+    BENCH_COMPRESS_NONE,
+} bench_compression_t;
+
 /* The settings every store is opened with (README: "Settings"). */
 typedef struct bench_config {
+    bench_compression_t compression;
     int bloom_bits_per_key;    /* 10 */
     size_t block_bytes;        /* data block size: 4 KiB */
     size_t cache_bytes;        /* block cache: 32 MiB */
     size_t write_buffer_bytes; /* memtable: 64 MiB */
-    int zstd_level;            /* 1; stores without zstd use their closest */
+    int zstd_level;            /* 1 */
 } bench_config_t;
 
 typedef struct bench_db bench_db_t;         /* an open store, per adapter */

@@ -50,6 +50,7 @@
 #define BENCH_SEEK_NEXT 10
 #define BENCH_MAX_BENCHES 16
 #define BENCH_MAX_THREADS 256
+#define BENCH_MAX_REPEAT 15
 
 /* ---- the stores this binary knows ------------------------------------- */
 
@@ -105,14 +106,18 @@ typedef struct bench_args {
     const char *stores;
     const char *benchmarks;
     const char *dir;
+    bench_compression_t compression;
+    int repeat;
     bool keep;
 } bench_args_t;
 
 /* ---- results ------------------------------------------------------------ */
 
+/* One benchmark's samples for one store, one per round; the table shows
+ * the median. Values are ops/s, or bytes for B_SIZE. */
 typedef struct result {
-    bool have;
-    double value; /* ops/s, or bytes for B_SIZE */
+    int n;
+    double value[BENCH_MAX_REPEAT];
 } result_t;
 
 static result_t results[BENCH_MAX_BENCHES][NSTORES];
@@ -263,6 +268,7 @@ typedef struct store_run {
     const bench_config_t *cfg;
     const workload_t *w;
     int col;
+    int round;
     char dir[PATH_MAX];
     bench_db_t *db;
     bool db_sync;      /* opened for put_sync */
@@ -289,16 +295,17 @@ static kv_status_t run_reopen(store_run_t *s, bool sync_writes)
 
 static void report(store_run_t *s, int bench, double value)
 {
-    results[bench][s->col].have = true;
-    results[bench][s->col].value = value;
+    result_t *r = &results[bench][s->col];
+    if (r->n < BENCH_MAX_REPEAT) r->value[r->n++] = value;
 }
 
-static void json_ops(const char *bench, const char *store, uint64_t ops,
+static void json_ops(const store_run_t *s, const char *bench, uint64_t ops,
                      double secs, const char *extra)
 {
     printf("{\"bench\":\"%s\",\"store\":\"%s\",\"ops_per_sec\":%.1f,"
-           "\"ops\":%" PRIu64 ",\"seconds\":%.3f%s}\n",
-           bench, store, (double)ops / secs, ops, secs, extra ? extra : "");
+           "\"ops\":%" PRIu64 ",\"seconds\":%.3f,\"round\":%d%s}\n",
+           bench, s->ops->name, (double)ops / secs, ops, secs, s->round,
+           extra ? extra : "");
     fflush(stdout);
 }
 
@@ -333,7 +340,7 @@ static kv_status_t bench_fill(store_run_t *s, const char *name, int bench)
     s->entries += w->num;
     if (bench >= 0) {
         progress(s, name, w->num, secs, "ops");
-        json_ops(name, s->ops->name, w->num, secs, NULL);
+        json_ops(s, name, w->num, secs, NULL);
         report(s, bench, (double)w->num / secs);
     } else {
         fprintf(stderr, "%-8s (filled %" PRIu64 " keys in %.2f s for %s)\n",
@@ -380,7 +387,7 @@ static kv_status_t bench_read(store_run_t *s, const char *name, int bench)
     progress(s, name, w->num, secs, "ops");
     fprintf(stderr, "%-8s %-11s found %" PRIu64 " of %" PRIu64 "\n",
             s->ops->name, name, found, w->num);
-    json_ops(name, s->ops->name, w->num, secs, extra);
+    json_ops(s, name, w->num, secs, extra);
     report(s, bench, (double)w->num / secs);
     if (found != w->num || wrong_len != 0) {
         kv_errmsg_set("%s: %" PRIu64 " of %" PRIu64 " existing keys not found, "
@@ -420,7 +427,7 @@ static kv_status_t bench_seek(store_run_t *s, const char *name, int bench,
     snprintf(extra, sizeof(extra), ",\"entries\":%" PRIu64 ",\"next\":%d",
              visited, BENCH_SEEK_NEXT);
     progress(s, name, seeks, secs, "seeks");
-    json_ops(name, s->ops->name, seeks, secs, extra);
+    json_ops(s, name, seeks, secs, extra);
     report(s, bench, (double)seeks / secs);
     if (misses) {
         kv_errmsg_set("%s: %" PRIu64 " seeks to existing keys found nothing",
@@ -443,7 +450,7 @@ static kv_status_t bench_scan(store_run_t *s, const char *name, int bench)
     double secs = secs_since(t0);
 
     progress(s, name, entries, secs, "entries");
-    json_ops(name, s->ops->name, entries, secs, NULL);
+    json_ops(s, name, entries, secs, NULL);
     report(s, bench, (double)entries / secs);
     if (entries != s->entries) {
         kv_errmsg_set("%s: %" PRIu64 " entries, %" PRIu64 " written", name,
@@ -469,11 +476,12 @@ static kv_status_t bench_size(store_run_t *s, const char *name, int bench)
             (double)bytes / 1e6, (double)raw / 1e6,
             bytes ? (double)raw / (double)bytes : 0.0, settle_secs);
     printf("{\"bench\":\"%s\",\"store\":\"%s\",\"bytes\":%" PRIu64
-           ",\"raw_bytes\":%" PRIu64 ",\"settle_seconds\":%.3f}\n",
-           name, s->ops->name, bytes, raw, settle_secs);
+           ",\"raw_bytes\":%" PRIu64 ",\"settle_seconds\":%.3f,"
+           "\"round\":%d}\n",
+           name, s->ops->name, bytes, raw, settle_secs, s->round);
     fflush(stdout);
     report(s, bench, (double)bytes);
-    if (bytes > raw / 10 * 9)
+    if (bytes > raw / 10 * 9 && s->cfg->compression != BENCH_COMPRESS_NONE)
         fprintf(stderr, "%-8s note: data did not compress -- is the "
                 "library built without its compressor?\n", s->ops->name);
     return KV_OK;
@@ -551,7 +559,7 @@ static kv_status_t bench_sync(store_run_t *s, const char *name, int bench,
         char extra[48];
         snprintf(extra, sizeof(extra), ",\"threads\":%d", threads);
         progress(s, name, ops, secs, "ops");
-        json_ops(name, s->ops->name, ops, secs, extra);
+        json_ops(s, name, ops, secs, extra);
         report(s, bench, (double)ops / secs);
     }
     s->entries += ops; /* some may be missing on error; the run stops then */
@@ -595,9 +603,13 @@ static void usage(FILE *f)
         "  --sync-ops N       puts per syncN benchmark, all threads together\n"
         "                     (default 20000)\n"
         "  --seed N           key order and value bytes (default 1)\n"
+        "  --compression C    zstd (default; LevelDB: snappy), snappy\n"
+        "                     (Cairn: zstd) or none\n"
         "  --dir DIR          parent of the store directories (default a fresh\n"
         "                     /tmp/cairn-engine-bench.XXXXXX); each store uses\n"
         "                     DIR/<store>, which must not exist\n"
+        "  --repeat R         run every store R times, round-robin, and report\n"
+        "                     medians (default 1; the VM is noisy: use 3)\n"
         "  --keep             keep the store directories at the end\n",
         default_benchmarks);
 }
@@ -683,12 +695,14 @@ static bool parse_args(int argc, char **argv, bench_args_t *a)
         {"sync-ops", required_argument, NULL, 'y'},
         {"seed", required_argument, NULL, 'e'},
         {"dir", required_argument, NULL, 'd'},
+        {"compression", required_argument, NULL, 'c'},
+        {"repeat", required_argument, NULL, 'r'},
         {"keep", no_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     *a = (bench_args_t){.num = 1000000, .value_size = 100, .seeks = 100000,
-                        .sync_ops = 20000, .seed = 1,
+                        .sync_ops = 20000, .seed = 1, .repeat = 1,
                         .benchmarks = default_benchmarks};
     int ch, li = -1;
     uint64_t v;
@@ -705,6 +719,19 @@ static bool parse_args(int argc, char **argv, bench_args_t *a)
         case 'y': if (!parse_u64(optarg, &a->sync_ops)) goto bad; break;
         case 'e': if (!parse_u64(optarg, &a->seed)) goto bad; break;
         case 'd': a->dir = optarg; break;
+        case 'c':
+            if (!strcmp(optarg, "zstd")) a->compression = BENCH_COMPRESS_ZSTD;
+            else if (!strcmp(optarg, "snappy"))
+                a->compression = BENCH_COMPRESS_SNAPPY;
+            else if (!strcmp(optarg, "none"))
+                a->compression = BENCH_COMPRESS_NONE;
+            else goto bad;
+            break;
+        case 'r':
+            if (!parse_u64(optarg, &v) || v < 1 || v > BENCH_MAX_REPEAT)
+                goto bad;
+            a->repeat = (int)v;
+            break;
         case 'K': a->keep = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return false;
@@ -726,42 +753,92 @@ static bool parse_args(int argc, char **argv, bench_args_t *a)
 
 /* ---- the report --------------------------------------------------------- */
 
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Which statistic of a cell's samples to show. */
+typedef enum { STAT_MEDIAN, STAT_MIN, STAT_MAX } stat_t;
+
+static double result_stat(const result_t *r, stat_t st)
+{
+    double v[BENCH_MAX_REPEAT];
+    memcpy(v, r->value, sizeof(double) * (size_t)r->n);
+    qsort(v, (size_t)r->n, sizeof(double), cmp_double);
+    switch (st) {
+    case STAT_MIN: return v[0];
+    case STAT_MAX: return v[r->n - 1];
+    case STAT_MEDIAN: break;
+    }
+    return r->n % 2 ? v[r->n / 2] : (v[r->n / 2 - 1] + v[r->n / 2]) / 2;
+}
+
+static const char *fmt_value(const bench_spec_t *b, double v, char *buf,
+                             size_t n)
+{
+    if (b->kind == B_SIZE) {
+        snprintf(buf, n, "%.1f MB", v / 1e6);
+        return buf;
+    }
+    return fmt_count(v, buf, n);
+}
+
 static const char *fmt_cell(const bench_spec_t *b, int bench, int col,
                             char *buf, size_t n)
 {
     const result_t *r = &results[bench][col];
-    if (!r->have) {
+    if (r->n == 0) {
         if (!all_stores[col].ops) return col == COL_CAIRN ? "pending" : "n/a";
         return store_failed[col] ? "failed" : "-";
     }
-    if (b->kind == B_SIZE) {
-        snprintf(buf, n, "%.1f MB", r->value / 1e6);
-        return buf;
-    }
-    return fmt_count(r->value, buf, n);
+    return fmt_value(b, result_stat(r, STAT_MEDIAN), buf, n);
+}
+
+/* "lo..hi" of a cell, for the spread table. */
+static const char *fmt_range(const bench_spec_t *b, int bench, int col,
+                             char *buf, size_t n)
+{
+    const result_t *r = &results[bench][col];
+    if (r->n == 0) return "-";
+    char lo[24], hi[24];
+    fmt_value(b, result_stat(r, STAT_MIN), lo, sizeof(lo));
+    fmt_value(b, result_stat(r, STAT_MAX), hi, sizeof(hi));
+    snprintf(buf, n, "%s..%s", lo, hi);
+    return buf;
 }
 
 static const char *fmt_ratio(int bench, int num, int den, char *buf, size_t n)
 {
     const result_t *a = &results[bench][num], *b = &results[bench][den];
-    if (!a->have || !b->have || b->value <= 0) return "-";
-    snprintf(buf, n, "%.2fx", a->value / b->value);
+    if (a->n == 0 || b->n == 0) return "-";
+    double d = result_stat(b, STAT_MEDIAN);
+    if (d <= 0) return "-";
+    snprintf(buf, n, "%.2fx", result_stat(a, STAT_MEDIAN) / d);
     return buf;
 }
 
-static void print_table(const bench_spec_t *specs, int nb)
+static const char *bench_label(const bench_spec_t *b, char *buf, size_t n)
 {
-    printf("\n%-24s %12s %12s %12s %14s %14s\n", "benchmark", "cairn",
+    const char *unit = b->kind == B_SIZE   ? "bytes on disk"
+                       : b->kind == B_SCAN ? "entries/s"
+                       : b->kind == B_SEEK ? "seeks/s"
+                                           : "ops/s";
+    snprintf(buf, n, "%s (%s)", b->name, unit);
+    return buf;
+}
+
+static void print_table(const bench_spec_t *specs, int nb, int repeat)
+{
+    printf("\n%s", repeat > 1 ? "medians:\n" : "");
+    printf("%-24s %12s %12s %12s %14s %14s\n", "benchmark", "cairn",
            "rocksdb", "leveldb", "cairn/leveldb", "cairn/rocksdb");
     for (int i = 0; i < nb; i++) {
         const bench_spec_t *b = &specs[i];
         char label[48], c0[32], c1[32], c2[32], r0[16], r1[16];
-        const char *unit = b->kind == B_SIZE   ? "bytes on disk"
-                           : b->kind == B_SCAN ? "entries/s"
-                           : b->kind == B_SEEK ? "seeks/s"
-                                               : "ops/s";
-        snprintf(label, sizeof(label), "%s (%s)", b->name, unit);
-        printf("%-24s %12s %12s %12s %14s %14s\n", label,
+        printf("%-24s %12s %12s %12s %14s %14s\n",
+               bench_label(b, label, sizeof(label)),
                fmt_cell(b, i, COL_CAIRN, c0, sizeof(c0)),
                fmt_cell(b, i, COL_ROCKSDB, c1, sizeof(c1)),
                fmt_cell(b, i, COL_LEVELDB, c2, sizeof(c2)),
@@ -770,6 +847,18 @@ static void print_table(const bench_spec_t *specs, int nb)
     }
     printf("(ratios: higher is better for Cairn, except bytes on disk where "
            "lower is better)\n");
+    if (repeat < 2) return;
+    printf("\nrange over %d rounds (min..max):\n", repeat);
+    printf("%-24s %24s %24s %24s\n", "benchmark", "cairn", "rocksdb",
+           "leveldb");
+    for (int i = 0; i < nb; i++) {
+        char label[48], c0[56], c1[56], c2[56];
+        printf("%-24s %24s %24s %24s\n",
+               bench_label(&specs[i], label, sizeof(label)),
+               fmt_range(&specs[i], i, COL_CAIRN, c0, sizeof(c0)),
+               fmt_range(&specs[i], i, COL_ROCKSDB, c1, sizeof(c1)),
+               fmt_range(&specs[i], i, COL_LEVELDB, c2, sizeof(c2)));
+    }
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -820,6 +909,7 @@ int main(int argc, char **argv)
     }
 
     bench_config_t cfg = {
+        .compression = a.compression,
         .bloom_bits_per_key = 10,
         .block_bytes = 4096,
         .cache_bytes = 32u << 20,
@@ -840,8 +930,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN), kv_alloc_name());
     printf("num %" PRIu64 "  key %d B  value %zu B (half random)  seeks %"
            PRIu64 " (+%d next)  sync ops %" PRIu64 "  seed %" PRIu64
-           "  dir %s\n", a.num, BENCH_KEY_LEN, a.value_size, a.seeks,
-           BENCH_SEEK_NEXT, a.sync_ops, a.seed, root);
+           "  rounds %d  dir %s\n", a.num, BENCH_KEY_LEN, a.value_size,
+           a.seeks, BENCH_SEEK_NEXT, a.sync_ops, a.seed, a.repeat, root);
     for (int i = 0; i < NSTORES; i++) {
         char desc[256];
         if (!all_stores[i].ops) {
@@ -873,12 +963,19 @@ int main(int argc, char **argv)
             if (want[i]) order[norder++] = i;
     }
 
+    /* Round-robin (A B A B ...) so slow spells of a shared machine land on
+     * every store, not on one. */
     int exit_code = 0;
-    for (int k = 0; k < norder; k++) {
-        int col = order[k];
+    for (int k = 0; k < norder * a.repeat; k++) {
+        int col = order[k % norder];
+        if (store_failed[col]) continue;
         store_run_t s = {.ops = all_stores[col].ops, .cfg = &cfg, .w = &w,
-                         .col = col};
-        snprintf(s.dir, sizeof(s.dir), "%s/%s", root, s.ops->name);
+                         .col = col, .round = k / norder};
+        if (a.repeat > 1)
+            snprintf(s.dir, sizeof(s.dir), "%s/%s.%d", root, s.ops->name,
+                     s.round);
+        else
+            snprintf(s.dir, sizeof(s.dir), "%s/%s", root, s.ops->name);
         if (mkdir(s.dir, 0755) != 0) {
             fprintf(stderr, "%s: mkdir %s: %s (it must not exist)\n",
                     s.ops->name, s.dir, strerror(errno));
@@ -904,6 +1001,6 @@ int main(int argc, char **argv)
     if (temp_root && !a.keep) remove_tree(root);
     else if (a.keep) fprintf(stderr, "kept store directories under %s\n", root);
 
-    print_table(specs, nb);
+    print_table(specs, nb, a.repeat);
     return exit_code;
 }

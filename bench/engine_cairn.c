@@ -72,11 +72,18 @@ static kv_status_t cairn_error(const char *what, kv_status_t rc)
 
 static void cairn_describe(const bench_config_t *cfg, char *buf, size_t n)
 {
+    char comp[48];
+    if (cfg->compression == BENCH_COMPRESS_NONE)
+        snprintf(comp, sizeof(comp), "no compression");
+    else
+        snprintf(comp, sizeof(comp), "zstd level %d%s", cfg->zstd_level,
+                 cfg->compression == BENCH_COMPRESS_SNAPPY
+                     ? " (Cairn has no snappy)" : "");
     snprintf(buf, n,
-             "Cairn engine: zstd level %d, bloom %d bits/key, %zu B blocks, "
+             "Cairn engine: %s, bloom %d bits/key, %zu B blocks, "
              "%zu MiB cache, %zu MiB memtable, WAL on (periodic sync; group "
              "sync for sync benchmarks)",
-             cfg->zstd_level, cfg->bloom_bits_per_key, cfg->block_bytes,
+             comp, cfg->bloom_bits_per_key, cfg->block_bytes,
              cfg->cache_bytes >> 20, cfg->write_buffer_bytes >> 20);
 }
 
@@ -89,7 +96,8 @@ static kv_status_t cairn_open(const char *dir, const bench_config_t *cfg,
     o.sync = sync_writes ? ENG_SYNC_GROUP : ENG_SYNC_PERIODIC;
     o.memtable_bytes = cfg->write_buffer_bytes;
     o.block_bytes = cfg->block_bytes;
-    o.compression_level = cfg->zstd_level;
+    o.compression_level =
+        cfg->compression == BENCH_COMPRESS_NONE ? 0 : cfg->zstd_level;
     o.bloom_bits_per_key = cfg->bloom_bits_per_key;
     o.cache_bytes = cfg->cache_bytes;
 

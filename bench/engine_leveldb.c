@@ -48,9 +48,13 @@ static kv_status_t ldb_error(const char *what, char *err)
 static void ldb_describe(const bench_config_t *cfg, char *buf, size_t n)
 {
     snprintf(buf, n,
-             "LevelDB %d.%d: snappy (no zstd in LevelDB), bloom %d bits/key, "
+             "LevelDB %d.%d: %s, bloom %d bits/key, "
              "%zu B blocks, %zu MiB LRU cache, %zu MiB write buffer, log on",
              leveldb_major_version(), leveldb_minor_version(),
+             cfg->compression == BENCH_COMPRESS_NONE ? "no compression"
+             : cfg->compression == BENCH_COMPRESS_ZSTD
+                 ? "snappy (LevelDB has no zstd)"
+                 : "snappy",
              cfg->bloom_bits_per_key, cfg->block_bytes, cfg->cache_bytes >> 20,
              cfg->write_buffer_bytes >> 20);
 }
@@ -84,7 +88,10 @@ static kv_status_t ldb_open(const char *dir, const bench_config_t *cfg,
     leveldb_options_set_block_size(d->opt, cfg->block_bytes);
     leveldb_options_set_cache(d->opt, d->cache);
     leveldb_options_set_filter_policy(d->opt, d->filter);
-    leveldb_options_set_compression(d->opt, leveldb_snappy_compression);
+    leveldb_options_set_compression(d->opt,
+                                    cfg->compression == BENCH_COMPRESS_NONE
+                                        ? leveldb_no_compression
+                                        : leveldb_snappy_compression);
 
     d->wo = leveldb_writeoptions_create();
     d->wo_sync = leveldb_writeoptions_create();

@@ -48,10 +48,17 @@ static void rdb_describe(const bench_config_t *cfg, char *buf, size_t n)
 #else
     const char *version = "?";
 #endif
+    char comp[32];
+    if (cfg->compression == BENCH_COMPRESS_ZSTD)
+        snprintf(comp, sizeof(comp), "zstd level %d", cfg->zstd_level);
+    else
+        snprintf(comp, sizeof(comp), "%s",
+                 cfg->compression == BENCH_COMPRESS_SNAPPY ? "snappy"
+                                                           : "no compression");
     snprintf(buf, n,
-             "RocksDB %s: zstd level %d, full bloom %d bits/key, %zu B blocks, "
+             "RocksDB %s: %s, full bloom %d bits/key, %zu B blocks, "
              "%zu MiB LRU cache, %zu MiB memtable, WAL on",
-             version, cfg->zstd_level, cfg->bloom_bits_per_key,
+             version, comp, cfg->bloom_bits_per_key,
              cfg->block_bytes, cfg->cache_bytes >> 20,
              cfg->write_buffer_bytes >> 20);
 }
@@ -88,9 +95,20 @@ static kv_status_t rdb_open(const char *dir, const bench_config_t *cfg,
     d->opt = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(d->opt, 1);
     rocksdb_options_set_write_buffer_size(d->opt, cfg->write_buffer_bytes);
-    rocksdb_options_set_compression(d->opt, rocksdb_zstd_compression);
-    /* window_bits, level, strategy, max_dict_bytes: only the level matters */
-    rocksdb_options_set_compression_options(d->opt, -14, cfg->zstd_level, 0, 0);
+    switch (cfg->compression) {
+    case BENCH_COMPRESS_ZSTD:
+        rocksdb_options_set_compression(d->opt, rocksdb_zstd_compression);
+        /* window_bits, level, strategy, max_dict_bytes: only level matters */
+        rocksdb_options_set_compression_options(d->opt, -14, cfg->zstd_level,
+                                                0, 0);
+        break;
+    case BENCH_COMPRESS_SNAPPY:
+        rocksdb_options_set_compression(d->opt, rocksdb_snappy_compression);
+        break;
+    case BENCH_COMPRESS_NONE:
+        rocksdb_options_set_compression(d->opt, rocksdb_no_compression);
+        break;
+    }
     rocksdb_options_set_block_based_table_factory(d->opt, d->table);
 
     d->wo = rocksdb_writeoptions_create();
