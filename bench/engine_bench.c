@@ -14,6 +14,10 @@
  *           size        flush + full compaction, then bytes in the directory
  *           syncN       sync_ops durable puts of new keys from N threads
  *
+ *         With --repeat R the whole sequence runs R times, the stores taking
+ *         turns (A B A B ...), each round in a fresh directory; the table
+ *         shows medians and the min..max of each cell.
+ *
  *         A benchmark that reads the data fills the store first (unreported)
  *         when fillrandom did not run. A store is reopened when a benchmark
  *         needs the other durability mode (Cairn decides it at open).
