@@ -181,13 +181,12 @@ static kv_status_t write_tables(job_t *j, eng_iiter_t *it)
             atomic_fetch_add(&e->st_versions_dropped, 1);
         } else {
             if (!c.tombstone && c.expire_ms && (int64_t)c.expire_ms <= j->now_ms) {
-                /* expired: keep it as a tombstone at its own timestamp */
-                eng_cell_t t = {.ts = c.ts, .tombstone = true};
+                /* expired: a tombstone at its own timestamp that keeps the
+                 * expiry, so gc_grace still counts from when it expired */
+                eng_cell_t t = {.ts = c.ts, .tombstone = true, .expire_ms = c.expire_ms};
                 kv_buf_clear(&conv);
                 eng_cell_encode(&conv, &t);
-                uint64_t since = KV_MAX(hlc_wall_ms(c.ts), c.expire_ms);
                 c = t;
-                c.expire_ms = since; /* only for the gc_grace check below */
                 cell = kv_buf_slice(&conv);
                 k.kind = ENG_KIND_TOMBSTONE;
             }
@@ -558,8 +557,12 @@ kv_status_t eng_compact_range(eng_t *e, uint64_t start, uint64_t end)
         p.output_level = l < bottom ? l + 1 : bottom; /* the bottom in place */
         pthread_mutex_lock(&e->mu);
         eng_version_t *v = e->current;
-        for (size_t i = 0; i < v->n[l]; i++)
-            if (token_overlaps(v->t[l][i], start, end)) pick_add(&p, v->t[l][i], l);
+        bool any = false;
+        for (size_t i = 0; i < v->n[l]; i++) any |= token_overlaps(v->t[l][i], start, end);
+        /* L0 tables overlap one another: taking only some of them could move
+         * a newer one below an older one, so L0 goes all or nothing */
+        for (size_t i = 0; i < v->n[l] && any; i++)
+            if (l == 0 || token_overlaps(v->t[l][i], start, end)) pick_add(&p, v->t[l][i], l);
         if (p.n && l < bottom) {
             kv_buf_t lo = {0}, hi = {0};
             inputs_range(&p, &lo, &hi);

@@ -15,7 +15,9 @@
  *     ts(8, LE) || flags(1) || [expire_ms(8, LE) if flags & CELL_HAS_EXPIRY]
  *     || value bytes (none for a tombstone)
  *     The kind in the trailer says value or tombstone; the flags repeat it so
- *     a cell decodes on its own.
+ *     a cell decodes on its own. A tombstone may carry an expiry: compaction
+ *     turns an expired value into a tombstone that keeps it, so gc_grace
+ *     counts from the moment the value expired.
  */
 #ifndef CAIRN_ENGINE_FORMAT_H
 #define CAIRN_ENGINE_FORMAT_H

@@ -545,8 +545,11 @@ kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
     if (rc == KV_OK) {
         eng_version_t *old = e->current;
         for (size_t d = 0; d < ed->ndels; d++) {
+            bool moved = false; /* a trivial move deletes and re-adds */
+            for (size_t a = 0; a < ed->nadds; a++)
+                moved |= ed->adds[a].table->file_no == ed->dels[d].file_no;
             int l = ed->dels[d].level;
-            for (size_t i = 0; i < old->n[l]; i++)
+            for (size_t i = 0; i < old->n[l] && !moved; i++)
                 if (old->t[l][i]->file_no == ed->dels[d].file_no)
                     atomic_store(&old->t[l][i]->obsolete, true);
         }
