@@ -17,6 +17,9 @@
  *           - an entry is dropped when a newer entry of the same key exists
  *             at or below the oldest live snapshot (nobody can read it);
  *           - a value past its expiry becomes a tombstone at its own ts;
+ *           - at the bottom, a key's newest version that every snapshot can
+ *             see is written with sequence number 0 (nothing below it can
+ *             be shadowed, and zeros compress);
  *           - a tombstone is dropped once gc_grace has passed since its
  *             timestamp (or expiry), it is visible to every snapshot, and
  *             no table below the output level may hold an older version of
@@ -205,9 +208,14 @@ static kv_status_t write_tables(job_t *j, eng_iiter_t *it)
             if ((rc = out_finish(j, &out)) != KV_OK) goto err;
         }
         if (!out.b && (rc = out_start(j, &out)) != KV_OK) goto err;
+        /* At the bottom, the newest version that every snapshot sees needs
+         * no sequence number: zeroed, it compresses away (as RocksDB does). */
+        uint64_t seq = k.seq;
+        if (new_key && !j->check_l0 && k.seq <= j->smallest_snap && is_base_level(j, k.okey))
+            seq = 0;
         kv_buf_t ikb = {0};
-        if (k.kind == ENG_KIND_TOMBSTONE && eng_ikey_trailer(ik) != eng_trailer(k.seq, k.kind)) {
-            eng_ikey_append(&ikb, k.okey, k.seq, k.kind);
+        if (eng_ikey_trailer(ik) != eng_trailer(seq, k.kind)) {
+            eng_ikey_append(&ikb, k.okey, seq, k.kind);
             ik = kv_buf_slice(&ikb);
         }
         rc = eng_sst_builder_add(out.b, ik, cell);
@@ -254,7 +262,7 @@ static void job_deinit(job_t *j)
 
 /* ---- flush ------------------------------------------------------------- */
 
-static kv_status_t do_flush(struct eng *e)
+kv_status_t eng_flush_imm(struct eng *e)
 {
     pthread_mutex_lock(&e->mu);
     eng_memtable_t *imm = e->imm;
@@ -445,7 +453,7 @@ static void *bg_main(void *arg)
         if (e->imm && !e->flush_running && can_retry) {
             e->flush_running = true;
             pthread_mutex_unlock(&e->mu);
-            kv_status_t rc = do_flush(e);
+            kv_status_t rc = eng_flush_imm(e);
             if (rc != KV_OK) note_error(e, "flush", rc);
             pthread_mutex_lock(&e->mu);
             e->flush_running = false;

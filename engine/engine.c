@@ -243,7 +243,7 @@ static kv_status_t make_room(struct eng *e, bool force)
             pthread_mutex_unlock(&e->wal_mu);
             kv_free(path);
             e->imm = e->mem;
-            e->mem = eng_memtable_create();
+            e->mem = eng_memtable_create_sized(e->o.memtable_bytes);
             eng_bg_schedule(e);
             if (force) return KV_OK;
         }
@@ -728,7 +728,7 @@ static kv_status_t recover_wals(struct eng *e)
     }
     eng_fs_names_free(names, n);
     qsort(wals, nw, sizeof *wals, cmp_u64);
-    replay_ctx_t ctx = {eng_memtable_create(), e->last_seq};
+    replay_ctx_t ctx = {eng_memtable_create_sized(e->o.memtable_bytes), e->last_seq};
     kv_status_t rc = KV_OK;
     for (size_t i = 0; i < nw && rc == KV_OK; i++) {
         rc = replay_wal(e, wals[i], &ctx);
@@ -894,7 +894,14 @@ kv_status_t eng_open(const eng_options_t *o, eng_t **out)
     if (!e->imm) e->log_number = e->wal_no; /* nothing older is needed */
     KV_ERR(rc = eng_versions_checkpoint(e));
     eng_delete_obsolete_files(e);
-    e->mem = eng_memtable_create();
+    e->mem = eng_memtable_create_sized(e->o.memtable_bytes);
+    /* Write what the WALs replayed to a table now, as LevelDB does: reads
+     * then start from tables with filters, and the old WALs go. A failure
+     * (a full disk) is not fatal: the background threads retry it. */
+    if (e->imm && (rc = eng_flush_imm(e)) != KV_OK)
+        KV_LOG(KV_WARN, "flush of the recovered memtable failed (%s); retrying in the "
+               "background: %s", kv_status_str(rc), kv_errmsg());
+    rc = KV_OK;
 
     if (pthread_create(&e->commit_thread, NULL, commit_main, e) != 0) {
         rc = KV_NOMEM;

@@ -271,6 +271,8 @@ bool eng_table_covers(const eng_table_t *t, kv_slice_t okey);
 kv_status_t eng_switch_memtable(struct eng *e);
 
 /* compact.c */
+/* Write the immutable memtable to an L0 table and drop it (mu not held). */
+kv_status_t eng_flush_imm(struct eng *e);
 kv_status_t eng_bg_start(struct eng *e);
 void eng_bg_stop(struct eng *e);
 /* Wake the background threads (mu held). */

@@ -73,6 +73,11 @@ struct eng_memtable {
     _Atomic size_t bytes;      /* relaxed; see INVARIANT (4) */
     _Atomic uint64_t count;    /* relaxed */
     uint64_t rng;              /* writer only */
+    /* a bloom filter over the tokens of every key added, so a get for a key
+     * the memtable does not hold (most of the write path's last-write-wins
+     * checks) skips the skiplist descent and its cache misses */
+    _Atomic uint64_t *filter;
+    uint64_t filter_mask;      /* bits - 1; bits is a power of two */
     /* arena, writer only */
     mt_block_t *blocks;
     uint8_t *cur;
@@ -187,9 +192,42 @@ static mt_node_t *mt_find_ge(eng_memtable_t *m, const mt_skey_t *k,
 
 /* ---- lifetime ---------------------------------------------------------- */
 
+#define MT_FILTER_PROBES 3
+
+static void mt_filter_add(eng_memtable_t *m, uint64_t tok)
+{
+    uint64_t h2 = (tok >> 32) | 1;
+    for (int i = 0; i < MT_FILTER_PROBES; i++) {
+        uint64_t bit = (tok + (uint64_t)i * h2) & m->filter_mask;
+        atomic_fetch_or_explicit(&m->filter[bit >> 6], UINT64_C(1) << (bit & 63),
+                                 memory_order_relaxed);
+    }
+}
+
+static bool mt_filter_may_contain(eng_memtable_t *m, uint64_t tok)
+{
+    uint64_t h2 = (tok >> 32) | 1;
+    for (int i = 0; i < MT_FILTER_PROBES; i++) {
+        uint64_t bit = (tok + (uint64_t)i * h2) & m->filter_mask;
+        uint64_t w = atomic_load_explicit(&m->filter[bit >> 6], memory_order_relaxed);
+        if (!(w & (UINT64_C(1) << (bit & 63)))) return false;
+    }
+    return true;
+}
+
 eng_memtable_t *eng_memtable_create(void)
 {
+    return eng_memtable_create_sized(1u << 20);
+}
+
+eng_memtable_t *eng_memtable_create_sized(size_t budget)
+{
     eng_memtable_t *m = kv_calloc(1, sizeof *m);
+    /* about one filter bit per 16 bytes of memtable: ~10 bits per entry */
+    uint64_t bits = 1u << 16;
+    while (bits < budget / 16 && bits < (UINT64_C(1) << 32)) bits <<= 1;
+    m->filter = kv_calloc((size_t)(bits / 64), sizeof *m->filter);
+    m->filter_mask = bits - 1;
     atomic_init(&m->refs, 1);
     atomic_init(&m->max_height, 1);
     atomic_init(&m->bytes, 0);
@@ -220,6 +258,7 @@ void eng_memtable_unref(eng_memtable_t *m)
         kv_free(b);
         b = nb;
     }
+    kv_free(m->filter);
     kv_free(m);
 }
 
@@ -248,6 +287,7 @@ void eng_memtable_add(eng_memtable_t *m, uint64_t seq, eng_kind_t kind,
     kv_assert(okey.len <= UINT32_MAX - ENG_TRAILER_LEN && cell.len <= UINT32_MAX);
     uint64_t trailer = eng_trailer(seq, kind);
     mt_skey_t k = mt_skey(okey, trailer);
+    mt_filter_add(m, k.tok); /* before the node is published */
     mt_node_t *prev[MT_MAX_HEIGHT];
     mt_node_t *ge = mt_find_ge(m, &k, prev);
     /* (okey, seq) must be new: the same pair twice would make get ambiguous */
@@ -297,6 +337,7 @@ bool eng_memtable_get(eng_memtable_t *m, kv_slice_t okey, uint64_t max_seq,
 {
     if (max_seq > ENG_MAX_SEQ) max_seq = ENG_MAX_SEQ;
     mt_skey_t k = mt_skey(okey, eng_trailer(max_seq, ENG_KIND_MAX));
+    if (!mt_filter_may_contain(m, k.tok)) return false;
     mt_node_t *n = mt_find_ge(m, &k, NULL);
     if (!n || n->tok != k.tok || n->klen != okey.len) return false;
     const uint8_t *ik = mt_node_ikey(n);

@@ -17,6 +17,9 @@
 typedef struct eng_memtable eng_memtable_t;
 
 eng_memtable_t *eng_memtable_create(void);
+/* Sized for a memtable that will grow to about budget bytes: its key filter
+ * (about ten bits per entry) is sized from it. */
+eng_memtable_t *eng_memtable_create_sized(size_t budget);
 void eng_memtable_ref(eng_memtable_t *m);
 void eng_memtable_unref(eng_memtable_t *m); /* frees at zero */
 

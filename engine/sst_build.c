@@ -37,6 +37,8 @@ struct eng_sst_builder {
     kv_buf_t last_key;
     kv_buf_t tokens; /* uint64 tokens of distinct okeys, for the filter */
     kv_buf_t scratch;
+    ZSTD_CCtx *zc;      /* reused for every block: creating one per call
+                           cost more than compressing */
     uint64_t offset;    /* bytes written */
     eng_sst_props_t props;
     bool any;
@@ -205,6 +207,7 @@ static void builder_free(eng_sst_builder_t *b)
     kv_buf_deinit(&b->last_key);
     kv_buf_deinit(&b->tokens);
     kv_buf_deinit(&b->scratch);
+    ZSTD_freeCCtx(b->zc);
     eng_sst_props_deinit(&b->props);
     kv_free(b->path);
     kv_free(b);
@@ -222,8 +225,10 @@ static kv_status_t write_block(eng_sst_builder_t *b, kv_slice_t raw, bool compre
         size_t bound = ZSTD_compressBound(raw.len);
         kv_buf_reserve(s, KV_VARINT64_MAX + bound + SST_TRAILER);
         size_t n = kv_put_varint64(s->data, raw.len);
-        size_t z = ZSTD_compress(s->data + n, bound, raw.data, raw.len,
-                                 b->o.compression_level);
+        if (!b->zc) b->zc = ZSTD_createCCtx();
+        size_t z = b->zc ? ZSTD_compressCCtx(b->zc, s->data + n, bound, raw.data,
+                                             raw.len, b->o.compression_level)
+                         : (size_t)-1;
         if (!ZSTD_isError(z) && n + z <= raw.len - raw.len / 8) {
             s->len = n + z;
             type = SST_BLOCK_ZSTD;

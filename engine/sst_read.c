@@ -32,6 +32,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <xxhash.h>
+#include <pthread.h>
 #include <zstd.h>
 
 typedef struct sst_idx {
@@ -56,6 +57,23 @@ struct eng_sst {
 };
 
 static _Atomic uint64_t stat_bloom_checks, stat_bloom_negatives, stat_blocks_read;
+
+/* One decompression context per thread, reused for every block (creating
+ * one per block cost more than the decompression itself); freed when the
+ * thread exits. */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+
+static void dctx_free(void *p) { ZSTD_freeDCtx(p); }
+static void dctx_key_init(void) { pthread_key_create(&dctx_key, dctx_free); }
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_key_init);
+    ZSTD_DCtx *dc = pthread_getspecific(dctx_key);
+    if (!dc && (dc = ZSTD_createDCtx()) != NULL) pthread_setspecific(dctx_key, dc);
+    return dc;
+}
 
 static kv_status_t sst_corrupt(const char *path, const char *what, uint64_t off)
 {
@@ -120,7 +138,10 @@ static kv_status_t read_block(eng_file_t *f, const char *path, sst_handle_t h,
                           path, what, (unsigned long long)h.off);
             return KV_NOMEM;
         }
-        size_t r = ZSTD_decompress(dst, (size_t)raw, buf + vn, (size_t)h.size - vn);
+        ZSTD_DCtx *dc = thread_dctx();
+        size_t r = dc ? ZSTD_decompressDCtx(dc, dst, (size_t)raw, buf + vn,
+                                            (size_t)h.size - vn)
+                      : (size_t)-1;
         kv_free(buf);
         if (!ZSTD_isError(r) && r == raw) {
             *out = dst;

@@ -164,6 +164,37 @@ static void check_scan(model_t *m, eng_t *e, uint64_t a, uint64_t b)
     }
 }
 
+/* Reads through snapshot s must match the model as it was when s was taken
+ * (tombstones may be purged meanwhile only past gc_grace; values never). */
+static void check_snapshot(model_t *now, const cell_t *then, eng_t *e, eng_snapshot_t *s)
+{
+    eng_read_options_t ro;
+    eng_read_options_init(&ro);
+    ro.snapshot = s;
+    for (int i = 0; i < NKEYS; i++) {
+        char k[32];
+        key_of(i, k, sizeof k);
+        eng_value_t v = {0};
+        kv_status_t rc = eng_get(e, &ro, kv_slice_str(k), &v);
+        const cell_t *c = &then[i];
+        bool live = c->present && !c->tombstone &&
+                    (c->expire_ms == 0 || (int64_t)c->expire_ms > now->clock.wall);
+        if (live) {
+            if (rc != KV_OK || v.tombstone)
+                fail_msg("snapshot: %s expected a value, got %s", k, kv_status_str(rc));
+            assert_int_equal(v.ts, c->ts);
+            assert_int_equal(v.value.len, c->len);
+            assert_memory_equal(v.value.data, c->value, c->len);
+        } else if (rc == KV_OK) {
+            if (!v.tombstone) fail_msg("snapshot: %s expected deleted", k);
+            assert_int_equal(v.ts, c->ts);
+        } else {
+            assert_int_equal(rc, KV_NOTFOUND);
+        }
+        eng_value_free(&v);
+    }
+}
+
 static void run_model(uint64_t seed, int steps)
 {
     const char *dir = test_tmpdir("eng-model");
@@ -179,7 +210,9 @@ static void run_model(uint64_t seed, int steps)
     o.clock = &m->clock.clock;
     o.gc_grace_ms = GC_GRACE_MS;
     eng_t *e = open_or_die(&o);
-    int flushes = 0, compactions = 0, reopens = 0;
+    int flushes = 0, compactions = 0, reopens = 0, snapshots = 0;
+    eng_snapshot_t *snap = NULL;
+    cell_t *snap_cells = kv_malloc(sizeof m->cells);
     uint64_t superseded = 0, dropped = 0; /* summed over every open */
     for (int step = 0; step < steps; step++) {
         uint64_t r = kv_rng_below(&m->rng, 1000);
@@ -198,7 +231,22 @@ static void run_model(uint64_t seed, int steps)
             compactions++;
         } else if (r < 996) {
             check_scan(m, e, kv_rng_next(&m->rng), kv_rng_next(&m->rng));
+        } else if (r < 998) {
+            if (snap) { /* check it, then let it go */
+                check_snapshot(m, snap_cells, e, snap);
+                eng_snapshot_release(e, snap);
+                snap = NULL;
+            } else {
+                snap = eng_snapshot_create(e);
+                memcpy(snap_cells, m->cells, sizeof m->cells);
+                snapshots++;
+            }
         } else {
+            if (snap) {
+                check_snapshot(m, snap_cells, e, snap);
+                eng_snapshot_release(e, snap); /* snapshots do not outlive a close */
+                snap = NULL;
+            }
             eng_stats_t st;
             eng_get_stats(e, &st);
             superseded += st.superseded;
@@ -208,6 +256,11 @@ static void run_model(uint64_t seed, int steps)
             reopens++;
         }
     }
+    if (snap) {
+        check_snapshot(m, snap_cells, e, snap);
+        eng_snapshot_release(e, snap);
+    }
+    kv_free(snap_cells);
     for (int i = 0; i < NKEYS; i++) check_get(m, e, i);
     check_scan(m, e, 0, UINT64_MAX);
     assert_int_equal(eng_compact_range(e, 0, UINT64_MAX), KV_OK);
@@ -221,8 +274,9 @@ static void run_model(uint64_t seed, int steps)
     superseded += st.superseded;
     dropped += st.tombstones_dropped;
     print_message("model seed %llu: %d steps, %d flushes, %d manual compactions, %d reopens, "
-                  "%llu superseded, %llu tombstones dropped\n", (unsigned long long)seed, steps,
-                  flushes, compactions, reopens, (unsigned long long)superseded,
+                  "%d snapshots, %llu superseded, %llu tombstones dropped\n",
+                  (unsigned long long)seed, steps, flushes, compactions, reopens, snapshots,
+                  (unsigned long long)superseded,
                   (unsigned long long)dropped);
     assert_true(superseded > 100);
     assert_true(dropped > 0);
