@@ -438,7 +438,14 @@ kv_status_t eng_versions_recover(struct eng *e)
         }
     }
     mpath = manifest_path(e, mno);
-    KV_ERR(rc = eng_log_reader_open(mpath, ENG_MANIFEST_MAGIC, false, &r));
+    rc = eng_log_reader_open(mpath, ENG_MANIFEST_MAGIC, false, &r);
+    if (rc == KV_NOTFOUND) {
+        /* the store exists (CURRENT does) but its state is gone: damage,
+         * not "no store here", which a caller might answer by creating one */
+        kv_errmsg_set("%s names MANIFEST-%06" PRIu64 ", which is missing", cpath, mno);
+        rc = KV_CORRUPT;
+    }
+    if (rc != KV_OK) goto err;
     uint64_t log_no = 0, next_file = 2, last_seq = 0;
     kv_slice_t payload;
     while ((rc = eng_log_reader_next(r, &payload)) == KV_OK) {
