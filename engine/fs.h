@@ -59,6 +59,10 @@ char *eng_path_join(const char *dir, const char *name);
 void eng_fs_fault_nospace_after(int64_t bytes);
 /* Make every fdatasync/fsync fail with EIO while on. */
 void eng_fs_fault_sync_fails(bool on);
+/* Let `n` more fdatasync/fsync calls (files and directories alike)
+ * succeed, then fail every later one with EIO, so a test can fail each
+ * sync point of an operation in turn. A negative value turns it off. */
+void eng_fs_fault_sync_fails_after(int64_t n);
 /* Turn every fault off. */
 void eng_fs_fault_reset(void);
 
