@@ -245,8 +245,9 @@ char *eng_path_join(const char *dir, const char *name)
 }
 
 kv_status_t eng_fs_write_file_atomic(const char *dir, const char *name,
-                                     const void *p, size_t n)
+                                     const void *p, size_t n, bool *renamed)
 {
+    *renamed = false;
     char tmpname[256];
     snprintf(tmpname, sizeof tmpname, "%s.tmp", name);
     char *tmp = eng_path_join(dir, tmpname);
@@ -259,6 +260,7 @@ kv_status_t eng_fs_write_file_atomic(const char *dir, const char *name,
     eng_file_close(f);
     f = NULL;
     KV_ERR(rc = eng_fs_rename(tmp, dst));
+    *renamed = true;
     KV_ERR(rc = eng_fs_sync_dir(dir));
     kv_free(tmp);
     kv_free(dst);
