@@ -752,6 +752,78 @@ static void test_engine_faults_fsync_failure_refuses_writes_but_serves_reads(voi
     test_rmrf(dir);
 }
 
+/* A disk that starts failing syncs at any point of an open (WAL replay,
+ * the fresh manifest, CURRENT, the flush of what was replayed): the open
+ * may fail, but a later healthy open finds every write. */
+static void test_engine_faults_failed_sync_at_any_point_of_open_loses_nothing(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("eng-sync-open");
+    eng_options_t o;
+    group_options(&o, dir);
+    eng_t *e = open_or_die(&o);
+    put_keys(e, 0, 300, 1);
+    assert_int_equal(eng_flush(e), KV_OK);
+    put_keys(e, 300, 400, 1); /* replayed from the WAL at each open */
+    eng_close(e);
+    int top = 400;
+    for (int n = 0; n < 12; n++) {
+        eng_fs_fault_sync_fails_after(n);
+        e = NULL;
+        kv_status_t rc = eng_open(&o, &e);
+        print_message("  syncs allowed %d: open %s%s%s\n", n, kv_status_str(rc),
+                      rc == KV_OK ? "" : ": ", rc == KV_OK ? "" : kv_errmsg());
+        if (rc == KV_OK) {
+            check_keys(e, 0, top, 1);
+            eng_close(e);
+        }
+        eng_fs_fault_reset();
+        e = open_or_die(&o);
+        check_keys(e, 0, top, 1);
+        put_keys(e, top, top + 20, 1);
+        top += 20;
+        eng_close(e);
+    }
+    test_rmrf(dir);
+}
+
+/* The same for a flush and a compaction: whatever sync fails, the writes
+ * acknowledged before are all there after a reopen. */
+static void test_engine_faults_failed_sync_during_flush_or_compaction_loses_nothing(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("eng-sync-flush");
+    eng_options_t o;
+    group_options(&o, dir);
+    int top = 0;
+    for (int n = 0; n < 16; n++) {
+        eng_t *e = open_or_die(&o);
+        put_keys(e, top, top + 150, 1);
+        top += 150;
+        eng_fs_fault_sync_fails_after(n);
+        kv_status_t f = eng_flush(e);
+        kv_status_t c = f == KV_OK ? eng_compact_range(e, 0, UINT64_MAX) : f;
+        print_message("  syncs allowed %d: flush %s, compaction %s\n", n, kv_status_str(f),
+                      kv_status_str(c));
+        if (f != KV_OK && f != KV_IO) fail_msg("flush: %s", kv_status_str(f));
+        if (c != KV_OK && c != KV_IO) fail_msg("compaction: %s", kv_status_str(c));
+        check_keys(e, 0, top, 1); /* reads never stop */
+        eng_fs_fault_reset();
+        /* the disk is back: a write may be refused until reopen, but if
+         * it is acknowledged it must last */
+        char probe[32];
+        snprintf(probe, sizeof probe, "probe-%d", n);
+        kv_status_t w = put_s(e, probe, "p", TS(1));
+        assert_true(w == KV_OK || w == KV_IO);
+        eng_close(e);
+        e = open_or_die(&o);
+        check_keys(e, 0, top, 1);
+        if (w == KV_OK) expect_kv(e, probe, "p");
+        eng_close(e);
+    }
+    test_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -768,6 +840,8 @@ int main(void)
         kv_unit_test(test_engine_faults_garbage_in_current_fails_open),
         kv_unit_test(test_engine_faults_orphan_files_are_deleted_on_open),
         kv_unit_test(test_engine_faults_fsync_failure_refuses_writes_but_serves_reads),
+        kv_unit_test(test_engine_faults_failed_sync_at_any_point_of_open_loses_nothing),
+        kv_unit_test(test_engine_faults_failed_sync_during_flush_or_compaction_loses_nothing),
     };
     return cmocka_run_group_tests_name("engine_faults", tests, NULL, NULL);
 }
