@@ -619,6 +619,28 @@ static void test_engine_faults_garbage_in_current_fails_open(void **state)
     }
 }
 
+/* CURRENT gone but tables, WALs and a manifest present: that is a damaged
+ * store, and opening it as a new, empty one would delete them all. */
+static void test_engine_faults_missing_current_beside_store_files_fails_open(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("eng-current-gone");
+    char man[PATH_MAX], cur[PATH_MAX + 16];
+    store_with_manifest_edits(dir, man, sizeof man);
+    eng_options_t o;
+    group_options(&o, dir);
+    eng_t *e = open_or_die(&o);
+    put_keys(e, 300, 320, 1); /* some in the WAL too */
+    eng_close(e);
+    int tables = count_files(dir, "sst");
+    assert_true(tables > 0);
+    snprintf(cur, sizeof cur, "%s/CURRENT", dir);
+    assert_int_equal(unlink(cur), 0);
+    expect_open_fails(&o, KV_CORRUPT, "CURRENT", NULL);
+    assert_int_equal(count_files(dir, "sst"), tables); /* nothing deleted */
+    test_rmrf(dir);
+}
+
 /* ---- orphans ------------------------------------------------------------- */
 
 /* Files no live state refers to -- a table never journaled, temporaries,
@@ -838,6 +860,7 @@ int main(void)
         kv_unit_test(test_engine_faults_torn_manifest_tail_opens_without_the_unfinished_edit),
         kv_unit_test(test_engine_faults_current_naming_a_missing_manifest_fails_open),
         kv_unit_test(test_engine_faults_garbage_in_current_fails_open),
+        kv_unit_test(test_engine_faults_missing_current_beside_store_files_fails_open),
         kv_unit_test(test_engine_faults_orphan_files_are_deleted_on_open),
         kv_unit_test(test_engine_faults_fsync_failure_refuses_writes_but_serves_reads),
         kv_unit_test(test_engine_faults_failed_sync_at_any_point_of_open_loses_nothing),
