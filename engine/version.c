@@ -446,7 +446,8 @@ kv_status_t eng_versions_recover(struct eng *e)
     uint64_t mno = 0;
     {
         char name[64] = {0};
-        memcpy(name, cur.data, KV_MIN(cur.len, sizeof name - 1));
+        if (cur.len) /* an empty CURRENT reads as no buffer at all */
+            memcpy(name, cur.data, KV_MIN(cur.len, sizeof name - 1));
         char *end = NULL;
         if (strncmp(name, "MANIFEST-", 9) != 0 ||
             (mno = strtoull(name + 9, &end, 10)) == 0 || *end != '\n') {
