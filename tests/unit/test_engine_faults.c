@@ -700,10 +700,12 @@ static void test_engine_faults_orphan_files_are_deleted_on_open(void **state)
 
 /* ---- fsync failure ------------------------------------------------------- */
 
+#define WRITER_KEY_BASE 1000000
+
 typedef struct sync_writer {
     eng_t *e;
     int id;
-    int acked;            /* keys [id*10000, id*10000 + acked) acknowledged */
+    int acked;            /* keys [id*BASE, id*BASE + acked) acknowledged */
     kv_status_t failed;   /* the first error */
 } sync_writer_t;
 
@@ -712,7 +714,7 @@ static void *sync_writer_main(void *p)
     sync_writer_t *w = p;
     char k[32], v[128];
     for (int i = 0;; i++) {
-        int key = w->id * 10000 + i;
+        int key = w->id * WRITER_KEY_BASE + i;
         key_of(key, k, sizeof k);
         value_of(key, 1, v, sizeof v);
         kv_status_t rc = put_s(w->e, k, v, TS(1));
@@ -720,8 +722,7 @@ static void *sync_writer_main(void *p)
             w->failed = rc;
             return NULL;
         }
-        w->acked = i + 1;
-        if (i >= 9000) return NULL; /* never reached: the fault stops us */
+        w->acked = i + 1; /* until the fault stops us */
     }
 }
 
@@ -735,7 +736,7 @@ static void test_engine_faults_fsync_failure_refuses_writes_but_serves_reads(voi
     eng_options_t o;
     group_options(&o, dir);
     eng_t *e = open_or_die(&o);
-    put_keys(e, 50000, 50100, 1);
+    put_keys(e, 9000000, 9000100, 1);
     enum { W = 4 };
     pthread_t th[W];
     sync_writer_t ws[W];
@@ -757,19 +758,19 @@ static void test_engine_faults_fsync_failure_refuses_writes_but_serves_reads(voi
     assert_int_equal(put_s(e, "after", "x", TS(2)), KV_IO);
     assert_int_equal(eng_delete(e, kv_slice_str("after"), TS(3), NULL), KV_IO);
     /* reads go on */
-    check_keys(e, 50000, 50100, 1);
-    for (int i = 0; i < W; i++) check_keys(e, i * 10000, i * 10000 + ws[i].acked, 1);
+    check_keys(e, 9000000, 9000100, 1);
+    for (int i = 0; i < W; i++) check_keys(e, i * WRITER_KEY_BASE, i * WRITER_KEY_BASE + ws[i].acked, 1);
     expect_kv(e, "after", NULL);
     eng_close(e);
 
     e = open_or_die(&o);
-    check_keys(e, 50000, 50100, 1);
-    for (int i = 0; i < W; i++) check_keys(e, i * 10000, i * 10000 + ws[i].acked, 1);
+    check_keys(e, 9000000, 9000100, 1);
+    for (int i = 0; i < W; i++) check_keys(e, i * WRITER_KEY_BASE, i * WRITER_KEY_BASE + ws[i].acked, 1);
     expect_kv(e, "after", NULL);
-    put_keys(e, 60000, 60010, 1); /* writable again */
+    put_keys(e, 9100000, 9100010, 1); /* writable again */
     eng_close(e);
     e = open_or_die(&o);
-    check_keys(e, 60000, 60010, 1);
+    check_keys(e, 9100000, 9100010, 1);
     eng_close(e);
     test_rmrf(dir);
 }
