@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -357,10 +358,10 @@ static void test_engine_crash_kill_at_random_moments_loses_no_acknowledged_write
     (void)state;
     uint64_t seed = test_seed("engine crash");
     int rounds = crash_rounds();
-    fprintf(stderr, "[crash] %d rounds (CAIRN_CRASH_ROUNDS)\n", rounds);
     const char *tmp = test_tmpdir("eng-crash");
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", tmp);
+    fprintf(stderr, "[crash] %d rounds (CAIRN_CRASH_ROUNDS) on %s\n", rounds, dir);
     crash_shared_t *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(sh != MAP_FAILED);
@@ -388,6 +389,9 @@ static void test_engine_crash_kill_at_random_moments_loses_no_acknowledged_write
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+            /* if the parent dies of a failed assertion, so do we */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == 1) _exit(8);
             close(fds[0]);
             crash_ctx_t c = {dir, fds[1], sh, base_ms, mix64(seed ^ (uint64_t)round), NULL};
             child_main(&c);
