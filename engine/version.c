@@ -532,6 +532,15 @@ err:
     return rc;
 }
 
+/* Does the edit add this file (at any level)? A table moved down a level
+ * is deleted from one level and added to the next: it stays live. */
+static bool edit_adds_file(const eng_edit_t *ed, uint64_t file_no)
+{
+    for (size_t a = 0; a < ed->nadds; a++)
+        if (ed->adds[a].table->file_no == file_no) return true;
+    return false;
+}
+
 kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
 {
     pthread_mutex_lock(&e->mu);
@@ -573,6 +582,7 @@ kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
         eng_version_t *old = e->current;
         for (size_t d = 0; d < ed->ndels; d++) {
             int l = ed->dels[d].level;
+            if (edit_adds_file(ed, ed->dels[d].file_no)) continue; /* moved */
             for (size_t i = 0; i < old->n[l]; i++)
                 if (old->t[l][i]->file_no == ed->dels[d].file_no)
                     atomic_store(&old->t[l][i]->obsolete, true);
