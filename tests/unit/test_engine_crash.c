@@ -341,6 +341,10 @@ static void verify_store(model_t *m, const char *dir, hlc_ts_t ts_limit, eng_sta
     for (uint32_t k = 0; k < CRASH_KEYS; k++)
         if (present[k]) fail_msg("scan: key %u missing", k);
     (void)seen;
+    /* flush what was replayed, so background work (and a clean close in
+     * the middle of it) happens between kills too */
+    rc = eng_flush(e);
+    if (rc != KV_OK) fail_msg("flush after reopen: %s: %s", kv_status_str(rc), kv_errmsg());
     eng_close(e);
 }
 
