@@ -808,6 +808,29 @@ static void eng_free(struct eng *e)
     kv_free(e);
 }
 
+/* Before creating a store where CURRENT is missing: CURRENT is written
+ * before the first WAL or table and only ever replaced by a rename, so a
+ * WAL or table without it means a damaged store -- and creating a new one
+ * would truncate the WALs and delete the tables as obsolete. (A lone
+ * manifest is a creation cut short; it is rewritten.) */
+static kv_status_t check_no_store_files(struct eng *e)
+{
+    char **names;
+    size_t n;
+    uint64_t no;
+    KV_RET(eng_fs_list(e->dir, &names, &n));
+    kv_status_t rc = KV_OK;
+    for (size_t i = 0; i < n && rc == KV_OK; i++) {
+        if (parse_file_name(names[i], "wal", &no) || parse_file_name(names[i], "sst", &no)) {
+            kv_errmsg_set("%s/CURRENT is missing but %s is there: a damaged store, "
+                          "not creating a new one over it", e->dir, names[i]);
+            rc = KV_CORRUPT;
+        }
+    }
+    eng_fs_names_free(names, n);
+    return rc;
+}
+
 static kv_status_t check_options(const eng_options_t *o)
 {
     const char *bad = NULL;
@@ -875,6 +898,7 @@ kv_status_t eng_open(const eng_options_t *o, eng_t **out)
         KV_ERR(rc = eng_versions_recover(e));
         KV_ERR(rc = recover_wals(e));
     } else if (o->create_if_missing) {
+        KV_ERR(rc = check_no_store_files(e));
         KV_ERR(rc = eng_versions_create(e));
     } else {
         kv_errmsg_set("no Cairn store in %s", e->dir);

@@ -24,14 +24,27 @@ struct eng_file {
 
 static _Atomic int64_t fault_space = -1; /* bytes left; < 0 = off */
 static atomic_bool fault_sync;
+static _Atomic int64_t fault_sync_after = -1; /* syncs left; < 0 = off */
 
 void eng_fs_fault_nospace_after(int64_t bytes) { atomic_store(&fault_space, bytes); }
 void eng_fs_fault_sync_fails(bool on) { atomic_store(&fault_sync, on); }
+void eng_fs_fault_sync_fails_after(int64_t n) { atomic_store(&fault_sync_after, n); }
 
 void eng_fs_fault_reset(void)
 {
     atomic_store(&fault_space, -1);
     atomic_store(&fault_sync, false);
+    atomic_store(&fault_sync_after, -1);
+}
+
+/* Should this sync fail by injection? Counts down fault_sync_after. */
+static bool sync_fault(void)
+{
+    if (atomic_load(&fault_sync)) return true;
+    int64_t left = atomic_load(&fault_sync_after);
+    while (left > 0 && !atomic_compare_exchange_weak(&fault_sync_after, &left, left - 1)) {
+    }
+    return left == 0;
 }
 
 static kv_status_t fail(const char *op, const char *path, int err)
@@ -134,7 +147,7 @@ kv_status_t eng_file_pread(eng_file_t *f, uint64_t off, void *p, size_t n)
 
 kv_status_t eng_file_sync(eng_file_t *f)
 {
-    if (atomic_load(&fault_sync)) return fail("fdatasync", f->path, EIO);
+    if (sync_fault()) return fail("fdatasync", f->path, EIO);
     int rc;
     do {
         rc = fdatasync(f->fd);
@@ -176,7 +189,7 @@ kv_status_t eng_fs_unlink(const char *path)
 
 kv_status_t eng_fs_sync_dir(const char *dir)
 {
-    if (atomic_load(&fault_sync)) return fail("fsync", dir, EIO);
+    if (sync_fault()) return fail("fsync", dir, EIO);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return fail("open", dir, errno);
     int rc;
@@ -232,8 +245,9 @@ char *eng_path_join(const char *dir, const char *name)
 }
 
 kv_status_t eng_fs_write_file_atomic(const char *dir, const char *name,
-                                     const void *p, size_t n)
+                                     const void *p, size_t n, bool *renamed)
 {
+    *renamed = false;
     char tmpname[256];
     snprintf(tmpname, sizeof tmpname, "%s.tmp", name);
     char *tmp = eng_path_join(dir, tmpname);
@@ -246,6 +260,7 @@ kv_status_t eng_fs_write_file_atomic(const char *dir, const char *name,
     eng_file_close(f);
     f = NULL;
     KV_ERR(rc = eng_fs_rename(tmp, dst));
+    *renamed = true;
     KV_ERR(rc = eng_fs_sync_dir(dir));
     kv_free(tmp);
     kv_free(dst);

@@ -41,9 +41,11 @@ kv_status_t eng_fs_sync_dir(const char *dir);
 kv_status_t eng_fs_exists(const char *path, bool *out);
 /* Whole small file into buf (manifest pointer, options). */
 kv_status_t eng_fs_read_file(const char *path, size_t max, kv_buf_t *buf);
-/* Write a small file atomically: temp name, fsync, rename, fsync dir. */
+/* Write a small file atomically: temp name, fsync, rename, fsync dir.
+ * *renamed says whether the rename happened: after a failure with it set,
+ * the new content is what the name shows, but maybe not durably. */
 kv_status_t eng_fs_write_file_atomic(const char *dir, const char *name,
-                                     const void *p, size_t n);
+                                     const void *p, size_t n, bool *renamed);
 /* Names (not paths) of the entries in dir, "." and ".." left out. Free
  * with eng_fs_names_free. */
 kv_status_t eng_fs_list(const char *dir, char ***names, size_t *count);
@@ -59,6 +61,10 @@ char *eng_path_join(const char *dir, const char *name);
 void eng_fs_fault_nospace_after(int64_t bytes);
 /* Make every fdatasync/fsync fail with EIO while on. */
 void eng_fs_fault_sync_fails(bool on);
+/* Let `n` more fdatasync/fsync calls (files and directories alike)
+ * succeed, then fail every later one with EIO, so a test can fail each
+ * sync point of an operation in turn. A negative value turns it off. */
+void eng_fs_fault_sync_fails_after(int64_t n);
 /* Turn every fault off. */
 void eng_fs_fault_reset(void);
 

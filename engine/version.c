@@ -357,11 +357,11 @@ static kv_status_t decode_edit(struct eng *e, kv_slice_t in, eng_edit_t *ed)
 
 /* ---- manifest files ---------------------------------------------------- */
 
-static kv_status_t write_current(struct eng *e, uint64_t manifest_no)
+static kv_status_t write_current(struct eng *e, uint64_t manifest_no, bool *renamed)
 {
     char buf[64];
     int n = snprintf(buf, sizeof buf, "MANIFEST-%06" PRIu64 "\n", manifest_no);
-    return eng_fs_write_file_atomic(e->dir, "CURRENT", buf, (size_t)n);
+    return eng_fs_write_file_atomic(e->dir, "CURRENT", buf, (size_t)n, renamed);
 }
 
 static char *manifest_path(struct eng *e, uint64_t no)
@@ -372,21 +372,38 @@ static char *manifest_path(struct eng *e, uint64_t no)
 }
 
 /* Steps 1-4 of the switch (see the top of the file). On success the engine
- * writes further edits to the new manifest. */
+ * writes further edits to the new manifest. On failure *unknown says
+ * whether CURRENT may already name the new manifest (its directory sync
+ * failed after the rename): then both manifests are kept, since either may
+ * be the one the next open reads, and the caller must stop changing the
+ * store. */
 static kv_status_t manifest_roll(struct eng *e, const eng_version_t *v,
                                  uint64_t new_no, uint64_t log_no,
-                                 uint64_t next_file, uint64_t last_seq)
+                                 uint64_t next_file, uint64_t last_seq,
+                                 bool *unknown)
 {
     char *path = manifest_path(e, new_no);
     eng_log_writer_t *w = NULL;
     kv_buf_t rec = {0};
     kv_status_t rc;
+    bool renamed = false;
+    *unknown = false;
     encode_snapshot(&rec, v, log_no, next_file, last_seq);
     KV_ERR(rc = eng_log_writer_create(path, ENG_MANIFEST_MAGIC, &w));
     KV_ERR(rc = eng_log_writer_add(w, kv_buf_slice(&rec)));
     KV_ERR(rc = eng_log_writer_sync(w));
     KV_ERR(rc = eng_fs_sync_dir(e->dir));
-    KV_ERR(rc = write_current(e, new_no));
+    rc = write_current(e, new_no, &renamed);
+    if (rc != KV_OK && renamed) {
+        *unknown = true;
+        KV_LOG(KV_ERROR, "CURRENT now names %s but may not be durable; keeping both "
+               "manifests: %s", path, kv_errmsg());
+        eng_log_writer_close(w);
+        kv_buf_deinit(&rec);
+        kv_free(path);
+        return rc;
+    }
+    if (rc != KV_OK) goto err;
     if (e->manifest) {
         char *old = manifest_path(e, e->manifest_no);
         eng_log_writer_close(e->manifest);
@@ -413,7 +430,8 @@ kv_status_t eng_versions_create(struct eng *e)
     e->next_file = 2;
     e->log_number = 0;
     uint64_t no = 1;
-    return manifest_roll(e, e->current, no, 0, e->next_file, 0);
+    bool unknown;
+    return manifest_roll(e, e->current, no, 0, e->next_file, 0, &unknown);
 }
 
 kv_status_t eng_versions_recover(struct eng *e)
@@ -428,7 +446,8 @@ kv_status_t eng_versions_recover(struct eng *e)
     uint64_t mno = 0;
     {
         char name[64] = {0};
-        memcpy(name, cur.data, KV_MIN(cur.len, sizeof name - 1));
+        if (cur.len) /* an empty CURRENT reads as no buffer at all */
+            memcpy(name, cur.data, KV_MIN(cur.len, sizeof name - 1));
         char *end = NULL;
         if (strncmp(name, "MANIFEST-", 9) != 0 ||
             (mno = strtoull(name + 9, &end, 10)) == 0 || *end != '\n') {
@@ -438,7 +457,14 @@ kv_status_t eng_versions_recover(struct eng *e)
         }
     }
     mpath = manifest_path(e, mno);
-    KV_ERR(rc = eng_log_reader_open(mpath, ENG_MANIFEST_MAGIC, false, &r));
+    rc = eng_log_reader_open(mpath, ENG_MANIFEST_MAGIC, false, &r);
+    if (rc == KV_NOTFOUND) {
+        /* the store exists (CURRENT does) but its state is gone: damage,
+         * not "no store here", which a caller might answer by creating one */
+        kv_errmsg_set("%s names MANIFEST-%06" PRIu64 ", which is missing", cpath, mno);
+        rc = KV_CORRUPT;
+    }
+    if (rc != KV_OK) goto err;
     uint64_t log_no = 0, next_file = 2, last_seq = 0;
     kv_slice_t payload;
     while ((rc = eng_log_reader_next(r, &payload)) == KV_OK) {
@@ -506,6 +532,15 @@ err:
     return rc;
 }
 
+/* Does the edit add this file (at any level)? A table moved down a level
+ * is deleted from one level and added to the next: it stays live. */
+static bool edit_adds_file(const eng_edit_t *ed, uint64_t file_no)
+{
+    for (size_t a = 0; a < ed->nadds; a++)
+        if (ed->adds[a].table->file_no == file_no) return true;
+    return false;
+}
+
 kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
 {
     pthread_mutex_lock(&e->mu);
@@ -529,7 +564,8 @@ kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
     kv_assert(rc == KV_OK); /* a bad edit would corrupt the store */
     bool unknown = false;
     if (roll) {
-        rc = manifest_roll(e, v, new_manifest, log_no, ed->next_file, ed->last_seq);
+        rc = manifest_roll(e, v, new_manifest, log_no, ed->next_file, ed->last_seq,
+                           &unknown);
     } else {
         kv_buf_t rec = {0};
         encode_edit(&rec, ed);
@@ -545,11 +581,9 @@ kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
     if (rc == KV_OK) {
         eng_version_t *old = e->current;
         for (size_t d = 0; d < ed->ndels; d++) {
-            bool moved = false; /* a trivial move deletes and re-adds */
-            for (size_t a = 0; a < ed->nadds; a++)
-                moved |= ed->adds[a].table->file_no == ed->dels[d].file_no;
             int l = ed->dels[d].level;
-            for (size_t i = 0; i < old->n[l] && !moved; i++)
+            if (edit_adds_file(ed, ed->dels[d].file_no)) continue; /* moved */
+            for (size_t i = 0; i < old->n[l]; i++)
                 if (old->t[l][i]->file_no == ed->dels[d].file_no)
                     atomic_store(&old->t[l][i]->obsolete, true);
         }
@@ -573,8 +607,9 @@ kv_status_t eng_versions_apply(struct eng *e, eng_edit_t *ed)
 kv_status_t eng_versions_checkpoint(struct eng *e)
 {
     uint64_t no = e->next_file++;
+    bool unknown;
     return manifest_roll(e, e->current, no, e->log_number, e->next_file,
-                         atomic_load(&e->visible_seq));
+                         atomic_load(&e->visible_seq), &unknown);
 }
 
 void eng_versions_close(struct eng *e)
