@@ -229,6 +229,8 @@ static kv_status_t make_room(struct eng *e, bool force)
             if (rc == KV_OK) rc = eng_fs_sync_dir(e->dir);
             if (rc != KV_OK) {
                 pthread_mutex_unlock(&e->wal_mu);
+                /* a failed fsync leaves unknown what reached the disk */
+                if (w == NULL && rc != KV_NOSPACE) e->fatal = true;
                 KV_LOG(KV_ERROR, "cannot start a new WAL: %s", kv_errmsg());
                 if (w) eng_log_writer_close(w);
                 eng_fs_unlink(path);
@@ -602,7 +604,13 @@ static void *sync_main(void *arg)
                 e->wal_dirty = false;
                 atomic_fetch_add(&e->st_wal_syncs, 1);
             } else {
-                KV_LOG(KV_ERROR, "periodic WAL sync failed: %s", kv_errmsg());
+                KV_LOG(KV_ERROR, "periodic WAL sync failed; refusing writes until reopen: %s",
+                       kv_errmsg());
+                pthread_mutex_unlock(&e->wal_mu);
+                pthread_mutex_lock(&e->mu);
+                e->fatal = true;
+                pthread_mutex_unlock(&e->mu);
+                pthread_mutex_lock(&e->wal_mu);
             }
         }
         pthread_mutex_unlock(&e->wal_mu);

@@ -91,8 +91,10 @@ typedef struct eng_result {
  * and reported KV_SUPERSEDED in results[i] (results may be NULL); the
  * others still apply. The call's status is KV_OK when the batch was
  * processed, or KV_INVALID (oversized key or value: nothing applied),
- * KV_NOSPACE / KV_IO (nothing applied; the engine stays readable and
- * accepts writes again once the disk does), KV_CLOSED. */
+ * KV_NOSPACE (a full disk: nothing applied; the engine stays readable and
+ * accepts writes again once there is space), KV_IO (an I/O error; after a
+ * failed fsync what reached the disk is unknown, so the engine refuses
+ * writes until it is reopened, and keeps serving reads), KV_CLOSED. */
 kv_status_t eng_write(eng_t *e, const eng_batch_t *b, eng_result_t *results);
 
 /* The same without waiting: done(arg, status, results) is called exactly
