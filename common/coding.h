@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kv.h"
+
 static inline void kv_put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -102,6 +104,19 @@ static inline size_t kv_varint64_len(uint64_t v)
         n++;
     }
     return n;
+}
+
+/* Append v as a varint, or a length-prefixed byte string, to a buffer. */
+static inline void kv_buf_append_varint64(kv_buf_t *b, uint64_t v)
+{
+    uint8_t t[KV_VARINT64_MAX];
+    kv_buf_append(b, t, kv_put_varint64(t, v));
+}
+
+static inline void kv_buf_append_lenbytes(kv_buf_t *b, const void *p, size_t n)
+{
+    kv_buf_append_varint64(b, n);
+    kv_buf_append(b, p, n);
 }
 
 #endif /* CAIRN_CODING_H */

@@ -166,6 +166,15 @@ static void seek_raw(eng_iter_t *it, uint64_t token, kv_slice_t key)
     kv_buf_clear(&it->okey);
 }
 
+/* A wrapping range past the end of its first half starts its second. */
+static bool next_phase(eng_iter_t *it)
+{
+    if (!it->wrap || it->phase != 0) return false;
+    it->phase = 1;
+    seek_raw(it, 0, kv_slice(NULL, 0));
+    return true;
+}
+
 /* From the merge iterator's position, find the next key to yield. */
 static void settle(eng_iter_t *it)
 {
@@ -173,9 +182,7 @@ static void settle(eng_iter_t *it)
     for (;;) {
         if (!eng_iiter_valid(it->it)) {
             it->status = eng_iiter_status(it->it);
-            if (it->status == KV_OK && it->wrap && it->phase == 0) {
-                it->phase = 1;
-                seek_raw(it, 0, kv_slice(NULL, 0));
+            if (it->status == KV_OK && next_phase(it)) {
                 have_prev = false;
                 continue;
             }
@@ -196,9 +203,7 @@ static void settle(eng_iter_t *it)
         }
         uint64_t token = eng_okey_token(k.okey);
         if (token > phase_hi(it)) {
-            if (it->wrap && it->phase == 0) {
-                it->phase = 1;
-                seek_raw(it, 0, kv_slice(NULL, 0));
+            if (next_phase(it)) {
                 have_prev = false;
                 continue;
             }

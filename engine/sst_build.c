@@ -90,29 +90,22 @@ bool sst_footer_decode(const uint8_t in[ENG_SST_FOOTER], sst_footer_t *f,
     return true;
 }
 
-static void put_varint(kv_buf_t *b, uint64_t v)
-{
-    uint8_t t[KV_VARINT64_MAX];
-    kv_buf_append(b, t, kv_put_varint64(t, v));
-}
-
 static void put_lenbytes(kv_buf_t *b, const kv_buf_t *s)
 {
-    put_varint(b, s->len);
-    kv_buf_append(b, s->data, s->len);
+    kv_buf_append_lenbytes(b, s->data, s->len);
 }
 
 void sst_props_encode(kv_buf_t *out, const eng_sst_props_t *p, uint64_t data_bytes)
 {
-    put_varint(out, p->entries);
-    put_varint(out, p->tombstones);
-    put_varint(out, data_bytes);
-    put_varint(out, p->raw_key_bytes);
-    put_varint(out, p->raw_value_bytes);
-    put_varint(out, p->min_ts);
-    put_varint(out, p->max_ts);
-    put_varint(out, p->min_seq);
-    put_varint(out, p->max_seq);
+    kv_buf_append_varint64(out, p->entries);
+    kv_buf_append_varint64(out, p->tombstones);
+    kv_buf_append_varint64(out, data_bytes);
+    kv_buf_append_varint64(out, p->raw_key_bytes);
+    kv_buf_append_varint64(out, p->raw_value_bytes);
+    kv_buf_append_varint64(out, p->min_ts);
+    kv_buf_append_varint64(out, p->max_ts);
+    kv_buf_append_varint64(out, p->min_seq);
+    kv_buf_append_varint64(out, p->max_seq);
     put_lenbytes(out, &p->smallest);
     put_lenbytes(out, &p->largest);
 }

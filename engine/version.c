@@ -239,41 +239,34 @@ void eng_edit_del_table(eng_edit_t *ed, int level, uint64_t file_no)
     ed->dels[ed->ndels++] = (eng_edit_del_t){level, file_no};
 }
 
-static void put_var(kv_buf_t *b, uint64_t v)
-{
-    uint8_t p[KV_VARINT64_MAX];
-    kv_buf_append(b, p, kv_put_varint64(p, v));
-}
-
 static void put_bytes(kv_buf_t *b, const kv_buf_t *s)
 {
-    put_var(b, s->len);
-    kv_buf_append(b, s->data, s->len);
+    kv_buf_append_lenbytes(b, s->data, s->len);
 }
 
 static void encode_add(kv_buf_t *b, int level, const eng_table_t *t)
 {
-    put_var(b, 4);
-    put_var(b, (uint64_t)level);
-    put_var(b, t->file_no);
-    put_var(b, t->size);
-    put_var(b, t->entries);
-    put_var(b, t->tombstones);
-    put_var(b, t->min_ts);
-    put_var(b, t->max_ts);
+    kv_buf_append_varint64(b, 4);
+    kv_buf_append_varint64(b, (uint64_t)level);
+    kv_buf_append_varint64(b, t->file_no);
+    kv_buf_append_varint64(b, t->size);
+    kv_buf_append_varint64(b, t->entries);
+    kv_buf_append_varint64(b, t->tombstones);
+    kv_buf_append_varint64(b, t->min_ts);
+    kv_buf_append_varint64(b, t->max_ts);
     put_bytes(b, &t->smallest);
     put_bytes(b, &t->largest);
 }
 
 static void encode_edit(kv_buf_t *b, const eng_edit_t *ed)
 {
-    if (ed->has_log) { put_var(b, 1); put_var(b, ed->log_number); }
-    if (ed->has_next_file) { put_var(b, 2); put_var(b, ed->next_file); }
-    if (ed->has_last_seq) { put_var(b, 3); put_var(b, ed->last_seq); }
+    if (ed->has_log) { kv_buf_append_varint64(b, 1); kv_buf_append_varint64(b, ed->log_number); }
+    if (ed->has_next_file) { kv_buf_append_varint64(b, 2); kv_buf_append_varint64(b, ed->next_file); }
+    if (ed->has_last_seq) { kv_buf_append_varint64(b, 3); kv_buf_append_varint64(b, ed->last_seq); }
     for (size_t i = 0; i < ed->ndels; i++) {
-        put_var(b, 5);
-        put_var(b, (uint64_t)ed->dels[i].level);
-        put_var(b, ed->dels[i].file_no);
+        kv_buf_append_varint64(b, 5);
+        kv_buf_append_varint64(b, (uint64_t)ed->dels[i].level);
+        kv_buf_append_varint64(b, ed->dels[i].file_no);
     }
     for (size_t i = 0; i < ed->nadds; i++)
         encode_add(b, ed->adds[i].level, ed->adds[i].table);
@@ -283,9 +276,9 @@ static void encode_edit(kv_buf_t *b, const eng_edit_t *ed)
 static void encode_snapshot(kv_buf_t *b, const eng_version_t *v, uint64_t log_no,
                             uint64_t next_file, uint64_t last_seq)
 {
-    put_var(b, 1); put_var(b, log_no);
-    put_var(b, 2); put_var(b, next_file);
-    put_var(b, 3); put_var(b, last_seq);
+    kv_buf_append_varint64(b, 1); kv_buf_append_varint64(b, log_no);
+    kv_buf_append_varint64(b, 2); kv_buf_append_varint64(b, next_file);
+    kv_buf_append_varint64(b, 3); kv_buf_append_varint64(b, last_seq);
     for (int l = 0; l < ENG_LEVELS; l++)
         for (size_t i = 0; i < v->n[l]; i++) encode_add(b, l, v->t[l][i]);
 }
