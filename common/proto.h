@@ -1,0 +1,136 @@
+/* proto.h -- Cairn's client protocol messages on top of the frame codec.
+ *
+ * Every frame is [type, request_id, arg...] (frame.h). A connection opens
+ * with HELLO; the node answers HELLO_OK or an ERROR reply and closes. Then
+ * requests may be pipelined: each carries a request id chosen by the client
+ * and the reply carries it back; replies may come in any order.
+ *
+ *   HELLO      [1, id, version, cluster_name, client_name]
+ *   HELLO_OK   [2, id, version, cluster_name, node_name, node_id, hlc]
+ *   GET        [10, id, key, cl, timeout_ms, causality]
+ *   PUT        [11, id, key, value, cl, timeout_ms, causality, ttl_ms]
+ *   DELETE     [12, id, key, cl, timeout_ms, causality]
+ *   INFO       [20, id]
+ *   REPLY      [100, id, status, hlc, cell_ts, value|nil, message|nil]
+ *   INFO_REPLY [101, id, hlc, {str: str|uint ...}]
+ *
+ * key and value are msgpack bin; names and messages str. cl is a
+ * consistency level (1 ONE, 2 QUORUM, 3 ALL); timeout_ms 0 means the node's
+ * default; causality is the largest HLC timestamp the client has seen (0 if
+ * none): the node advances its clock past it before stamping a write, so a
+ * client moving between nodes sees its own writes in order. ttl_ms 0 means
+ * the value never expires. status is a kv_status_t: OK, NOTFOUND (GET found
+ * nothing or a tombstone), INVALID, PROTO, BUSY (a limit was hit), TIMEOUT
+ * (outcome unknown), UNAVAILABLE (nothing was attempted), CLOCK_SKEW,
+ * CLOSED (the node is draining), DENIED. hlc is the node's clock after the
+ * request; cell_ts is the timestamp of the cell read or written (0 if none).
+ *
+ * Compatibility: a receiver ignores arguments past the ones it knows, so
+ * later versions may append arguments; a request of an unknown type gets a
+ * REPLY with status PROTO and the connection stays open. Types 200 and up
+ * are reserved for node-to-node messages.
+ */
+#ifndef CAIRN_PROTO_H
+#define CAIRN_PROTO_H
+
+#include "frame.h"
+#include "kv.h"
+
+#define CAIRN_PROTO_VERSION 1
+
+typedef enum {
+    MSG_HELLO = 1,
+    MSG_HELLO_OK = 2,
+    MSG_GET = 10,
+    MSG_PUT = 11,
+    MSG_DELETE = 12,
+    MSG_INFO = 20,
+    MSG_REPLY = 100,
+    MSG_INFO_REPLY = 101,
+    MSG_PEER_FIRST = 200,
+} proto_msg_t;
+
+typedef enum {
+    CL_ONE = 1,
+    CL_QUORUM = 2,
+    CL_ALL = 3,
+} proto_cl_t;
+
+/* "ONE", "QUORUM", "ALL"; parse is case-insensitive. */
+const char *proto_cl_str(proto_cl_t cl);
+kv_status_t proto_cl_parse(const char *s, proto_cl_t *out);
+
+typedef struct proto_hello {
+    uint32_t version;
+    kv_slice_t cluster;
+    kv_slice_t client_name;
+} proto_hello_t;
+
+typedef struct proto_hello_ok {
+    uint32_t version;
+    kv_slice_t cluster;
+    kv_slice_t node_name;
+    kv_slice_t node_id;
+    uint64_t hlc;
+} proto_hello_ok_t;
+
+/* GET, PUT or DELETE. value and ttl_ms only for PUT. */
+typedef struct proto_request {
+    proto_msg_t type;
+    uint64_t id;
+    kv_slice_t key;
+    kv_slice_t value;
+    proto_cl_t cl;
+    uint32_t timeout_ms;
+    uint64_t causality;
+    uint64_t ttl_ms;
+} proto_request_t;
+
+typedef struct proto_reply {
+    uint64_t id;
+    kv_status_t status;
+    uint64_t hlc;
+    uint64_t cell_ts;
+    bool has_value;
+    kv_slice_t value;
+    kv_slice_t message; /* empty when none */
+} proto_reply_t;
+
+/* One INFO entry; a string or an unsigned number. */
+typedef struct proto_info_item {
+    const char *name;
+    const char *str; /* NULL: num is the value */
+    uint64_t num;
+} proto_info_item_t;
+
+/* Encoders append one whole frame to buf. They return KV_INVALID when the
+ * frame would exceed max_body (0 = KV_FRAME_DEFAULT_MAX), leaving buf as it
+ * was. */
+kv_status_t proto_encode_hello(kv_buf_t *buf, uint64_t id, const proto_hello_t *h,
+                               uint32_t max_body);
+kv_status_t proto_encode_hello_ok(kv_buf_t *buf, uint64_t id,
+                                  const proto_hello_ok_t *h, uint32_t max_body);
+kv_status_t proto_encode_request(kv_buf_t *buf, const proto_request_t *r,
+                                 uint32_t max_body);
+kv_status_t proto_encode_reply(kv_buf_t *buf, const proto_reply_t *r,
+                               uint32_t max_body);
+kv_status_t proto_encode_info(kv_buf_t *buf, uint64_t id, uint32_t max_body);
+kv_status_t proto_encode_info_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
+                                    const proto_info_item_t *items, size_t n,
+                                    uint32_t max_body);
+
+/* Decoders read a frame of the matching type; KV_PROTO when an argument is
+ * missing or of the wrong type, or a value is out of range (a bad cl, a
+ * status outside kv_status_t). Slices point into the frame. */
+kv_status_t proto_decode_hello(const kv_frame_t *f, proto_hello_t *out);
+kv_status_t proto_decode_hello_ok(const kv_frame_t *f, proto_hello_ok_t *out);
+kv_status_t proto_decode_request(const kv_frame_t *f, proto_request_t *out);
+kv_status_t proto_decode_reply(const kv_frame_t *f, proto_reply_t *out);
+/* Calls fn for each entry of an INFO_REPLY (str is NULL for numbers; name
+ * and str are not NUL-terminated: use the lengths). */
+typedef void (*proto_info_fn)(void *arg, kv_slice_t name, bool is_str,
+                              kv_slice_t str, uint64_t num);
+kv_status_t proto_decode_info_reply(const kv_frame_t *f, uint64_t *hlc,
+                                    proto_info_fn fn, void *arg);
+
+#endif /* CAIRN_PROTO_H */

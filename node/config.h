@@ -1,0 +1,71 @@
+/* config.h -- cairnd's configuration: defaults, a YAML file, environment
+ * variables and command-line flags.
+ *
+ * Every setting has one name in snake case (the YAML key: data_dir), one
+ * flag (kebab case: --data-dir VALUE or --data-dir=VALUE) and one environment
+ * variable (upper case with a prefix: CAIRN_DATA_DIR). Precedence: flag over
+ * environment over file over default. The file is named by --config PATH or
+ * CAIRN_CONFIG. Unknown keys, unknown flags and bad values stop start-up with
+ * a message naming the setting and where it came from.
+ */
+#ifndef CAIRN_NODE_CONFIG_H
+#define CAIRN_NODE_CONFIG_H
+
+#include <stdio.h>
+
+#include "kv.h"
+
+typedef struct node_config {
+    char *cluster_name;        /* "cairn" */
+    char *node_name;           /* default: the host name */
+    char *listen_address;      /* "127.0.0.1" */
+    uint16_t client_port;      /* 7070 */
+    uint16_t peer_port;        /* 7071 */
+    uint16_t admin_port;       /* 7072 */
+    char *data_dir;            /* "./data" */
+    char *seeds;               /* comma-separated host[:port]; "" */
+    char *rack;                /* "rack1" */
+    uint32_t num_tokens;       /* 16 */
+    uint32_t replication_factor; /* 3 */
+    char *sync;                /* "group" or "periodic" */
+    uint32_t sync_period_ms;   /* 100 */
+    uint64_t max_key_bytes;    /* 65536 (at most 65536) */
+    uint64_t max_value_bytes;  /* 16 MiB */
+    uint64_t max_frame_bytes;  /* 32 MiB; must exceed max key + value */
+    uint32_t max_connections;  /* 1024 */
+    uint32_t max_inflight;     /* requests in progress per node; 4096 */
+    uint32_t request_timeout_ms; /* default client timeout; 2000 */
+    uint32_t drain_timeout_ms; /* bound on graceful shutdown; 10000 */
+    uint32_t idle_timeout_ms;  /* close idle client connections; 0 = never */
+    uint64_t max_clock_offset_ms; /* 500 */
+    uint64_t memtable_bytes;   /* 64 MiB */
+    uint64_t cache_bytes;      /* 32 MiB */
+    uint64_t gc_grace_seconds; /* 864000 */
+    char *log_level;           /* "info" */
+} node_config_t;
+
+/* Fill with defaults (strings allocated). */
+void node_config_init(node_config_t *c);
+void node_config_deinit(node_config_t *c);
+
+/* Build the configuration from argv (argv[0] is the program), envp (NULL-
+ * terminated "NAME=value" strings, e.g. environ) and the file they name.
+ * On error returns KV_INVALID (or KV_IO/KV_NOTFOUND for the file) and sets
+ * kv_errmsg() to a message naming the setting, e.g.
+ *   "client_port: 'abc' is not a port number (from CAIRN_CLIENT_PORT)".
+ * *action tells main what was asked: run, print help, print the config. */
+typedef enum { NODE_RUN, NODE_HELP, NODE_PRINT_CONFIG, NODE_VERSION } node_action_t;
+
+kv_status_t node_config_load(node_config_t *c, int argc, char **argv,
+                             char **envp, node_action_t *action);
+
+/* Check cross-setting rules (ports distinct, frame > key + value ...). */
+kv_status_t node_config_validate(const node_config_t *c);
+
+/* The --help text: every setting with its flag, variable, default and a
+ * one-line description. */
+void node_config_print_help(FILE *out);
+/* The effective configuration as YAML (loadable again). */
+void node_config_print(const node_config_t *c, FILE *out);
+
+#endif /* CAIRN_NODE_CONFIG_H */
