@@ -1,0 +1,50 @@
+/* metrics.h -- the node's Prometheus metrics: counters, gauges and
+ * histograms in one registry, rendered as Prometheus text exposition.
+ *
+ * Names follow Prometheus conventions: base units (_seconds, _bytes),
+ * counters end in _total, a few low-cardinality labels (op, cl, status,
+ * reason, level). A metric is registered once (name, help, type, label
+ * names); each distinct label-value combination is a series created on
+ * first use. Updates are cheap: the caller keeps the series handle.
+ * THREADING  Loop thread only, except metrics_counter_add_atomic, which any
+ *            thread may call on a counter series.
+ */
+#ifndef CAIRN_NODE_METRICS_H
+#define CAIRN_NODE_METRICS_H
+
+#include <stdio.h>
+
+#include "kv.h"
+
+typedef struct metrics metrics_t;
+typedef struct metric_series metric_series_t;
+
+typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
+
+metrics_t *metrics_create(void);
+void metrics_destroy(metrics_t *m);
+
+/* Get (creating on first use) the series of metric `name` with the given
+ * label values (NULL-terminated list of values, in the order of the label
+ * names given at registration; NULL for a metric without labels). The
+ * metric must have been registered. */
+void metrics_register(metrics_t *m, const char *name, const char *help,
+                      metric_type_t type, const char *const *label_names);
+metric_series_t *metrics_series(metrics_t *m, const char *name,
+                                const char *const *label_values);
+
+void metrics_counter_add(metric_series_t *s, uint64_t n);
+void metrics_gauge_set(metric_series_t *s, double v);
+void metrics_gauge_add(metric_series_t *s, double v);
+/* Histograms use fixed buckets in seconds: 100us .. 10s, log-spaced. */
+void metrics_histogram_observe(metric_series_t *s, double seconds);
+
+/* Called just before rendering so gauges that mirror other state (engine
+ * statistics, open connections) can be refreshed. */
+typedef void (*metrics_refresh_fn)(void *arg, metrics_t *m);
+void metrics_set_refresh(metrics_t *m, metrics_refresh_fn fn, void *arg);
+
+/* Render every metric as Prometheus text format 0.0.4 into buf. */
+void metrics_render(metrics_t *m, kv_buf_t *buf);
+
+#endif /* CAIRN_NODE_METRICS_H */
