@@ -31,6 +31,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ADMIN_MAX_HEADERS 8192
@@ -56,7 +57,14 @@ static void admin_reply(struct evhttp_request *req, int code,
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "Cache-Control", "no-store");
-    if (len > 0) evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp 2.1 would send the body after HEAD: give the length only */
+        char n[24];
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(h, "Content-Length", n);
+    } else if (len > 0) {
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    }
     evhttp_send_reply(req, code, reason, NULL);
 }
 
