@@ -4,19 +4,20 @@
  *         generic callback that routes on the URI path (the query string is
  *         ignored) and answers every request at once from loop-owned state:
  *
- *           path      GET/HEAD answer                       Content-Type
- *           /health   200 "ok"                              text/plain
- *           /ready    200 "ready" | 503 "starting"|"draining" text/plain
- *           /metrics  200 metrics_render() (refresh first)  text/plain; version=0.0.4
- *           /status   200 hooks->status_json() + "\n"       application/json
- *           other     404 "not found"                       text/plain
+ *           path      GET/HEAD answer (bodies end in \n)     Content-Type
+ *           /health   200 ok                                text/plain
+ *           /ready    200 ready, 503 starting / draining    text/plain
+ *           /metrics  200 metrics_render (refresh first)    text/plain; version=0.0.4
+ *           /status   200 hooks->status_json                application/json
+ *           other     404 not found                         text/plain
  *
  *         A known path with a method other than GET or HEAD gets 405 with
  *         `Allow: GET, HEAD` (an unknown path is 404 whatever the method).
  *         evhttp would answer disallowed methods itself with 501, so every
  *         method is allowed at the evhttp level and refused here. HEAD goes
- *         through the same code as GET; evhttp sends the headers (with the
- *         Content-Length of the body) and drops the body.
+ *         through the same code as GET; admin_reply then sends the headers
+ *         with the Content-Length of the body, but not the body (libevent
+ *         2.1's evhttp would send the body after a HEAD).
  *
  *         Requests are small and answered synchronously: no request body is
  *         wanted (bodies over ADMIN_MAX_BODY are refused by evhttp with 413),
