@@ -24,19 +24,29 @@ typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
 metrics_t *metrics_create(void);
 void metrics_destroy(metrics_t *m);
 
+/* Register a metric once (label_names: NULL-terminated, or NULL for none).
+ * Counter names must end in _total. Registering the same definition again
+ * is a no-op; a conflicting one, or an invalid name, is a kv_assert. A metric
+ * without labels has its one series from registration on (renders 0). */
+void metrics_register(metrics_t *m, const char *name, const char *help,
+                      metric_type_t type, const char *const *label_names);
 /* Get (creating on first use) the series of metric `name` with the given
  * label values (NULL-terminated list of values, in the order of the label
  * names given at registration; NULL for a metric without labels). The
- * metric must have been registered. */
-void metrics_register(metrics_t *m, const char *name, const char *help,
-                      metric_type_t type, const char *const *label_names);
+ * metric must have been registered and the count must match (kv_assert).
+ * The handle stays valid until metrics_destroy: cache it. */
 metric_series_t *metrics_series(metrics_t *m, const char *name,
                                 const char *const *label_values);
 
 void metrics_counter_add(metric_series_t *s, uint64_t n);
+/* For a counter series updated from threads other than the loop (engine
+ * workers): an atomic add. Do not mix with metrics_counter_add on one series.
+ * The handle itself must be obtained on the loop thread. */
+void metrics_counter_add_atomic(metric_series_t *s, uint64_t n);
 void metrics_gauge_set(metric_series_t *s, double v);
 void metrics_gauge_add(metric_series_t *s, double v);
-/* Histograms use fixed buckets in seconds: 100us .. 10s, log-spaced. */
+/* Histograms use fixed buckets in seconds: 100us .. 10s, log-spaced
+ * (1, 2.5, 5 per decade) plus +Inf. NaN observations are dropped. */
 void metrics_histogram_observe(metric_series_t *s, double seconds);
 
 /* Called just before rendering so gauges that mirror other state (engine
@@ -44,7 +54,9 @@ void metrics_histogram_observe(metric_series_t *s, double seconds);
 typedef void (*metrics_refresh_fn)(void *arg, metrics_t *m);
 void metrics_set_refresh(metrics_t *m, metrics_refresh_fn fn, void *arg);
 
-/* Render every metric as Prometheus text format 0.0.4 into buf. */
+/* Run the refresh hook, then append every metric as Prometheus text format
+ * 0.0.4 to buf: metrics in registration order, series in creation order;
+ * a metric with no series yet is left out. */
 void metrics_render(metrics_t *m, kv_buf_t *buf);
 
 #endif /* CAIRN_NODE_METRICS_H */
