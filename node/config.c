@@ -419,7 +419,10 @@ static kv_status_t yaml_next(yfile_t *y, yaml_event_t *ev)
     if (yaml_parser_parse(&y->parser, ev)) return KV_OK;
     const yaml_parser_t *p = &y->parser;
     const char *problem = p->problem ? p->problem : "malformed YAML";
-    if (p->context)
+    if (p->error == YAML_READER_ERROR) /* no line yet: a byte offset */
+        kv_errmsg_set("%s: YAML error at byte %zu: %s", y->path,
+                      p->problem_offset, problem);
+    else if (p->context)
         kv_errmsg_set("%s: YAML error at line %zu column %zu: %s %s (line "
                       "%zu)",
                       y->path, p->problem_mark.line + 1,
@@ -1002,7 +1005,7 @@ static const char *placeholder(const setting_t *s)
 {
     switch (s->kind) {
     case K_STR: return "STRING";
-    case K_ENUM: return s->choices;
+    case K_ENUM: return "CHOICE";
     case K_PORT: return "PORT";
     case K_COUNT: return "N";
     case K_SIZE: return "BYTES";
@@ -1057,8 +1060,9 @@ void node_config_print_help(FILE *out)
         } else {
             snprintf(def, sizeof def, "%s", s->def);
         }
-        fprintf(out, "  %-*s  %-*s  default %s\n      %s\n", wflag, flag, wenv,
-                env, def, s->help);
+        fprintf(out, "  %-*s  %-*s  default %s\n      %s%s%s\n", wflag, flag,
+                wenv, env, def, s->help, s->choices ? "; one of " : "",
+                s->choices ? s->choices : "");
     }
 }
 

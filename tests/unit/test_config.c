@@ -503,6 +503,10 @@ static void test_config_file_structure_errors(void **state)
     path = write_config(dir, "rack: \"a\tb\\q\"\n");
     expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV, path,
                  "YAML error");
+    /* bytes that are not UTF-8: libyaml's reader names an offset */
+    path = write_config(dir, "rack: a\ncluster_name: \"\xff\"\n");
+    expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV, path,
+                 "YAML error at byte 23", "UTF-8");
     test_rmrf(dir);
 }
 
@@ -591,6 +595,9 @@ static void test_config_help_lists_every_setting(void **state)
     assert_non_null(strstr(help, "--version"));
     assert_non_null(strstr(help, "default \"cairn\""));
     assert_non_null(strstr(help, "default 16MiB"));
+    assert_non_null(strstr(help, "--sync CHOICE"));
+    assert_non_null(strstr(help, "one of group|periodic"));
+    assert_non_null(strstr(help, "one of error|warn|info|debug|trace"));
     for (size_t i = 0; i < KV_ARRAY_LEN(SETTINGS); i++) {
         char flag[64], env[64];
         size_t n = 0;
