@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "cairn.h"
@@ -898,6 +899,127 @@ static void test_client_is_safe_from_many_threads(void **state)
     fake_stop(s);
 }
 
+
+/* ---- the command-line tool, end to end against the fake node ---------- */
+
+/* Path of the `cairn` binary built beside this test (build/client/cairn). */
+static bool cli_path(char *out, size_t n)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return false;
+    self[len] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return false;
+    *slash = 0;
+    snprintf(out, n, "%s/../client/cairn", self);
+    return access(out, X_OK) == 0;
+}
+
+/* Run the tool with stdin from `in`; collect stdout and stderr. */
+static int run_cli(const char *path, const char *const *args, const void *in, size_t inlen,
+                   kv_buf_t *out, kv_buf_t *err)
+{
+    int pin[2], pout[2], perr[2];
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    assert_int_equal(pipe(perr), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        const char *argv[16] = {path};
+        for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    if (inlen) assert_int_equal(write(pin[1], in, inlen), (ssize_t)inlen);
+    close(pin[1]);
+    uint8_t buf[4096];
+    struct pollfd p[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds) {
+        assert_true(poll(p, 2, 10000) > 0);
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents) continue;
+            ssize_t r = read(p[i].fd, buf, sizeof buf);
+            if (r <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            } else {
+                kv_buf_append(i == 0 ? out : err, buf, (size_t)r);
+            }
+        }
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_cli_put_get_del_info_against_a_node(void **state)
+{
+    (void)state;
+    char path[PATH_MAX + 32];
+    if (!cli_path(path, sizeof path)) skip();
+    fake_t *s = fake_start("cairn");
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%u", s->port);
+    kv_buf_t out = {0}, err = {0};
+    uint8_t val[1000];
+    for (size_t i = 0; i < sizeof val; i++) val[i] = (uint8_t)(i * 31);
+
+    const char *put[] = {"-H", host, "-c", "one", "put", "blob", "-", NULL};
+    assert_int_equal(run_cli(path, put, val, sizeof val, &out, &err), 0);
+    assert_int_equal(FAKE_STAT(s, last_cl), CL_ONE);
+    const char *get[] = {"-H", host, "get", "blob", NULL};
+    assert_int_equal(run_cli(path, get, NULL, 0, &out, &err), 0);
+    assert_int_equal(out.len, sizeof val); /* raw bytes, no newline: not a tty */
+    assert_memory_equal(out.data, val, sizeof val);
+
+    kv_buf_clear(&out);
+    const char *put2[] = {"-H", host, "put", "k", "-starts-with-dash", NULL};
+    assert_int_equal(run_cli(path, put2, NULL, 0, &out, &err), 0);
+    const char *get2[] = {"-H", host, "-t", "500", "get", "k", NULL};
+    assert_int_equal(run_cli(path, get2, NULL, 0, &out, &err), 0);
+    assert_int_equal(out.len, 17);
+    assert_memory_equal(out.data, "-starts-with-dash", 17);
+
+    kv_buf_clear(&out);
+    const char *del[] = {"-H", host, "del", "k", NULL};
+    assert_int_equal(run_cli(path, del, NULL, 0, &out, &err), 0);
+    kv_buf_clear(&err);
+    assert_int_equal(run_cli(path, get2, NULL, 0, &out, &err), 1);
+    assert_int_equal(out.len, 0);
+    kv_buf_append_u8(&err, 0);
+    assert_non_null(strstr((const char *)err.data, "cairn: NotFound: k"));
+
+    const char *info[] = {"-H", host, "info", NULL};
+    assert_int_equal(run_cli(path, info, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_non_null(strstr((const char *)out.data, "node_name: fake\n"));
+    assert_non_null(strstr((const char *)out.data, "requests:  6\n"));
+
+    kv_buf_clear(&err);
+    const char *wrong[] = {"-H", host, "--cluster", "other", "status", NULL};
+    assert_int_equal(run_cli(path, wrong, NULL, 0, &out, &err), 2);
+    kv_buf_append_u8(&err, 0);
+    assert_non_null(strstr((const char *)err.data, "cairn: Invalid: "));
+
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+    fake_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -920,6 +1042,7 @@ int main(void)
         kv_unit_test(test_client_close_completes_outstanding_futures),
         kv_unit_test(test_client_rejects_bad_requests_locally),
         kv_unit_test(test_client_is_safe_from_many_threads),
+        kv_unit_test(test_cli_put_get_del_info_against_a_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
