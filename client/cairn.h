@@ -1,0 +1,181 @@
+/* cairn.h -- the Cairn C client library (libcairn).
+ *
+ * A client holds one connection to one node of a Cairn cluster at a time;
+ * any node coordinates any request. Requests are pipelined on it and may be
+ * issued from any thread, blocking (cairn_get) or as futures
+ * (cairn_get_async + cairn_future_wait). When the node cannot be reached or
+ * the connection drops, the client moves to the next contact point.
+ *
+ *   cairn_options_t o;
+ *   cairn_options_init(&o);
+ *   o.contact_points = "10.0.0.1,10.0.0.2:7071";
+ *   cairn_client_t *c;
+ *   if (cairn_connect(&o, &c) != CAIRN_OK) ...
+ *   cairn_put(c, "k", 1, "v", 1, NULL);
+ *   cairn_value_t v;
+ *   if (cairn_get(c, "k", 1, NULL, &v) == CAIRN_OK) { use v.data, v.len; }
+ *   cairn_value_free(&v);
+ *   cairn_close(c);
+ *
+ * Outcomes. CAIRN_TIMEOUT and CAIRN_CONNECTION (and CAIRN_PROTOCOL once a
+ * request was sent) are indeterminate for writes: the write may have been
+ * applied, now or later. The library never resends a request on its own.
+ *
+ * Causality. The client remembers the largest hybrid-logical-clock stamp it
+ * has seen from any node and sends it with every request, so a client that
+ * moves between nodes still sees its own writes in order.
+ *
+ * This header is self-contained: it includes only standard headers.
+ * Link with `pkg-config --libs cairn`.
+ */
+#ifndef CAIRN_CLIENT_H
+#define CAIRN_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAIRN_DEFAULT_PORT 7070
+
+typedef enum {
+    CAIRN_ONE = 1,    /* one replica answered */
+    CAIRN_QUORUM = 2, /* a majority of the replicas answered */
+    CAIRN_ALL = 3,    /* every replica answered */
+} cairn_consistency_t;
+
+typedef enum {
+    CAIRN_OK = 0,
+    CAIRN_NOT_FOUND,   /* no such key (or it was deleted / expired) */
+    CAIRN_UNAVAILABLE, /* too few live replicas: nothing was attempted */
+    CAIRN_TIMEOUT,     /* no answer in time: a write may have been applied */
+    CAIRN_INVALID,     /* a bad request: oversized key or value, bad option */
+    CAIRN_CONNECTION,  /* no node reachable, or the connection was lost
+                          before the reply (a write may have been applied) */
+    CAIRN_OVERLOADED,  /* the node shed load (BUSY): retry later */
+    CAIRN_CLOCK_SKEW,  /* a clock too far from the node's */
+    CAIRN_PROTOCOL,    /* malformed or unexpected data on the wire */
+    CAIRN_DENIED,      /* not authorised */
+    CAIRN_CLOSED,      /* the node is draining: try another node */
+} cairn_status_t;
+
+/* "OK", "NotFound", "Unavailable", "Timeout", "Invalid", "ConnectionError",
+ * "Overloaded", "ClockSkew", "ProtocolError", "Denied", "Closed"
+ * ("Unknown" for anything else). */
+const char *cairn_status_name(cairn_status_t s);
+
+/* "ONE", "QUORUM", "ALL" ("?" for anything else). */
+const char *cairn_consistency_name(cairn_consistency_t cl);
+
+/* ---- connecting -------------------------------------------------------- */
+
+typedef struct cairn_options {
+    /* "host[:port],host[:port],..." ("[v6addr]:port" for IPv6), tried in
+     * order; the port defaults to 7070. Default "127.0.0.1". */
+    const char *contact_points;
+    const char *cluster_name;           /* default "cairn" */
+    const char *client_name;            /* shown by the node; default "libcairn" */
+    cairn_consistency_t consistency;    /* default CAIRN_QUORUM */
+    uint32_t timeout_ms;                /* per request; default 2000 */
+    uint32_t connect_timeout_ms;        /* per node and handshake; default 2000 */
+} cairn_options_t;
+
+/* Fill *o with the defaults. The strings are not copied until cairn_connect. */
+void cairn_options_init(cairn_options_t *o);
+
+typedef struct cairn_client cairn_client_t;
+
+/* Connect to the first contact point that answers the handshake. On success
+ * *out is a client to cairn_close; on failure *out is untouched and the
+ * status says why: CAIRN_CONNECTION when no node could be reached, or the
+ * node's own answer (CAIRN_INVALID for a wrong cluster name, CAIRN_CLOSED,
+ * CAIRN_DENIED ...). cairn_connect_error() has the detail text. */
+cairn_status_t cairn_connect(const cairn_options_t *o, cairn_client_t **out);
+
+/* The detail text of the last cairn_connect failure on this thread. */
+const char *cairn_connect_error(void);
+
+/* Close the connection and free the client. Requests still outstanding
+ * complete with CAIRN_CONNECTION ("client closed"); their futures stay valid
+ * until cairn_future_free. */
+void cairn_close(cairn_client_t *c);
+
+/* The detail text of the last failure seen on this client, e.g. the node's
+ * message or "connection refused by 127.0.0.1:7070" ("" when none). The
+ * string is copied into thread-local storage: valid on the calling thread
+ * until its next call. */
+const char *cairn_last_error(cairn_client_t *c);
+
+/* ---- requests ---------------------------------------------------------- */
+
+/* Per-request overrides; pass NULL for all defaults. Zero fields mean the
+ * client's default. */
+typedef struct cairn_request_opts {
+    cairn_consistency_t consistency; /* 0: the client's */
+    uint32_t timeout_ms;             /* 0: the client's */
+    uint64_t ttl_ms;                 /* puts: expire after this; 0: never */
+} cairn_request_opts_t;
+
+/* A value read (or, for a put, just the write's timestamp). data is
+ * NUL-terminated for convenience (data[len] == 0) but may hold zero bytes;
+ * it is NULL when there is no value. Free with cairn_value_free. */
+typedef struct cairn_value {
+    uint8_t *data;
+    size_t len;
+    uint64_t timestamp; /* the cell's HLC timestamp (0 if unknown) */
+} cairn_value_t;
+
+void cairn_value_free(cairn_value_t *v);
+
+/* Blocking calls. cairn_get fills *out only on CAIRN_OK (otherwise it is
+ * zeroed); keys and values are binary. */
+cairn_status_t cairn_get(cairn_client_t *c, const void *key, size_t klen,
+                         const cairn_request_opts_t *opts, cairn_value_t *out);
+cairn_status_t cairn_put(cairn_client_t *c, const void *key, size_t klen,
+                         const void *value, size_t vlen,
+                         const cairn_request_opts_t *opts);
+cairn_status_t cairn_delete(cairn_client_t *c, const void *key, size_t klen,
+                            const cairn_request_opts_t *opts);
+
+/* Futures. The key and value are copied: the caller's buffers may be
+ * reused at once. Every future must be freed with cairn_future_free, which
+ * may be called before it is ready (the result is then discarded). */
+typedef struct cairn_future cairn_future_t;
+
+cairn_future_t *cairn_get_async(cairn_client_t *c, const void *key, size_t klen,
+                                const cairn_request_opts_t *opts);
+cairn_future_t *cairn_put_async(cairn_client_t *c, const void *key, size_t klen,
+                                const void *value, size_t vlen,
+                                const cairn_request_opts_t *opts);
+cairn_future_t *cairn_delete_async(cairn_client_t *c, const void *key,
+                                   size_t klen, const cairn_request_opts_t *opts);
+
+/* True once the result is in; never blocks. */
+bool cairn_future_ready(cairn_future_t *f);
+
+/* Block until the result is in and return its status. The result is kept:
+ * waiting again returns the same. out (may be NULL) receives a copy of the
+ * value read (gets) or the write's timestamp (puts, deletes); free it with
+ * cairn_value_free. */
+cairn_status_t cairn_future_wait(cairn_future_t *f, cairn_value_t *out);
+
+/* Detail text of a failed future ("" on success); valid until it is freed. */
+const char *cairn_future_error(cairn_future_t *f);
+
+void cairn_future_free(cairn_future_t *f);
+
+/* ---- node information -------------------------------------------------- */
+
+/* Ask the node this client is connected to for its INFO items and call fn
+ * once per item, in the node's order. Strings are valid during the call. */
+typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);
+cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAIRN_CLIENT_H */

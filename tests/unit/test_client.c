@@ -1,0 +1,1048 @@
+/* test_client.c -- libcairn against a fake node.
+ *
+ * The fake node is a thread with a listening socket on 127.0.0.1 (port 0)
+ * that speaks the client protocol through proto.h: HELLO_OK (or an error
+ * REPLY for a wrong cluster name), GET/PUT/DELETE over an in-memory table,
+ * INFO. The test steers it through fields under its mutex: delay replies,
+ * hold a batch of replies and send them in reverse order, drop every
+ * connection, answer with an oversized frame, answer CLOSED (draining), and
+ * set the hlc it reports. It records the causality token of the last
+ * request. The fake node never calls cmocka (it is not the test's thread).
+ */
+#include "test_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "cairn.h"
+#include "coding.h"
+#include "proto.h"
+
+/* ---- the fake node ----------------------------------------------------- */
+
+#define FAKE_MAX_CONNS 16
+
+typedef struct fake_entry {
+    uint8_t *key, *val;
+    size_t klen, vlen;
+    uint64_t ts;
+    bool live;
+} fake_entry_t;
+
+typedef struct fake_conn {
+    int fd;
+    uint64_t serial;
+    kv_frame_decoder_t *dec;
+    kv_buf_t out;
+    bool close_after_flush;
+} fake_conn_t;
+
+typedef struct fake_delayed {
+    uint64_t due_ns;
+    uint64_t conn_serial;
+    kv_buf_t frame;
+} fake_delayed_t;
+
+typedef struct fake {
+    int lfd;
+    uint16_t port;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    /* control (under mu) */
+    bool stop;
+    char cluster[64];
+    uint64_t hlc;      /* reported in replies; writes advance it */
+    int delay_ms;      /* delay every reply by this much */
+    int reorder;       /* hold this many replies, then send them reversed */
+    bool drop_now;     /* close every connection at once */
+    bool go_away;      /* drop_now, and close the listener: refuse from now on */
+    bool oversized;    /* answer the next request with an oversized frame */
+    bool closed;       /* answer CLOSED (draining) */
+    /* statistics (under mu) */
+    int hellos;
+    int requests;
+    int accepted;
+    uint64_t last_causality;
+    uint64_t last_timeout_ms;
+    proto_cl_t last_cl;
+    uint64_t last_ttl_ms;
+    /* the node's own state (fake thread only) */
+    fake_entry_t *table;
+    size_t ntable;
+    fake_conn_t conns[FAKE_MAX_CONNS];
+    size_t nconns;
+    uint64_t next_serial;
+    fake_delayed_t *delayed;
+    size_t ndelayed;
+    kv_buf_t *held; /* reordered replies waiting for the batch to fill */
+    size_t nheld;
+    uint64_t held_conn;
+} fake_t;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static fake_entry_t *fake_find(fake_t *s, kv_slice_t key)
+{
+    for (size_t i = 0; i < s->ntable; i++)
+        if (kv_slice_eq(kv_slice(s->table[i].key, s->table[i].klen), key))
+            return &s->table[i];
+    return NULL;
+}
+
+static void fake_conn_close(fake_t *s, size_t i)
+{
+    fake_conn_t *c = &s->conns[i];
+    close(c->fd);
+    kv_frame_decoder_destroy(c->dec);
+    kv_buf_deinit(&c->out);
+    for (size_t d = 0; d < s->ndelayed;) {
+        if (s->delayed[d].conn_serial == c->serial) {
+            kv_buf_deinit(&s->delayed[d].frame);
+            s->delayed[d] = s->delayed[--s->ndelayed];
+        } else {
+            d++;
+        }
+    }
+    if (s->held_conn == c->serial) {
+        for (size_t h = 0; h < s->nheld; h++) kv_buf_deinit(&s->held[h]);
+        s->nheld = 0;
+    }
+    s->conns[i] = s->conns[--s->nconns];
+}
+
+static fake_conn_t *fake_conn_by_serial(fake_t *s, uint64_t serial)
+{
+    for (size_t i = 0; i < s->nconns; i++)
+        if (s->conns[i].serial == serial) return &s->conns[i];
+    return NULL;
+}
+
+/* Queue one encoded reply for conn, honouring delay and reorder. */
+static void fake_send(fake_t *s, fake_conn_t *c, kv_buf_t *frame, int delay_ms, int reorder)
+{
+    if (delay_ms > 0) {
+        s->delayed = kv_realloc(s->delayed, (s->ndelayed + 1) * sizeof *s->delayed);
+        fake_delayed_t *d = &s->delayed[s->ndelayed++];
+        d->due_ns = mono_ns() + (uint64_t)delay_ms * 1000000u;
+        d->conn_serial = c->serial;
+        d->frame = *frame;
+        return;
+    }
+    if (reorder > 1) {
+        s->held = kv_realloc(s->held, (s->nheld + 1) * sizeof *s->held);
+        s->held[s->nheld++] = *frame;
+        s->held_conn = c->serial;
+        if (s->nheld >= (size_t)reorder) {
+            while (s->nheld) {
+                kv_buf_t *b = &s->held[--s->nheld];
+                kv_buf_append(&c->out, b->data, b->len);
+                kv_buf_deinit(b);
+            }
+        }
+        return;
+    }
+    kv_buf_append(&c->out, frame->data, frame->len);
+    kv_buf_deinit(frame);
+}
+
+/* Handle one frame; false: close the connection now. */
+static bool fake_handle(fake_t *s, fake_conn_t *c, const kv_frame_t *f)
+{
+    kv_buf_t out = {0};
+    pthread_mutex_lock(&s->mu);
+    int delay = s->delay_ms, reorder = s->reorder;
+    bool oversized = s->oversized, closed = s->closed;
+    if (f->type == MSG_HELLO) {
+        proto_hello_t h;
+        s->hellos++;
+        if (proto_decode_hello(f, &h) != KV_OK) {
+            pthread_mutex_unlock(&s->mu);
+            return false;
+        }
+        if (!kv_slice_eq(h.cluster, kv_slice_str(s->cluster))) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "cluster name mismatch: this node is in \"%s\", "
+                     "the client asked for \"%.*s\"", s->cluster, (int)h.cluster.len,
+                     (const char *)h.cluster.data);
+            proto_reply_t r = {.id = f->request_id, .status = KV_INVALID, .hlc = s->hlc,
+                               .message = kv_slice_str(msg)};
+            proto_encode_reply(&c->out, &r, 0);
+            c->close_after_flush = true;
+        } else {
+            proto_hello_ok_t ok = {CAIRN_PROTO_VERSION, kv_slice_str(s->cluster),
+                                   kv_slice_str("fake"), kv_slice_str("id-1"), s->hlc};
+            proto_encode_hello_ok(&c->out, f->request_id, &ok, 0);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return true;
+    }
+    if (f->type == MSG_INFO) {
+        char port[16];
+        snprintf(port, sizeof port, "%u", s->port);
+        proto_info_item_t items[] = {
+            {"node_name", "fake", 0},
+            {"cluster", s->cluster, 0},
+            {"requests", NULL, (uint64_t)s->requests},
+            {"port", port, 0},
+        };
+        proto_encode_info_reply(&out, f->request_id, s->hlc, items, KV_ARRAY_LEN(items), 0);
+        pthread_mutex_unlock(&s->mu);
+        fake_send(s, c, &out, 0, 0);
+        return true;
+    }
+    proto_request_t rq;
+    if (proto_decode_request(f, &rq) != KV_OK) {
+        pthread_mutex_unlock(&s->mu);
+        return false;
+    }
+    s->requests++;
+    s->last_causality = rq.causality;
+    s->last_timeout_ms = rq.timeout_ms;
+    s->last_cl = rq.cl;
+    s->last_ttl_ms = rq.ttl_ms;
+    if (oversized) {
+        s->oversized = false;
+        pthread_mutex_unlock(&s->mu);
+        uint8_t hdr[8];
+        kv_put_be32(hdr, 0xFFFFFFF0u);
+        memset(hdr + 4, 0x90, 4);
+        kv_buf_append(&c->out, hdr, sizeof hdr);
+        return true;
+    }
+    proto_reply_t r = {.id = rq.id, .status = KV_OK};
+    if (closed) {
+        r.status = KV_CLOSED;
+        r.message = kv_slice_str("node is draining");
+    } else if (rq.type == MSG_GET) {
+        fake_entry_t *e = fake_find(s, rq.key);
+        if (e && e->live) {
+            r.has_value = true;
+            r.value = kv_slice(e->val, e->vlen);
+            r.cell_ts = e->ts;
+        } else {
+            r.status = KV_NOTFOUND;
+        }
+    } else {
+        fake_entry_t *e = fake_find(s, rq.key);
+        if (!e) {
+            s->table = kv_realloc(s->table, (s->ntable + 1) * sizeof *s->table);
+            e = &s->table[s->ntable++];
+            memset(e, 0, sizeof *e);
+            e->key = kv_memdup(rq.key.data ? rq.key.data : (const uint8_t *)"", rq.key.len);
+            e->klen = rq.key.len;
+        }
+        kv_free(e->val);
+        e->val = NULL;
+        e->vlen = 0;
+        e->live = rq.type == MSG_PUT;
+        if (e->live) {
+            e->val = kv_memdup(rq.value.data ? rq.value.data : (const uint8_t *)"",
+                               rq.value.len);
+            e->vlen = rq.value.len;
+        }
+        e->ts = ++s->hlc;
+        r.cell_ts = e->ts;
+    }
+    r.hlc = s->hlc;
+    proto_encode_reply(&out, &r, 0);
+    pthread_mutex_unlock(&s->mu);
+    fake_send(s, c, &out, delay, reorder);
+    return true;
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *s = arg;
+    uint8_t buf[65536];
+    kv_frame_t f;
+    kv_frame_init(&f);
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool stop = s->stop, drop = s->drop_now || s->go_away;
+        if (s->go_away && s->lfd >= 0) {
+            close(s->lfd);
+            s->lfd = -1;
+        }
+        s->drop_now = false;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        if (drop)
+            while (s->nconns) fake_conn_close(s, 0);
+
+        uint64_t now = mono_ns();
+        for (size_t d = 0; d < s->ndelayed;) {
+            if (s->delayed[d].due_ns <= now) {
+                fake_conn_t *c = fake_conn_by_serial(s, s->delayed[d].conn_serial);
+                if (c) kv_buf_append(&c->out, s->delayed[d].frame.data, s->delayed[d].frame.len);
+                kv_buf_deinit(&s->delayed[d].frame);
+                s->delayed[d] = s->delayed[--s->ndelayed];
+            } else {
+                d++;
+            }
+        }
+
+        struct pollfd p[FAKE_MAX_CONNS + 1];
+        p[0] = (struct pollfd){s->lfd, POLLIN, 0};
+        for (size_t i = 0; i < s->nconns; i++)
+            p[i + 1] = (struct pollfd){s->conns[i].fd,
+                                       (short)(POLLIN | (s->conns[i].out.len ? POLLOUT : 0)), 0};
+        size_t n = s->nconns;
+        if (poll(p, n + 1, 2) <= 0) continue;
+        if ((p[0].revents & POLLIN) && s->nconns < FAKE_MAX_CONNS) {
+            int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0) {
+                fake_conn_t *c = &s->conns[s->nconns++];
+                memset(c, 0, sizeof *c);
+                c->fd = fd;
+                c->serial = ++s->next_serial;
+                c->dec = kv_frame_decoder_create(0);
+                pthread_mutex_lock(&s->mu);
+                s->accepted++;
+                pthread_mutex_unlock(&s->mu);
+            }
+        }
+        /* Walk backwards: closing swaps the last connection into slot i. */
+        for (size_t i = n; i-- > 0;) {
+            fake_conn_t *c = &s->conns[i];
+            bool ok = true;
+            if (p[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) {
+                ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) ok = false;
+                if (r > 0 && kv_frame_decoder_feed(c->dec, buf, (size_t)r) != KV_OK) ok = false;
+                kv_status_t rc;
+                while (ok && (rc = kv_frame_decoder_next(c->dec, &f)) == KV_OK)
+                    ok = fake_handle(s, c, &f);
+                if (ok && rc == KV_PROTO) ok = false;
+            }
+            while (ok && c->out.len) {
+                ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+                if (w < 0) {
+                    if (errno != EAGAIN && errno != EINTR) ok = false;
+                    break;
+                }
+                kv_buf_consume(&c->out, (size_t)w);
+            }
+            if (ok && c->close_after_flush && c->out.len == 0) ok = false;
+            if (!ok) fake_conn_close(s, i);
+        }
+    }
+    kv_frame_release(&f);
+    while (s->nconns) fake_conn_close(s, 0);
+    return NULL;
+}
+
+static fake_t *fake_start(const char *cluster)
+{
+    fake_t *s = kv_calloc(1, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    snprintf(s->cluster, sizeof s->cluster, "%s", cluster);
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(s->lfd >= 0);
+    int one = 1;
+    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s->lfd, 16), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &len), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->thread, NULL, fake_main, s), 0);
+    return s;
+}
+
+static void fake_stop(fake_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    if (s->lfd >= 0) close(s->lfd);
+    for (size_t i = 0; i < s->ntable; i++) {
+        kv_free(s->table[i].key);
+        kv_free(s->table[i].val);
+    }
+    kv_free(s->table);
+    for (size_t d = 0; d < s->ndelayed; d++) kv_buf_deinit(&s->delayed[d].frame);
+    kv_free(s->delayed);
+    for (size_t h = 0; h < s->nheld; h++) kv_buf_deinit(&s->held[h]);
+    kv_free(s->held);
+    pthread_mutex_destroy(&s->mu);
+    kv_free(s);
+}
+
+#define FAKE_SET(s, field, v)                                                  \
+    do {                                                                       \
+        pthread_mutex_lock(&(s)->mu);                                          \
+        (s)->field = (v);                                                      \
+        pthread_mutex_unlock(&(s)->mu);                                        \
+    } while (0)
+
+static uint64_t fake_get(fake_t *s, size_t off)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = *(const int *)((const char *)s + off);
+    pthread_mutex_unlock(&s->mu);
+    return (uint64_t)v;
+}
+#define FAKE_STAT(s, field) fake_get((s), offsetof(fake_t, field))
+
+static uint64_t fake_causality(fake_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = s->last_causality;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+/* A port on which nothing listens. */
+static uint16_t dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static cairn_client_t *connect_to(const char *points, uint32_t timeout_ms)
+{
+    cairn_options_t o;
+    cairn_options_init(&o);
+    o.contact_points = points;
+    o.timeout_ms = timeout_ms;
+    o.connect_timeout_ms = 1000;
+    o.client_name = "test_client";
+    cairn_client_t *c = NULL;
+    cairn_status_t st = cairn_connect(&o, &c);
+    if (st != CAIRN_OK) fprintf(stderr, "connect: %s\n", cairn_connect_error());
+    assert_int_equal(st, CAIRN_OK);
+    return c;
+}
+
+static cairn_client_t *connect_fake(fake_t *s, uint32_t timeout_ms)
+{
+    char pts[64];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u", s->port);
+    return connect_to(pts, timeout_ms);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void test_client_status_names_are_stable(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"OK", "NotFound", "Unavailable", "Timeout",
+                                        "Invalid", "ConnectionError", "Overloaded",
+                                        "ClockSkew", "ProtocolError", "Denied", "Closed"};
+    for (int i = 0; i <= CAIRN_CLOSED; i++)
+        assert_string_equal(cairn_status_name((cairn_status_t)i), names[i]);
+    assert_string_equal(cairn_status_name((cairn_status_t)99), "Unknown");
+    assert_string_equal(cairn_consistency_name(CAIRN_QUORUM), "QUORUM");
+    cairn_options_t o;
+    cairn_options_init(&o);
+    assert_int_equal(o.consistency, CAIRN_QUORUM);
+    assert_int_equal(o.timeout_ms, 2000);
+    assert_string_equal(o.cluster_name, "cairn");
+}
+
+static void test_client_put_get_delete_round_trip(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    assert_int_equal(cairn_put(c, "k", 1, "hello", 5, NULL), CAIRN_OK);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 5);
+    assert_memory_equal(v.data, "hello", 5);
+    assert_int_equal(v.data[5], 0);
+    assert_true(v.timestamp > 0);
+    cairn_value_free(&v);
+    assert_null(v.data);
+    /* the defaults and per-request overrides reach the node */
+    assert_int_equal(FAKE_STAT(s, last_cl), CL_QUORUM);
+    cairn_request_opts_t ro = {.consistency = CAIRN_ALL, .timeout_ms = 1234, .ttl_ms = 99};
+    assert_int_equal(cairn_put(c, "k", 1, "bye", 3, &ro), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, last_cl), CL_ALL);
+    pthread_mutex_lock(&s->mu);
+    assert_int_equal(s->last_timeout_ms, 1234);
+    assert_int_equal(s->last_ttl_ms, 99);
+    pthread_mutex_unlock(&s->mu);
+    assert_int_equal(cairn_delete(c, "k", 1, NULL), CAIRN_OK);
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_NOT_FOUND);
+    assert_null(v.data);
+    assert_int_equal(v.len, 0);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_get_of_missing_key_is_not_found(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "nope", 4, NULL, &v), CAIRN_NOT_FOUND);
+    assert_null(v.data);
+    cairn_future_t *f = cairn_get_async(c, "nope", 4, NULL);
+    assert_int_equal(cairn_future_wait(f, &v), CAIRN_NOT_FOUND);
+    assert_int_equal(cairn_future_wait(f, NULL), CAIRN_NOT_FOUND); /* kept */
+    assert_true(cairn_future_ready(f));
+    cairn_value_free(&v);
+    cairn_future_free(f);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_keys_and_values_are_binary_safe(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    const char k1[] = {'a', 0, 'b'}, k2[] = {'a', 0, 'c'};
+    uint8_t val[256];
+    for (int i = 0; i < 256; i++) val[i] = (uint8_t)i;
+    assert_int_equal(cairn_put(c, k1, 3, val, sizeof val, NULL), CAIRN_OK);
+    assert_int_equal(cairn_put(c, k2, 3, "\0\0", 2, NULL), CAIRN_OK);
+    assert_int_equal(cairn_put(c, "empty", 5, "", 0, NULL), CAIRN_OK);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, k1, 3, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 256);
+    assert_memory_equal(v.data, val, 256);
+    cairn_value_free(&v);
+    assert_int_equal(cairn_get(c, k2, 3, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "\0\0", 2);
+    cairn_value_free(&v);
+    assert_int_equal(cairn_get(c, "empty", 5, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 0);
+    cairn_value_free(&v);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_pipelines_a_thousand_async_requests(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 5000);
+    cairn_future_t **fs = kv_calloc(N, sizeof *fs);
+    char key[32], val[32];
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "key-%d", i);
+        int vl = snprintf(val, sizeof val, "value-%d", i * 7);
+        fs[i] = cairn_put_async(c, key, (size_t)kl, val, (size_t)vl, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cairn_future_wait(fs[i], NULL), CAIRN_OK);
+        cairn_future_free(fs[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "key-%d", i);
+        fs[i] = cairn_get_async(c, key, (size_t)kl, NULL);
+    }
+    for (int i = N; i-- > 0;) {
+        cairn_value_t v;
+        assert_int_equal(cairn_future_wait(fs[i], &v), CAIRN_OK);
+        int vl = snprintf(val, sizeof val, "value-%d", i * 7);
+        assert_int_equal(v.len, (size_t)vl);
+        assert_memory_equal(v.data, val, (size_t)vl);
+        cairn_value_free(&v);
+        cairn_future_free(fs[i]);
+    }
+    kv_free(fs);
+    assert_int_equal(FAKE_STAT(s, accepted), 1);
+    assert_int_equal(FAKE_STAT(s, requests), 2 * N);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_matches_out_of_order_replies_by_id(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 3000);
+    char key[16], val[16];
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        int vl = snprintf(val, sizeof val, "v%d", i);
+        assert_int_equal(cairn_put(c, key, (size_t)kl, val, (size_t)vl, NULL), CAIRN_OK);
+    }
+    FAKE_SET(s, reorder, N);
+    cairn_future_t *fs[N];
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        fs[i] = cairn_get_async(c, key, (size_t)kl, NULL);
+    }
+    /* The first reply to arrive is the last request's. */
+    assert_int_equal(cairn_future_wait(fs[N - 1], NULL), CAIRN_OK);
+    for (int i = 0; i < N; i++) {
+        cairn_value_t v;
+        assert_int_equal(cairn_future_wait(fs[i], &v), CAIRN_OK);
+        int vl = snprintf(val, sizeof val, "v%d", i);
+        assert_int_equal(v.len, (size_t)vl);
+        assert_memory_equal(v.data, val, (size_t)vl);
+        cairn_value_free(&v);
+        cairn_future_free(fs[i]);
+    }
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_timeout_then_late_reply_is_ignored(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 100);
+    assert_int_equal(cairn_put(c, "a", 1, "1", 1, NULL), CAIRN_OK);
+    FAKE_SET(s, delay_ms, 300);
+    uint64_t t0 = mono_ns();
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "a", 1, NULL, &v), CAIRN_TIMEOUT);
+    uint64_t took_ms = (mono_ns() - t0) / 1000000;
+    assert_true(took_ms >= 90 && took_ms < 290);
+    assert_non_null(strstr(cairn_last_error(c), "within 100 ms"));
+    FAKE_SET(s, delay_ms, 0);
+    sleep_ms(350); /* the late reply arrives now and must be dropped */
+    assert_int_equal(cairn_put(c, "a", 1, "2", 1, NULL), CAIRN_OK);
+    assert_int_equal(cairn_get(c, "a", 1, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 1);
+    assert_int_equal(v.data[0], '2');
+    cairn_value_free(&v);
+    assert_int_equal(FAKE_STAT(s, accepted), 1); /* same connection throughout */
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_wrong_cluster_fails_connect_with_message(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("prod");
+    cairn_options_t o;
+    cairn_options_init(&o);
+    char pts[64];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u", s->port);
+    o.contact_points = pts;
+    o.cluster_name = "staging";
+    cairn_client_t *c = NULL;
+    assert_int_equal(cairn_connect(&o, &c), CAIRN_INVALID);
+    assert_null(c);
+    assert_non_null(strstr(cairn_connect_error(), "cluster name mismatch"));
+    assert_non_null(strstr(cairn_connect_error(), "staging"));
+    fake_stop(s);
+}
+
+static void test_client_connect_fails_when_no_node_listens(void **state)
+{
+    (void)state;
+    char pts[64];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u", dead_port());
+    cairn_options_t o;
+    cairn_options_init(&o);
+    o.contact_points = pts;
+    cairn_client_t *c = NULL;
+    assert_int_equal(cairn_connect(&o, &c), CAIRN_CONNECTION);
+    assert_non_null(strstr(cairn_connect_error(), "refused"));
+    o.contact_points = " , ";
+    assert_int_equal(cairn_connect(&o, &c), CAIRN_INVALID);
+    o.contact_points = "host:99999";
+    assert_int_equal(cairn_connect(&o, &c), CAIRN_INVALID);
+    o.contact_points = "[::1";
+    assert_int_equal(cairn_connect(&o, &c), CAIRN_INVALID);
+    assert_null(c);
+}
+
+static void test_client_fails_over_when_first_contact_point_refuses(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    char pts[96];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u, 127.0.0.1:%u", dead_port(), s->port);
+    cairn_client_t *c = connect_to(pts, 2000);
+    assert_int_equal(cairn_put(c, "x", 1, "y", 1, NULL), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, requests), 1);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_fails_over_when_node_drops_and_keeps_causality(void **state)
+{
+    (void)state;
+    fake_t *a = fake_start("cairn"), *b = fake_start("cairn");
+    FAKE_SET(a, hlc, 5000);
+    FAKE_SET(b, hlc, 10);
+    char pts[96];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u,127.0.0.1:%u", a->port, b->port);
+    cairn_client_t *c = connect_to(pts, 2000);
+    assert_int_equal(cairn_put(c, "x", 1, "1", 1, NULL), CAIRN_OK); /* a: hlc 5001 */
+    assert_int_equal(FAKE_STAT(a, requests), 1);
+    /* a goes away for good: its connection drops and its port refuses */
+    FAKE_SET(a, go_away, true);
+    sleep_ms(50);
+    cairn_status_t st = cairn_put(c, "x", 1, "2", 1, NULL);
+    assert_int_equal(st, CAIRN_OK);
+    assert_int_equal(FAKE_STAT(b, requests), 1);
+    assert_int_equal(fake_causality(b), 5001); /* b saw a's clock through us */
+    cairn_close(c);
+    fake_stop(a);
+    fake_stop(b);
+}
+
+static void test_client_inflight_requests_fail_when_connection_drops(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 5000);
+    FAKE_SET(s, delay_ms, 10000);
+    cairn_future_t *fs[N];
+    for (int i = 0; i < N; i++) fs[i] = cairn_put_async(c, "k", 1, "v", 1, NULL);
+    for (int i = 0; i < 400 && FAKE_STAT(s, requests) < N; i++) sleep_ms(5);
+    assert_int_equal(FAKE_STAT(s, requests), N);
+    assert_false(cairn_future_ready(fs[0]));
+    FAKE_SET(s, drop_now, true);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cairn_future_wait(fs[i], NULL), CAIRN_CONNECTION);
+        assert_non_null(strstr(cairn_future_error(fs[i]), "closed by the node"));
+        cairn_future_free(fs[i]);
+    }
+    /* never resent: the node saw each once */
+    assert_int_equal(FAKE_STAT(s, requests), N);
+    /* the next request reconnects (the only contact point is back) */
+    FAKE_SET(s, delay_ms, 0);
+    assert_int_equal(cairn_put(c, "k", 1, "w", 1, NULL), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, accepted), 2);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_sends_max_hlc_seen_as_causality(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    FAKE_SET(s, hlc, 777);
+    cairn_client_t *c = connect_fake(s, 2000);
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK); /* reply hlc 778 */
+    assert_int_equal(fake_causality(s), 777); /* from HELLO_OK */
+    FAKE_SET(s, hlc, 1000);
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK); /* reply hlc 1001 */
+    assert_int_equal(fake_causality(s), 778);
+    FAKE_SET(s, hlc, 50); /* a node behind: the token must not go back */
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_OK);
+    cairn_value_free(&v);
+    assert_int_equal(fake_causality(s), 1001);
+    assert_int_equal(cairn_delete(c, "k", 1, NULL), CAIRN_OK);
+    assert_int_equal(fake_causality(s), 1001);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_oversized_frame_from_node_fails_cleanly(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    FAKE_SET(s, oversized, true);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_PROTOCOL);
+    assert_non_null(strstr(cairn_last_error(c), "above the limit"));
+    /* a fresh connection works */
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, accepted), 2);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_draining_node_answers_closed_then_next_node(void **state)
+{
+    (void)state;
+    fake_t *a = fake_start("cairn"), *b = fake_start("cairn");
+    char pts[96];
+    snprintf(pts, sizeof pts, "127.0.0.1:%u,127.0.0.1:%u", a->port, b->port);
+    cairn_client_t *c = connect_to(pts, 2000);
+    FAKE_SET(a, closed, true);
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_CLOSED);
+    assert_string_equal(cairn_last_error(c), "node is draining");
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(b, requests), 1);
+    cairn_close(c);
+    fake_stop(a);
+    fake_stop(b);
+}
+
+typedef struct info_seen {
+    int n;
+    bool saw_requests;
+} info_seen_t;
+
+static void on_info(const char *name, const char *value, void *arg)
+{
+    info_seen_t *seen = arg;
+    seen->n++;
+    if (!strcmp(name, "requests") && !strcmp(value, "2")) seen->saw_requests = true;
+}
+
+static void test_client_info_lists_node_items(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    assert_int_equal(cairn_put(c, "a", 1, "1", 1, NULL), CAIRN_OK);
+    assert_int_equal(cairn_put(c, "b", 1, "1", 1, NULL), CAIRN_OK);
+    info_seen_t seen = {0, false};
+    assert_int_equal(cairn_info(c, on_info, &seen), CAIRN_OK);
+    assert_int_equal(seen.n, 4);
+    assert_true(seen.saw_requests);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_close_completes_outstanding_futures(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 5000);
+    FAKE_SET(s, delay_ms, 10000);
+    cairn_future_t *f1 = cairn_put_async(c, "k", 1, "v", 1, NULL);
+    cairn_future_t *f2 = cairn_get_async(c, "k", 1, NULL);
+    cairn_close(c);
+    assert_true(cairn_future_ready(f1));
+    assert_int_equal(cairn_future_wait(f1, NULL), CAIRN_CONNECTION);
+    assert_string_equal(cairn_future_error(f1), "client closed");
+    assert_int_equal(cairn_future_wait(f2, NULL), CAIRN_CONNECTION);
+    cairn_future_free(f1);
+    cairn_future_free(f2);
+    fake_stop(s);
+}
+
+static void test_client_rejects_bad_requests_locally(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    cairn_request_opts_t ro = {.consistency = (cairn_consistency_t)7};
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, &ro), CAIRN_INVALID);
+    assert_int_equal(cairn_put(c, NULL, 3, "v", 1, NULL), CAIRN_INVALID);
+    size_t big = KV_FRAME_DEFAULT_MAX + 1;
+    uint8_t *huge = kv_calloc(1, big);
+    assert_int_equal(cairn_put(c, "k", 1, huge, big, NULL), CAIRN_INVALID);
+    assert_non_null(strstr(cairn_last_error(c), "too large"));
+    kv_free(huge);
+    assert_int_equal(FAKE_STAT(s, requests), 0);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+typedef struct worker {
+    cairn_client_t *c;
+    int id;
+    int failures;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    char key[32], val[32];
+    for (int i = 0; i < 200; i++) {
+        int kl = snprintf(key, sizeof key, "w%d-%d", w->id, i);
+        int vl = snprintf(val, sizeof val, "%d", i * w->id);
+        if (cairn_put(w->c, key, (size_t)kl, val, (size_t)vl, NULL) != CAIRN_OK) w->failures++;
+        cairn_value_t v;
+        if (cairn_get(w->c, key, (size_t)kl, NULL, &v) != CAIRN_OK || v.len != (size_t)vl ||
+            memcmp(v.data, val, (size_t)vl) != 0)
+            w->failures++;
+        cairn_value_free(&v);
+    }
+    return NULL;
+}
+
+static void test_client_is_safe_from_many_threads(void **state)
+{
+    (void)state;
+    enum { T = 4 };
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 5000);
+    pthread_t th[T];
+    worker_t w[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (worker_t){c, i + 1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    cairn_close(c);
+    fake_stop(s);
+}
+
+
+/* ---- the command-line tool, end to end against the fake node ---------- */
+
+/* Path of the `cairn` binary built beside this test (build/client/cairn). */
+static bool cli_path(char *out, size_t n)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return false;
+    self[len] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return false;
+    *slash = 0;
+    snprintf(out, n, "%s/../client/cairn", self);
+    return access(out, X_OK) == 0;
+}
+
+/* Run the tool with stdin from `in`; collect stdout and stderr. */
+static int run_cli(const char *path, const char *const *args, const void *in, size_t inlen,
+                   kv_buf_t *out, kv_buf_t *err)
+{
+    int pin[2], pout[2], perr[2];
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    assert_int_equal(pipe(perr), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        const char *argv[16] = {path};
+        for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    if (inlen) assert_int_equal(write(pin[1], in, inlen), (ssize_t)inlen);
+    close(pin[1]);
+    uint8_t buf[4096];
+    struct pollfd p[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds) {
+        assert_true(poll(p, 2, 10000) > 0);
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents) continue;
+            ssize_t r = read(p[i].fd, buf, sizeof buf);
+            if (r <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            } else {
+                kv_buf_append(i == 0 ? out : err, buf, (size_t)r);
+            }
+        }
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_cli_put_get_del_info_against_a_node(void **state)
+{
+    (void)state;
+    char path[PATH_MAX + 32];
+    if (!cli_path(path, sizeof path)) skip();
+    fake_t *s = fake_start("cairn");
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%u", s->port);
+    kv_buf_t out = {0}, err = {0};
+    uint8_t val[1000];
+    for (size_t i = 0; i < sizeof val; i++) val[i] = (uint8_t)(i * 31);
+
+    const char *put[] = {"-H", host, "-c", "one", "put", "blob", "-", NULL};
+    assert_int_equal(run_cli(path, put, val, sizeof val, &out, &err), 0);
+    assert_int_equal(FAKE_STAT(s, last_cl), CL_ONE);
+    const char *get[] = {"-H", host, "get", "blob", NULL};
+    assert_int_equal(run_cli(path, get, NULL, 0, &out, &err), 0);
+    assert_int_equal(out.len, sizeof val); /* raw bytes, no newline: not a tty */
+    assert_memory_equal(out.data, val, sizeof val);
+
+    kv_buf_clear(&out);
+    const char *put2[] = {"-H", host, "put", "k", "-starts-with-dash", NULL};
+    assert_int_equal(run_cli(path, put2, NULL, 0, &out, &err), 0);
+    const char *get2[] = {"-H", host, "-t", "500", "get", "k", NULL};
+    assert_int_equal(run_cli(path, get2, NULL, 0, &out, &err), 0);
+    assert_int_equal(out.len, 17);
+    assert_memory_equal(out.data, "-starts-with-dash", 17);
+
+    kv_buf_clear(&out);
+    const char *del[] = {"-H", host, "del", "k", NULL};
+    assert_int_equal(run_cli(path, del, NULL, 0, &out, &err), 0);
+    kv_buf_clear(&err);
+    assert_int_equal(run_cli(path, get2, NULL, 0, &out, &err), 1);
+    assert_int_equal(out.len, 0);
+    kv_buf_append_u8(&err, 0);
+    assert_non_null(strstr((const char *)err.data, "cairn: NotFound: k"));
+
+    const char *info[] = {"-H", host, "info", NULL};
+    assert_int_equal(run_cli(path, info, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_non_null(strstr((const char *)out.data, "node_name: fake\n"));
+    assert_non_null(strstr((const char *)out.data, "requests:  6\n"));
+
+    kv_buf_clear(&err);
+    const char *wrong[] = {"-H", host, "--cluster", "other", "status", NULL};
+    assert_int_equal(run_cli(path, wrong, NULL, 0, &out, &err), 2);
+    kv_buf_append_u8(&err, 0);
+    assert_non_null(strstr((const char *)err.data, "cairn: Invalid: "));
+
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+    fake_stop(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        kv_unit_test(test_client_status_names_are_stable),
+        kv_unit_test(test_client_put_get_delete_round_trip),
+        kv_unit_test(test_client_get_of_missing_key_is_not_found),
+        kv_unit_test(test_client_keys_and_values_are_binary_safe),
+        kv_unit_test(test_client_pipelines_a_thousand_async_requests),
+        kv_unit_test(test_client_matches_out_of_order_replies_by_id),
+        kv_unit_test(test_client_timeout_then_late_reply_is_ignored),
+        kv_unit_test(test_client_wrong_cluster_fails_connect_with_message),
+        kv_unit_test(test_client_connect_fails_when_no_node_listens),
+        kv_unit_test(test_client_fails_over_when_first_contact_point_refuses),
+        kv_unit_test(test_client_fails_over_when_node_drops_and_keeps_causality),
+        kv_unit_test(test_client_inflight_requests_fail_when_connection_drops),
+        kv_unit_test(test_client_sends_max_hlc_seen_as_causality),
+        kv_unit_test(test_client_oversized_frame_from_node_fails_cleanly),
+        kv_unit_test(test_client_draining_node_answers_closed_then_next_node),
+        kv_unit_test(test_client_info_lists_node_items),
+        kv_unit_test(test_client_close_completes_outstanding_futures),
+        kv_unit_test(test_client_rejects_bad_requests_locally),
+        kv_unit_test(test_client_is_safe_from_many_threads),
+        kv_unit_test(test_cli_put_get_del_info_against_a_node),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

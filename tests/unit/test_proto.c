@@ -1,0 +1,615 @@
+/* test_proto.c -- Cairn's client messages: every message round-trips through
+ * the frame codec; missing, mistyped or out-of-range arguments are KV_PROTO;
+ * arguments appended by a later version are ignored. */
+#include "test_util.h"
+
+#include "frame.h"
+#include "proto.h"
+
+/* Decode the single frame in buf into *f (the caller releases f). */
+static void decode_one(const kv_buf_t *buf, kv_frame_t *f)
+{
+    kv_frame_decoder_t *d = kv_frame_decoder_create(0);
+    kv_frame_init(f);
+    assert_int_equal(kv_frame_decoder_feed(d, buf->data, buf->len), KV_OK);
+    assert_int_equal(kv_frame_decoder_next(d, f), KV_OK);
+    /* The frame owns its body: the decoder may go. */
+    kv_frame_t rest;
+    kv_frame_init(&rest);
+    assert_int_equal(kv_frame_decoder_next(d, &rest), KV_AGAIN);
+    kv_frame_decoder_destroy(d);
+}
+
+/* Build a raw frame [type, id, args...] where the args are packed by fn. */
+typedef void (*pack_fn)(msgpack_packer *pk);
+static void raw_frame(kv_buf_t *buf, uint32_t type, uint64_t id, uint32_t nargs,
+                      pack_fn fn)
+{
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, type, id, nargs);
+    if (fn) fn(&w.pk);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+}
+
+static void test_proto_hello_round_trips(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    proto_hello_t h = {CAIRN_PROTO_VERSION, kv_slice_str("prod"), kv_slice_str("cli")};
+    assert_int_equal(proto_encode_hello(&b, 5, &h, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_HELLO);
+    assert_int_equal(f.request_id, 5);
+    proto_hello_t out;
+    assert_int_equal(proto_decode_hello(&f, &out), KV_OK);
+    assert_int_equal(out.version, CAIRN_PROTO_VERSION);
+    assert_true(kv_slice_eq(out.cluster, kv_slice_str("prod")));
+    assert_true(kv_slice_eq(out.client_name, kv_slice_str("cli")));
+    /* not a HELLO_OK, and no other decoder takes it */
+    proto_hello_ok_t ok;
+    assert_int_equal(proto_decode_hello_ok(&f, &ok), KV_PROTO);
+    proto_reply_t r;
+    assert_int_equal(proto_decode_reply(&f, &r), KV_PROTO);
+    proto_request_t rq;
+    assert_int_equal(proto_decode_request(&f, &rq), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_hello_ok_round_trips(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    proto_hello_ok_t h = {1, kv_slice_str("prod"), kv_slice_str("n1"),
+                          kv_slice_str("6f1c"), UINT64_MAX - 1};
+    assert_int_equal(proto_encode_hello_ok(&b, 0, &h, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_hello_ok_t out;
+    assert_int_equal(proto_decode_hello_ok(&f, &out), KV_OK);
+    assert_int_equal(out.version, 1);
+    assert_true(kv_slice_eq(out.cluster, kv_slice_str("prod")));
+    assert_true(kv_slice_eq(out.node_name, kv_slice_str("n1")));
+    assert_true(kv_slice_eq(out.node_id, kv_slice_str("6f1c")));
+    assert_true(out.hlc == UINT64_MAX - 1);
+    proto_hello_t hh;
+    assert_int_equal(proto_decode_hello(&f, &hh), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_requests_round_trip(void **state)
+{
+    (void)state;
+    const uint8_t key[] = {0, 'k', 0, 0xff};
+    const uint8_t val[] = {0, 1, 2, 0};
+    static const proto_msg_t types[] = {MSG_GET, MSG_PUT, MSG_DELETE};
+    static const proto_cl_t cls[] = {CL_ONE, CL_QUORUM, CL_ALL};
+    for (size_t t = 0; t < KV_ARRAY_LEN(types); t++) {
+        kv_buf_t b = {0};
+        proto_request_t r = {
+            .type = types[t], .id = 1000 + t, .key = kv_slice(key, sizeof key),
+            .value = kv_slice(val, sizeof val), .cl = cls[t], .timeout_ms = UINT32_MAX,
+            .causality = 123456789012345ULL, .ttl_ms = 60000,
+        };
+        assert_int_equal(proto_encode_request(&b, &r, 0), KV_OK);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        assert_int_equal(f.type, types[t]);
+        proto_request_t out;
+        assert_int_equal(proto_decode_request(&f, &out), KV_OK);
+        assert_int_equal(out.type, types[t]);
+        assert_int_equal(out.id, 1000 + t);
+        assert_true(kv_slice_eq(out.key, kv_slice(key, sizeof key)));
+        assert_int_equal(out.cl, cls[t]);
+        assert_int_equal(out.timeout_ms, UINT32_MAX);
+        assert_true(out.causality == 123456789012345ULL);
+        if (types[t] == MSG_PUT) {
+            assert_true(kv_slice_eq(out.value, kv_slice(val, sizeof val)));
+            assert_int_equal(out.ttl_ms, 60000);
+        } else {
+            assert_int_equal(out.value.len, 0);
+            assert_int_equal(out.ttl_ms, 0);
+        }
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    /* An empty key and value are legal bytes. */
+    kv_buf_t b = {0};
+    proto_request_t r = {.type = MSG_PUT, .id = 1, .cl = CL_ONE};
+    assert_int_equal(proto_encode_request(&b, &r, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_request_t out;
+    assert_int_equal(proto_decode_request(&f, &out), KV_OK);
+    assert_int_equal(out.key.len, 0);
+    assert_int_equal(out.value.len, 0);
+    kv_frame_release(&f);
+    /* Only GET/PUT/DELETE are requests. */
+    kv_buf_clear(&b);
+    r.type = MSG_INFO;
+    assert_int_equal(proto_encode_request(&b, &r, 0), KV_INVALID);
+    assert_int_equal(b.len, 0);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_reply_round_trips_with_and_without_value(void **state)
+{
+    (void)state;
+    for (int with = 0; with < 2; with++) {
+        kv_buf_t b = {0};
+        proto_reply_t r = {.id = 77, .status = with ? KV_OK : KV_UNAVAILABLE,
+                           .hlc = 99, .cell_ts = with ? 98 : 0,
+                           .has_value = with, .value = kv_slice("\0v", 2),
+                           .message = with ? kv_slice(NULL, 0) : kv_slice_str("2 of 3 down")};
+        assert_int_equal(proto_encode_reply(&b, &r, 0), KV_OK);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_reply_t out;
+        assert_int_equal(proto_decode_reply(&f, &out), KV_OK);
+        assert_int_equal(out.id, 77);
+        assert_int_equal(out.status, r.status);
+        assert_int_equal(out.hlc, 99);
+        assert_int_equal(out.cell_ts, r.cell_ts);
+        assert_int_equal(out.has_value, with);
+        if (with) {
+            assert_true(kv_slice_eq(out.value, kv_slice("\0v", 2)));
+            assert_int_equal(out.message.len, 0);
+        } else {
+            assert_true(kv_slice_eq(out.message, kv_slice_str("2 of 3 down")));
+        }
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+}
+
+typedef struct info_acc {
+    int n;
+    char text[256];
+} info_acc_t;
+
+static void collect_info(void *arg, kv_slice_t name, bool is_str, kv_slice_t str,
+                         uint64_t num)
+{
+    info_acc_t *a = arg;
+    size_t len = strlen(a->text);
+    if (is_str)
+        snprintf(a->text + len, sizeof a->text - len, "%.*s=%.*s;", (int)name.len,
+                 (const char *)name.data, (int)str.len, (const char *)str.data);
+    else
+        snprintf(a->text + len, sizeof a->text - len, "%.*s=#%llu;", (int)name.len,
+                 (const char *)name.data, (unsigned long long)num);
+    a->n++;
+}
+
+static void test_proto_info_and_info_reply_round_trip(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    assert_int_equal(proto_encode_info(&b, 9, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_INFO);
+    assert_int_equal(f.request_id, 9);
+    assert_int_equal(f.nargs, 0);
+    kv_frame_release(&f);
+
+    kv_buf_clear(&b);
+    proto_info_item_t items[] = {{"node", "n1", 0}, {"keys", NULL, 42}, {"up", NULL, 0}};
+    assert_int_equal(proto_encode_info_reply(&b, 9, 555, items, 3, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t hlc = 0;
+    info_acc_t acc = {0, ""};
+    assert_int_equal(proto_decode_info_reply(&f, &hlc, collect_info, &acc), KV_OK);
+    assert_int_equal(hlc, 555);
+    assert_int_equal(acc.n, 3);
+    assert_string_equal(acc.text, "node=n1;keys=#42;up=#0;");
+    kv_frame_release(&f);
+
+    /* An empty map is fine too. */
+    kv_buf_clear(&b);
+    assert_int_equal(proto_encode_info_reply(&b, 1, 0, NULL, 0, 0), KV_OK);
+    decode_one(&b, &f);
+    acc.n = 0;
+    assert_int_equal(proto_decode_info_reply(&f, &hlc, collect_info, &acc), KV_OK);
+    assert_int_equal(acc.n, 0);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+/* ---- malformed arguments ----------------------------------------------- */
+
+static void pk_get_cl0(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_uint8(pk, 0); /* cl 0 */
+    msgpack_pack_uint32(pk, 10);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_get_cl4(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_uint8(pk, 4); /* cl 4 */
+    msgpack_pack_uint32(pk, 10);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_get_neg_timeout(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_int32(pk, -5);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_get_big_timeout(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint64(pk, (uint64_t)UINT32_MAX + 1);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_get_int_key(msgpack_packer *pk)
+{
+    msgpack_pack_uint8(pk, 7); /* key must be bytes */
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint32(pk, 10);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_get_truncated(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_uint8(pk, 1);
+}
+static void pk_put_no_ttl(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    kv_pack_bytes(pk, kv_slice_str("v"));
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint32(pk, 10);
+    msgpack_pack_uint64(pk, 0);
+}
+static void pk_put_nil_value(msgpack_packer *pk)
+{
+    kv_pack_bytes(pk, kv_slice_str("k"));
+    msgpack_pack_nil(pk);
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint32(pk, 10);
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_uint64(pk, 0);
+}
+
+static void test_proto_bad_requests_are_proto_errors(void **state)
+{
+    (void)state;
+    struct {
+        uint32_t type, nargs;
+        pack_fn fn;
+    } cases[] = {
+        {MSG_GET, 4, pk_get_cl0},          {MSG_GET, 4, pk_get_cl4},
+        {MSG_DELETE, 4, pk_get_neg_timeout}, {MSG_GET, 4, pk_get_big_timeout},
+        {MSG_GET, 4, pk_get_int_key},      {MSG_GET, 2, pk_get_truncated},
+        {MSG_PUT, 5, pk_put_no_ttl},       {MSG_PUT, 6, pk_put_nil_value},
+        {MSG_GET, 0, NULL},                {MSG_INFO, 0, NULL},
+        {999, 4, pk_get_cl0},
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(cases); i++) {
+        kv_buf_t b = {0};
+        raw_frame(&b, cases[i].type, 1, cases[i].nargs, cases[i].fn);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_request_t out;
+        memset(&out, 0x5a, sizeof out);
+        if (proto_decode_request(&f, &out) != KV_PROTO) fail_msg("case %zu decoded", i);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+}
+
+static void pk_reply_status(msgpack_packer *pk, uint64_t status)
+{
+    msgpack_pack_uint64(pk, status);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_nil(pk);
+    msgpack_pack_nil(pk);
+}
+static void pk_reply_status_count(msgpack_packer *pk) { pk_reply_status(pk, KV_STATUS_COUNT_); }
+static void pk_reply_status_huge(msgpack_packer *pk) { pk_reply_status(pk, 1ULL << 40); }
+static void pk_reply_no_message(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_nil(pk);
+}
+static void pk_reply_int_value(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_uint64(pk, 12);
+    msgpack_pack_nil(pk);
+}
+static void pk_reply_neg_hlc(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_int64(pk, -1);
+    msgpack_pack_uint64(pk, 0);
+    msgpack_pack_nil(pk);
+    msgpack_pack_nil(pk);
+}
+
+static void test_proto_bad_replies_are_proto_errors(void **state)
+{
+    (void)state;
+    struct {
+        uint32_t nargs;
+        pack_fn fn;
+    } cases[] = {
+        {5, pk_reply_status_count}, {5, pk_reply_status_huge}, {4, pk_reply_no_message},
+        {5, pk_reply_int_value},    {5, pk_reply_neg_hlc},     {0, NULL},
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(cases); i++) {
+        kv_buf_t b = {0};
+        raw_frame(&b, MSG_REPLY, 1, cases[i].nargs, cases[i].fn);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_reply_t out;
+        if (proto_decode_reply(&f, &out) != KV_PROTO) fail_msg("case %zu decoded", i);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    /* The last valid status still decodes. */
+    kv_buf_t b = {0};
+    proto_reply_t r = {.id = 1, .status = KV_STATUS_COUNT_ - 1};
+    assert_int_equal(proto_encode_reply(&b, &r, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_reply_t out;
+    assert_int_equal(proto_decode_reply(&f, &out), KV_OK);
+    assert_int_equal(out.status, KV_STATUS_COUNT_ - 1);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void pk_hello_bad_version(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, (uint64_t)UINT32_MAX + 1);
+    kv_pack_str(pk, "c");
+    kv_pack_str(pk, "n");
+}
+static void pk_hello_int_cluster(msgpack_packer *pk)
+{
+    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, 1);
+    kv_pack_str(pk, "n");
+}
+static void pk_hello_ok_short(msgpack_packer *pk)
+{
+    msgpack_pack_uint32(pk, 1);
+    kv_pack_str(pk, "c");
+    kv_pack_str(pk, "n");
+    kv_pack_str(pk, "id");
+}
+static void pk_info_not_map(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_array(pk, 0);
+}
+static void pk_info_int_name(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_uint8(pk, 1);
+    kv_pack_str(pk, "v");
+}
+static void pk_info_bad_value(msgpack_packer *pk)
+{
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_map(pk, 2);
+    kv_pack_str(pk, "good");
+    kv_pack_str(pk, "v");
+    kv_pack_str(pk, "bad");
+    msgpack_pack_int8(pk, -3);
+}
+
+static int info_calls;
+static void count_info(void *arg, kv_slice_t name, bool is_str, kv_slice_t str, uint64_t num)
+{
+    (void)arg, (void)name, (void)is_str, (void)str, (void)num;
+    info_calls++;
+}
+
+static void test_proto_bad_handshakes_and_info_are_proto_errors(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    kv_frame_t f;
+    proto_hello_t h;
+    proto_hello_ok_t ok;
+
+    raw_frame(&b, MSG_HELLO, 1, 3, pk_hello_bad_version);
+    decode_one(&b, &f);
+    assert_int_equal(proto_decode_hello(&f, &h), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_clear(&b);
+
+    raw_frame(&b, MSG_HELLO, 1, 3, pk_hello_int_cluster);
+    decode_one(&b, &f);
+    assert_int_equal(proto_decode_hello(&f, &h), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_clear(&b);
+
+    raw_frame(&b, MSG_HELLO_OK, 1, 4, pk_hello_ok_short);
+    decode_one(&b, &f);
+    assert_int_equal(proto_decode_hello_ok(&f, &ok), KV_PROTO);
+    kv_frame_release(&f);
+
+    pack_fn infos[] = {pk_info_not_map, pk_info_int_name, pk_info_bad_value};
+    for (size_t i = 0; i < KV_ARRAY_LEN(infos); i++) {
+        kv_buf_clear(&b);
+        raw_frame(&b, MSG_INFO_REPLY, 1, 2, infos[i]);
+        decode_one(&b, &f);
+        uint64_t hlc = 12345;
+        info_calls = 0;
+        assert_int_equal(proto_decode_info_reply(&f, &hlc, count_info, NULL), KV_PROTO);
+        assert_int_equal(info_calls, 0); /* all checked before any callback */
+        assert_int_equal(hlc, 12345);    /* untouched on failure */
+        kv_frame_release(&f);
+    }
+    /* the map is missing */
+    kv_buf_clear(&b);
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, &b, MSG_INFO_REPLY, 1, 1);
+    msgpack_pack_uint64(&w.pk, 1);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t hlc;
+    assert_int_equal(proto_decode_info_reply(&f, &hlc, count_info, NULL), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+/* ---- forward compatibility --------------------------------------------- */
+
+static void test_proto_extra_arguments_are_ignored(void **state)
+{
+    (void)state;
+    kv_frame_writer_t w;
+    kv_frame_t f;
+    kv_buf_t b = {0};
+
+    /* PUT with two arguments a later version appended */
+    kv_frame_begin(&w, &b, MSG_PUT, 42, 8);
+    kv_pack_bytes(&w.pk, kv_slice_str("k"));
+    kv_pack_bytes(&w.pk, kv_slice_str("v"));
+    msgpack_pack_uint8(&w.pk, CL_ALL);
+    msgpack_pack_uint32(&w.pk, 100);
+    msgpack_pack_uint64(&w.pk, 7);
+    msgpack_pack_uint64(&w.pk, 0);
+    kv_pack_str(&w.pk, "future");
+    msgpack_pack_map(&w.pk, 0);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    proto_request_t rq;
+    assert_int_equal(proto_decode_request(&f, &rq), KV_OK);
+    assert_int_equal(rq.cl, CL_ALL);
+    assert_int_equal(rq.causality, 7);
+    kv_frame_release(&f);
+
+    /* REPLY with an extra argument */
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_REPLY, 42, 6);
+    msgpack_pack_uint32(&w.pk, KV_NOTFOUND);
+    msgpack_pack_uint64(&w.pk, 3);
+    msgpack_pack_uint64(&w.pk, 0);
+    msgpack_pack_nil(&w.pk);
+    msgpack_pack_nil(&w.pk);
+    msgpack_pack_true(&w.pk);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    proto_reply_t r;
+    assert_int_equal(proto_decode_reply(&f, &r), KV_OK);
+    assert_int_equal(r.status, KV_NOTFOUND);
+    assert_false(r.has_value);
+    kv_frame_release(&f);
+
+    /* HELLO and HELLO_OK with extras */
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_HELLO, 1, 4);
+    msgpack_pack_uint32(&w.pk, 2);
+    kv_pack_str(&w.pk, "c");
+    kv_pack_str(&w.pk, "n");
+    kv_pack_str(&w.pk, "token");
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    proto_hello_t h;
+    assert_int_equal(proto_decode_hello(&f, &h), KV_OK);
+    assert_int_equal(h.version, 2);
+    kv_frame_release(&f);
+
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_HELLO_OK, 1, 6);
+    msgpack_pack_uint32(&w.pk, 2);
+    kv_pack_str(&w.pk, "c");
+    kv_pack_str(&w.pk, "n");
+    kv_pack_str(&w.pk, "id");
+    msgpack_pack_uint64(&w.pk, 9);
+    msgpack_pack_array(&w.pk, 0);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    proto_hello_ok_t ok;
+    assert_int_equal(proto_decode_hello_ok(&f, &ok), KV_OK);
+    assert_int_equal(ok.hlc, 9);
+    kv_frame_release(&f);
+
+    /* INFO_REPLY with an extra argument */
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_INFO_REPLY, 1, 3);
+    msgpack_pack_uint64(&w.pk, 4);
+    msgpack_pack_map(&w.pk, 1);
+    kv_pack_str(&w.pk, "a");
+    msgpack_pack_uint64(&w.pk, 1);
+    msgpack_pack_nil(&w.pk);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t hlc;
+    info_calls = 0;
+    assert_int_equal(proto_decode_info_reply(&f, &hlc, count_info, NULL), KV_OK);
+    assert_int_equal(info_calls, 1);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_encoders_refuse_oversized_frames(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    kv_buf_append(&b, "xyz", 3); /* an earlier frame's bytes stay */
+    uint8_t big[300];
+    memset(big, 'a', sizeof big);
+    proto_request_t r = {.type = MSG_PUT, .id = 1, .key = kv_slice("k", 1),
+                         .value = kv_slice(big, sizeof big), .cl = CL_ONE};
+    assert_int_equal(proto_encode_request(&b, &r, 256), KV_INVALID);
+    assert_int_equal(b.len, 3);
+    proto_reply_t rp = {.id = 1, .has_value = true, .value = kv_slice(big, sizeof big)};
+    assert_int_equal(proto_encode_reply(&b, &rp, 256), KV_INVALID);
+    assert_int_equal(b.len, 3);
+    r.value.len = 100;
+    assert_int_equal(proto_encode_request(&b, &r, 256), KV_OK);
+    assert_true(b.len > 3);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_consistency_names_parse(void **state)
+{
+    (void)state;
+    proto_cl_t cl;
+    assert_int_equal(proto_cl_parse("quorum", &cl), KV_OK);
+    assert_int_equal(cl, CL_QUORUM);
+    assert_int_equal(proto_cl_parse("ALL", &cl), KV_OK);
+    assert_int_equal(cl, CL_ALL);
+    assert_int_equal(proto_cl_parse("One", &cl), KV_OK);
+    assert_int_equal(cl, CL_ONE);
+    assert_int_equal(proto_cl_parse("two", &cl), KV_INVALID);
+    assert_string_equal(proto_cl_str(CL_ONE), "ONE");
+    assert_string_equal(proto_cl_str((proto_cl_t)9), "?");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        kv_unit_test(test_proto_hello_round_trips),
+        kv_unit_test(test_proto_hello_ok_round_trips),
+        kv_unit_test(test_proto_requests_round_trip),
+        kv_unit_test(test_proto_reply_round_trips_with_and_without_value),
+        kv_unit_test(test_proto_info_and_info_reply_round_trip),
+        kv_unit_test(test_proto_bad_requests_are_proto_errors),
+        kv_unit_test(test_proto_bad_replies_are_proto_errors),
+        kv_unit_test(test_proto_bad_handshakes_and_info_are_proto_errors),
+        kv_unit_test(test_proto_extra_arguments_are_ignored),
+        kv_unit_test(test_proto_encoders_refuse_oversized_frames),
+        kv_unit_test(test_proto_consistency_names_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
