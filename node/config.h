@@ -53,7 +53,13 @@ void node_config_deinit(node_config_t *c);
  * On error returns KV_INVALID (or KV_IO/KV_NOTFOUND for the file) and sets
  * kv_errmsg() to a message naming the setting, e.g.
  *   "client_port: 'abc' is not a port number (from CAIRN_CLIENT_PORT)".
- * *action tells main what was asked: run, print help, print the config. */
+ * *action tells main what was asked: run, print help, print the config.
+ * *c must hold an initialised (node_config_init) or zeroed config; on
+ * success it is replaced (old strings freed), on error left unchanged.
+ * For NODE_RUN the result has also passed node_config_validate; for
+ * NODE_PRINT_CONFIG it has not (so a bad config can be shown); for
+ * NODE_HELP and NODE_VERSION it is the defaults, and neither the
+ * environment nor the file is read. */
 typedef enum { NODE_RUN, NODE_HELP, NODE_PRINT_CONFIG, NODE_VERSION } node_action_t;
 
 kv_status_t node_config_load(node_config_t *c, int argc, char **argv,
