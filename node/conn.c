@@ -61,6 +61,7 @@ struct node_conn {
     bool closed;
     bool read_paused;
     bool eof;          /* the client shut its write side */
+    uint64_t last_input_ns; /* monotonic time bytes last arrived */
     char peer[64];
 };
 
@@ -386,6 +387,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
+    if (c->node->state == NODE_DRAINING) c->last_input_ns = node_now_ns();
     struct evbuffer_iovec v[16];
     while (evbuffer_get_length(in) > 0) {
         int k = evbuffer_peek(in, -1, NULL, v, 16);
@@ -438,6 +440,28 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
                c->id, c->peer, n->cfg->idle_timeout_ms);
     }
     node_conn_close(c);
+}
+
+/* The drain closes a connection once nothing of it is pending and no byte
+ * arrived after quiet_since: a request still travelling when the drain began
+ * lands in that quiet period and is answered CLOSED, not cut off. Before
+ * closing, answer (CLOSED) whatever has already reached the socket. */
+void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns)
+{
+    if (c->closed || c->closing) return;
+    if (c->pending > 0 || c->last_input_ns > quiet_since_ns) return;
+    if (!c->read_paused && !c->eof) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        for (int i = 0; i < 64; i++) { /* bounded: a flood cannot hold us */
+            int got = evbuffer_read(in, fd, 65536);
+            if (got > 0) continue;
+            if (got == 0) c->eof = true;
+            break;
+        }
+        conn_read_cb(c->bev, c);
+    }
+    node_conn_close_gracefully(c);
 }
 
 /* ---- accept ------------------------------------------------------------ */

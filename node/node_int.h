@@ -73,6 +73,9 @@ typedef struct node_conn node_conn_t;
 void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer);
 /* Stop reading; close once the output has drained (drain, or errors). */
 void node_conn_close_gracefully(node_conn_t *c);
+/* Drain: if nothing is pending on c and no input arrived after
+ * quiet_since_ns, answer requests already received, then close gracefully. */
+void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns);
 /* Close now, dropping unsent output. */
 void node_conn_close(node_conn_t *c);
 void node_conn_ref(node_conn_t *c);
@@ -141,7 +144,9 @@ struct node {
     pthread_t loop_thread;
     struct event_base *base;
     struct evconnlistener *listener;
-    struct event *sig_term, *sig_int, *drain_timer, *done_ev, *accept_retry;
+    struct event *sig_term, *sig_int, *drain_timer, *drain_tick, *done_ev;
+    struct event *accept_retry;
+    uint64_t drain_start_ns;
     admin_t *admin;
     metrics_t *metrics;
     eng_t *eng;

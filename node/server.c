@@ -19,9 +19,12 @@
  *         node_create opens everything (state starting, /ready 503);
  *         node_run enters serving; node_stop (the signal handler) enters
  *         draining: the listener closes, requests on open connections are
- *         answered CLOSED, and node_drain_check waits for the in-flight
- *         count to reach zero, then closes every connection gracefully;
- *         when the last one is gone the loop exits. node_run then flushes
+ *         answered CLOSED, and node_drain_check closes each connection
+ *         gracefully once none of its requests is in flight and it has been
+ *         quiet for NODE_DRAIN_QUIET_MS (a request sent just before the
+ *         signal may still be on its way; it gets CLOSED, not a cut
+ *         connection). When the in-flight count is zero and the last
+ *         connection is gone the loop exits. node_run then flushes
  *         and closes the engine (stopped). The drain timer bounds the whole
  *         wait; after it, connections are cut and node_run reports
  *         KV_TIMEOUT.
@@ -57,6 +60,10 @@
 
 #define NODE_READER_THREADS 2
 #define NODE_READER_QUEUE 1024
+/* A draining node keeps a connection open until it has been quiet this long
+ * (requests sent just before the signal still get their CLOSED reply). */
+#define NODE_DRAIN_QUIET_MS 100
+#define NODE_DRAIN_TICK_MS 20
 
 const char *node_version(void) { return CAIRN_VERSION; }
 
@@ -481,20 +488,33 @@ static void finish_drain(node_t *n, bool clean)
     n->state = NODE_STOPPED;
     n->drained_clean = clean;
     if (n->drain_timer) event_del(n->drain_timer);
+    if (n->drain_tick) event_del(n->drain_tick);
     event_base_loopexit(n->base, NULL);
 }
 
 void node_drain_check(node_t *n)
 {
     /* closing a connection re-enters through node_conn_close */
-    if (n->state != NODE_DRAINING || n->inflight > 0 || n->in_drain_check) return;
-    n->in_drain_check = true;
-    for (node_conn_t *c = n->conns, *next; c; c = next) {
-        next = node_conn_next(c);
-        node_conn_close_gracefully(c);
+    if (n->state != NODE_DRAINING || n->in_drain_check) return;
+    uint64_t now = node_now_ns();
+    uint64_t quiet_ns = (uint64_t)KV_MIN(NODE_DRAIN_QUIET_MS, n->cfg->drain_timeout_ms / 4) *
+                        1000000u;
+    if (now - n->drain_start_ns >= quiet_ns) {
+        n->in_drain_check = true;
+        for (node_conn_t *c = n->conns, *next; c; c = next) {
+            next = node_conn_next(c);
+            node_conn_drain(c, now - quiet_ns);
+        }
+        n->in_drain_check = false;
     }
-    n->in_drain_check = false;
-    if (!n->conns) finish_drain(n, true);
+    if (!n->conns && n->inflight == 0) finish_drain(n, true);
+}
+
+static void drain_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    node_drain_check(arg);
 }
 
 static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -526,6 +546,9 @@ void node_stop(node_t *n)
     struct timeval tv = {n->cfg->drain_timeout_ms / 1000,
                          (n->cfg->drain_timeout_ms % 1000) * 1000};
     evtimer_add(n->drain_timer, &tv);
+    struct timeval tick = {0, NODE_DRAIN_TICK_MS * 1000};
+    event_add(n->drain_tick, &tick);
+    n->drain_start_ns = node_now_ns();
     node_drain_check(n);
 }
 
@@ -608,6 +631,7 @@ kv_status_t node_create(const node_config_t *cfg, node_t **out)
     }
     n->done_ev = event_new(n->base, -1, 0, done_cb, n);
     n->drain_timer = evtimer_new(n->base, drain_timeout_cb, n);
+    n->drain_tick = event_new(n->base, -1, EV_PERSIST, drain_tick_cb, n);
     n->sig_term = evsignal_new(n->base, SIGTERM, signal_cb, n);
     n->sig_int = evsignal_new(n->base, SIGINT, signal_cb, n);
     event_add(n->sig_term, NULL);
@@ -671,6 +695,7 @@ void node_destroy(node_t *n)
     if (n->accept_retry) event_free(n->accept_retry);
     if (n->done_ev) event_free(n->done_ev);
     if (n->drain_timer) event_free(n->drain_timer);
+    if (n->drain_tick) event_free(n->drain_tick);
     if (n->sig_term) event_free(n->sig_term);
     if (n->sig_int) event_free(n->sig_int);
     if (n->metrics) metrics_destroy(n->metrics);
