@@ -60,6 +60,7 @@ struct node_conn {
     bool lingering;    /* output sent, write side shut */
     bool closed;
     bool read_paused;
+    bool processing;   /* inside conn_process: no re-entry */
     bool eof;          /* the client shut its write side */
     uint64_t last_input_ns; /* monotonic time bytes last arrived */
     char peer[64];
@@ -359,6 +360,8 @@ static void conn_frame(node_conn_t *c, const kv_frame_t *f)
 /* Handle every whole frame the decoder holds (until paused or closing). */
 static void conn_process(node_conn_t *c)
 {
+    if (c->processing) return;
+    c->processing = true;
     node_conn_ref(c);
     while (!c->closed && !c->closing && !c->read_paused) {
         kv_status_t rc = kv_frame_decoder_next(c->dec, &c->frame);
@@ -374,6 +377,7 @@ static void conn_process(node_conn_t *c)
         conn_frame(c, &c->frame);
     }
     kv_frame_release(&c->frame);
+    c->processing = false;
     node_conn_unref(c);
 }
 
@@ -448,7 +452,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
  * closing, answer (CLOSED) whatever has already reached the socket. */
 void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns)
 {
-    if (c->closed || c->closing) return;
+    if (c->closed || c->closing || c->processing) return;
     if (c->pending > 0 || c->last_input_ns > quiet_since_ns) return;
     if (!c->read_paused && !c->eof) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
