@@ -4,19 +4,20 @@
  *         generic callback that routes on the URI path (the query string is
  *         ignored) and answers every request at once from loop-owned state:
  *
- *           path      GET/HEAD answer                       Content-Type
- *           /health   200 "ok"                              text/plain
- *           /ready    200 "ready" | 503 "starting"|"draining" text/plain
- *           /metrics  200 metrics_render() (refresh first)  text/plain; version=0.0.4
- *           /status   200 hooks->status_json() + "\n"       application/json
- *           other     404 "not found"                       text/plain
+ *           path      GET/HEAD answer (bodies end in \n)     Content-Type
+ *           /health   200 ok                                text/plain
+ *           /ready    200 ready, 503 starting / draining    text/plain
+ *           /metrics  200 metrics_render (refresh first)    text/plain; version=0.0.4
+ *           /status   200 hooks->status_json                application/json
+ *           other     404 not found                         text/plain
  *
  *         A known path with a method other than GET or HEAD gets 405 with
  *         `Allow: GET, HEAD` (an unknown path is 404 whatever the method).
  *         evhttp would answer disallowed methods itself with 501, so every
  *         method is allowed at the evhttp level and refused here. HEAD goes
- *         through the same code as GET; evhttp sends the headers (with the
- *         Content-Length of the body) and drops the body.
+ *         through the same code as GET; admin_reply then sends the headers
+ *         with the Content-Length of the body, but not the body (libevent
+ *         2.1's evhttp would send the body after a HEAD).
  *
  *         Requests are small and answered synchronously: no request body is
  *         wanted (bodies over ADMIN_MAX_BODY are refused by evhttp with 413),
@@ -31,6 +32,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ADMIN_MAX_HEADERS 8192
@@ -56,7 +58,14 @@ static void admin_reply(struct evhttp_request *req, int code,
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "Cache-Control", "no-store");
-    if (len > 0) evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp 2.1 would send the body after HEAD: give the length only */
+        char n[24];
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(h, "Content-Length", n);
+    } else if (len > 0) {
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    }
     evhttp_send_reply(req, code, reason, NULL);
 }
 

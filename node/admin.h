@@ -26,7 +26,9 @@ typedef struct admin_hooks {
     void *arg;
 } admin_hooks_t;
 
-/* Bind address:port on base. KV_IO (with kv_errmsg) if the port is taken. */
+/* Bind address:port on base. KV_IO (with kv_errmsg naming address:port) if
+ * the port is taken or the address cannot be bound. hooks is copied; NULL
+ * hooks, or a NULL member, mean "always ready" and a "{}" status. */
 kv_status_t admin_start(struct event_base *base, const char *address,
                         uint16_t port, metrics_t *metrics,
                         const admin_hooks_t *hooks, admin_t **out);
