@@ -13,7 +13,9 @@
  *         the drain) closes gracefully: reading turns into discarding,
  *         pending output is flushed, then the write side is shut and the
  *         socket lingers briefly for the client's FIN, so the error reply
- *         is not lost to a reset caused by unread input.
+ *         is not lost to a reset caused by unread input. During the node's
+ *         drain, node_conn_drain first answers CLOSED to every request that
+ *         already reached the socket, then closes gracefully.
  *
  *   open --HELLO ok--> ready --error / drain--> closing --output sent-->
  *   lingering --FIN / linger timeout--> closed     (any --EOF/error--> closed)
