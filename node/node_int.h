@@ -1,0 +1,216 @@
+/* node_int.h -- shared inside node/ only: the node, its client connections,
+ * requests in flight, and the job plumbing between worker threads and the
+ * loop.
+ *
+ * The seam for the cluster layers: conn.c turns frames into node_req_t and
+ * hands them to node_exec() (local.c today: the local engine answers every
+ * consistency level); the executor finishes each request exactly once with
+ * node_req_finish(), which builds the reply on the loop or drops it when the
+ * connection is gone. A coordinator replaces local.c behind the same two
+ * calls.
+ */
+#ifndef CAIRN_NODE_INT_H
+#define CAIRN_NODE_INT_H
+
+#include <pthread.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "admin.h"
+#include "config.h"
+#include "engine.h"
+#include "frame.h"
+#include "hlc.h"
+#include "metrics.h"
+#include "proto.h"
+#include "server.h"
+
+typedef enum {
+    NODE_STARTING,
+    NODE_SERVING,
+    NODE_DRAINING,
+    NODE_STOPPED,
+} node_state_t;
+
+const char *node_state_str(node_state_t s);
+
+typedef enum {
+    NODE_OP_GET,
+    NODE_OP_PUT,
+    NODE_OP_DELETE,
+    NODE_OP_INFO,
+    NODE_OP_COUNT_
+} node_op_t;
+
+/* ---- jobs: work on a thread, completion on the loop (nginx style) ------ */
+
+typedef struct node_job node_job_t;
+struct node_job {
+    void (*work)(node_job_t *j); /* on a worker thread (may be NULL) */
+    void (*done)(node_job_t *j); /* on the loop thread */
+    node_job_t *next;
+};
+
+/* Hand a finished job to the loop. Any thread. */
+void node_done_push(node_t *n, node_job_t *j);
+
+/* A fixed set of threads with a bounded queue of jobs. */
+typedef struct node_pool node_pool_t;
+
+node_pool_t *node_pool_create(node_t *n, int threads, size_t max_queued);
+/* Loop thread. KV_BUSY when max_queued jobs are already waiting. */
+kv_status_t node_pool_submit(node_pool_t *p, node_job_t *j);
+/* Runs every queued job, then joins the threads. */
+void node_pool_destroy(node_pool_t *p);
+
+/* ---- connections ------------------------------------------------------- */
+
+typedef struct node_conn node_conn_t;
+
+/* Accept a client socket (loop thread). */
+void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer);
+/* Stop reading; close once the output has drained (drain, or errors). */
+void node_conn_close_gracefully(node_conn_t *c);
+/* Drain: if nothing is pending on c and no input arrived after
+ * quiet_since_ns, answer requests already received, then close gracefully. */
+void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns);
+/* Close now, dropping unsent output. */
+void node_conn_close(node_conn_t *c);
+void node_conn_ref(node_conn_t *c);
+void node_conn_unref(node_conn_t *c);
+bool node_conn_is_open(const node_conn_t *c);
+/* The next open connection in the node's list (iteration). */
+node_conn_t *node_conn_next(const node_conn_t *c);
+
+/* ---- requests ---------------------------------------------------------- */
+
+typedef struct node_req node_req_t;
+struct node_req {
+    node_job_t job;       /* first: a job pointer is a request pointer */
+    node_t *node;
+    node_conn_t *conn;    /* referenced until the request is freed */
+    uint64_t id;          /* the client's request id */
+    node_op_t op;
+    proto_cl_t cl;
+    kv_buf_t data;        /* key bytes, then value bytes (PUT) */
+    size_t key_len;
+    uint64_t causality;
+    uint64_t expire_ms;   /* PUT with ttl: absolute wall ms; 0 = never */
+    uint64_t start_ns;    /* monotonic */
+    uint64_t deadline_ns;
+    int attempts;         /* engine submissions so far (PUT/DELETE) */
+    hlc_ts_t ts;          /* stamp of the current attempt */
+    /* Set by the worker thread, read on the loop after the hand-off. */
+    kv_status_t result;
+    hlc_ts_t superseded_by;
+    eng_value_t value;
+};
+
+static inline kv_slice_t node_req_key(const node_req_t *r)
+{
+    return kv_slice(r->data.data, r->key_len);
+}
+
+static inline kv_slice_t node_req_value(const node_req_t *r)
+{
+    return kv_slice(r->data.data + r->key_len, r->data.len - r->key_len);
+}
+
+/* Start a decoded GET/PUT/DELETE (loop thread). The executor owns req
+ * until it calls node_req_finish. */
+void node_exec(node_t *n, node_req_t *req);
+
+/* Finish a request: reply to its connection if it is still open, count
+ * it, free it. value may be NULL; message may be NULL. */
+void node_req_finish(node_req_t *req, kv_status_t status, hlc_ts_t cell_ts,
+                     const kv_slice_t *value, const char *message);
+
+/* ---- the node ---------------------------------------------------------- */
+
+/* Engine figures mirrored as metrics: counters advance by the difference
+ * since the last refresh. */
+typedef struct node_eng_mirror {
+    metric_series_t *memtable, *live, *tables[7];
+    metric_series_t *flushes, *compactions, *hits, *misses, *syncs, *groups;
+    metric_series_t *stalls, *hlc_gauge;
+    eng_stats_t last;
+} node_eng_mirror_t;
+
+struct node {
+    const node_config_t *cfg;
+    node_state_t state;
+    pthread_t loop_thread;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *sig_term, *sig_int, *drain_timer, *drain_tick, *done_ev;
+    struct event *accept_retry;
+    uint64_t drain_start_ns;
+    admin_t *admin;
+    metrics_t *metrics;
+    eng_t *eng;
+    hlc_t *hlc;
+    node_pool_t *readers;
+    char node_id[33];
+    char *data_dir_engine, *clock_path;
+    uint64_t start_ns;
+    bool drained_clean;
+    bool drain_timed_out;
+    bool in_drain_check;
+
+    /* completions from worker threads (done_mu) */
+    pthread_mutex_t done_mu;
+    node_job_t *done_head, *done_tail;
+
+    /* loop-owned */
+    node_conn_t *conns;   /* open connections, doubly linked */
+    uint32_t nconns;
+    uint32_t inflight;    /* requests handed to the executor */
+    uint64_t next_conn_id;
+    kv_buf_t scratch;     /* reply encoding */
+
+    /* metric series, created at start */
+    struct {
+        metric_series_t *requests[NODE_OP_COUNT_][4]; /* [op][cl] */
+        metric_series_t *errors[NODE_OP_COUNT_][KV_STATUS_COUNT_];
+        metric_series_t *duration[NODE_OP_COUNT_];
+        metric_series_t *conns_open, *conns_total;
+        metric_series_t *rejected_max_conns, *rejected_draining;
+        metric_series_t *idle_closed;
+        metric_series_t *inflight;
+        metric_series_t *superseded_retries, *skew_refused;
+        metric_series_t *proto_errors[8];
+    } m;
+    node_eng_mirror_t em;
+};
+
+bool node_on_loop(const node_t *n);
+
+/* Protocol error reasons (cairn_protocol_errors_total{reason}). */
+typedef enum {
+    NODE_PERR_FRAME_TOO_LARGE,
+    NODE_PERR_MALFORMED,
+    NODE_PERR_BEFORE_HELLO,
+    NODE_PERR_BAD_REQUEST,
+    NODE_PERR_WRONG_CLUSTER,
+    NODE_PERR_BAD_VERSION,
+    NODE_PERR_UNKNOWN_TYPE,
+    NODE_PERR_COUNT_
+} node_perr_t;
+
+void node_count_proto_error(node_t *n, node_perr_t why);
+void node_count_request(node_t *n, node_op_t op, proto_cl_t cl);
+void node_count_result(node_t *n, node_op_t op, kv_status_t st,
+                       uint64_t start_ns);
+uint64_t node_now_ns(void);
+
+/* INFO items (loop thread); names and strings point into static or node
+ * storage valid until the next call. */
+size_t node_info_items(node_t *n, proto_info_item_t *items, size_t cap);
+#define NODE_INFO_MAX 40
+
+/* Called when a connection closes or a request finishes during a drain. */
+void node_drain_check(node_t *n);
+
+#endif /* CAIRN_NODE_INT_H */
