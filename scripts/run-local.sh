@@ -21,7 +21,7 @@ start_node() { # name address
     return
   fi
   nohup "$ROOT/build/node/cairnd" \
-    --cluster-name local --node-name "$name" --listen-address "$addr" \
+    --cluster-name cairn --node-name "$name" --listen-address "$addr" \
     --data-dir "$dir/data" --log-level info \
     >"$dir/cairnd.log" 2>&1 &
   echo $! >"$dir/cairnd.pid"
@@ -30,10 +30,10 @@ start_node() { # name address
 wait_ready() { # name address
   local name=$1 addr=$2
   for _ in $(seq 1 100); do
-    if exec 3<>"/dev/tcp/$addr/7072" 2>/dev/null; then
-      printf 'GET /ready HTTP/1.0\r\n\r\n' >&3
-      if head -n1 <&3 | grep -q ' 200 '; then exec 3>&-; echo "$name ready on $addr"; return 0; fi
-      exec 3>&-
+    if (exec 3<>"/dev/tcp/$addr/7072" && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 &&
+        head -n1 <&3 | grep -q ' 200 ') 2>/dev/null; then
+      echo "$name ready on $addr"
+      return 0
     fi
     if ! kill -0 "$(cat "$BASE/$name/cairnd.pid")" 2>/dev/null; then
       echo "$name failed to start; its log:" >&2

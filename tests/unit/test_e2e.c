@@ -1,0 +1,251 @@
+/* test_e2e.c -- a real cairnd driven the way users drive it: through
+ * libcairn (blocking calls, futures, per-request overrides, failover) and
+ * through the cairn command-line tool (exit codes, stdin values). */
+#include "node_test_util.h"
+
+#include "cairn.h"
+
+#ifndef CAIRN_CLI_PATH
+#error "CAIRN_CLI_PATH must name the cairn binary"
+#endif
+
+static cairn_client_t *connect_to(const char *points)
+{
+    cairn_options_t o;
+    cairn_options_init(&o);
+    o.contact_points = points;
+    o.cluster_name = "test";
+    cairn_client_t *c = NULL;
+    cairn_status_t st = cairn_connect(&o, &c);
+    if (st != CAIRN_OK) fail_msg("connect %s: %s: %s", points, cairn_status_name(st),
+                                 cairn_connect_error());
+    return c;
+}
+
+static void hostport(const node_proc_t *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "127.0.0.1:%u", p->client_port);
+}
+
+static void test_e2e_libcairn_put_get_delete_and_overrides(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("e2e-lib");
+    proc_start(p, NULL);
+    char hp[64];
+    hostport(p, hp, sizeof hp);
+    cairn_client_t *c = connect_to(hp);
+
+    assert_int_equal(cairn_put(c, "k", 1, "v1", 2, NULL), CAIRN_OK);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "v1", 2);
+    uint64_t ts1 = v.timestamp;
+    cairn_value_free(&v);
+
+    /* every consistency level is met by a single node */
+    cairn_request_opts_t all = {.consistency = CAIRN_ALL, .timeout_ms = 1000};
+    cairn_request_opts_t one = {.consistency = CAIRN_ONE};
+    assert_int_equal(cairn_put(c, "k", 1, "v2", 2, &all), CAIRN_OK);
+    assert_int_equal(cairn_get(c, "k", 1, &one, &v), CAIRN_OK);
+    assert_memory_equal(v.data, "v2", 2);
+    assert_true(v.timestamp > ts1); /* a later write, a later stamp */
+    cairn_value_free(&v);
+
+    /* binary keys and values */
+    const char bk[] = {0, 'a', 0}, bv[] = {'x', 0, 0, 'y'};
+    assert_int_equal(cairn_put(c, bk, sizeof bk, bv, sizeof bv, NULL), CAIRN_OK);
+    assert_int_equal(cairn_get(c, bk, sizeof bk, NULL, &v), CAIRN_OK);
+    assert_int_equal(v.len, sizeof bv);
+    assert_memory_equal(v.data, bv, sizeof bv);
+    cairn_value_free(&v);
+
+    assert_int_equal(cairn_delete(c, "k", 1, NULL), CAIRN_OK);
+    assert_int_equal(cairn_get(c, "k", 1, NULL, &v), CAIRN_NOT_FOUND);
+
+    /* an oversized key is refused with a reason, and the client goes on */
+    char *big = kv_malloc(70000);
+    memset(big, 'k', 70000);
+    assert_int_equal(cairn_put(c, big, 70000, "v", 1, NULL), CAIRN_INVALID);
+    assert_non_null(strstr(cairn_last_error(c), "key"));
+    kv_free(big);
+    assert_int_equal(cairn_put(c, "after", 5, "ok", 2, NULL), CAIRN_OK);
+    cairn_close(c);
+}
+
+/* 2,000 futures in flight on one connection, then their results. */
+static void test_e2e_libcairn_pipelines_futures(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("e2e-async");
+    proc_start(p, NULL);
+    char hp[64];
+    hostport(p, hp, sizeof hp);
+    cairn_client_t *c = connect_to(hp);
+    enum { N = 2000 };
+    cairn_future_t **f = kv_malloc(N * sizeof *f);
+    char k[32], val[32];
+    for (int i = 0; i < N; i++) {
+        int kn = snprintf(k, sizeof k, "key-%d", i), vn = snprintf(val, sizeof val, "value-%d", i);
+        f[i] = cairn_put_async(c, k, (size_t)kn, val, (size_t)vn, NULL);
+        assert_non_null(f[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cairn_future_wait(f[i], NULL), CAIRN_OK);
+        cairn_future_free(f[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        int kn = snprintf(k, sizeof k, "key-%d", i);
+        f[i] = cairn_get_async(c, k, (size_t)kn, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        cairn_value_t v;
+        assert_int_equal(cairn_future_wait(f[i], &v), CAIRN_OK);
+        int vn = snprintf(val, sizeof val, "value-%d", i);
+        assert_int_equal(v.len, (size_t)vn);
+        assert_memory_equal(v.data, val, (size_t)vn);
+        cairn_value_free(&v);
+        cairn_future_free(f[i]);
+    }
+    kv_free(f);
+    cairn_close(c);
+}
+
+/* With two nodes as contact points, the client moves to the second when the
+ * first dies, and a write acknowledged before a SIGKILL is there after the
+ * restart. */
+static void test_e2e_libcairn_fails_over_and_acked_writes_survive_sigkill(void **state)
+{
+    (void)state;
+    node_proc_t *a = proc_new("e2e-a"), *b = proc_new("e2e-b");
+    proc_start(a, NULL);
+    proc_start(b, NULL);
+    char points[128], ha[64], hb[64];
+    hostport(a, ha, sizeof ha);
+    hostport(b, hb, sizeof hb);
+    snprintf(points, sizeof points, "%s,%s", ha, hb);
+    cairn_client_t *c = connect_to(points);
+    assert_int_equal(cairn_put(c, "durable", 7, "yes", 3, NULL), CAIRN_OK);
+    proc_kill(a, SIGKILL);
+    proc_wait_exit(a, 5000);
+    /* the next request may fail on the lost connection; then b answers */
+    cairn_status_t st = cairn_put(c, "moved", 5, "to-b", 4, NULL);
+    if (st != CAIRN_OK) {
+        assert_int_equal(st, CAIRN_CONNECTION);
+        assert_int_equal(cairn_put(c, "moved", 5, "to-b", 4, NULL), CAIRN_OK);
+    }
+    cairn_close(c);
+
+    proc_start(a, NULL); /* same data directory */
+    c = connect_to(ha);
+    cairn_value_t v;
+    assert_int_equal(cairn_get(c, "durable", 7, NULL, &v), CAIRN_OK);
+    assert_memory_equal(v.data, "yes", 3);
+    cairn_value_free(&v);
+    cairn_close(c);
+    c = connect_to(hb);
+    assert_int_equal(cairn_get(c, "moved", 5, NULL, &v), CAIRN_OK);
+    cairn_value_free(&v);
+    cairn_close(c);
+}
+
+/* Run the cairn tool; returns its exit code, output in out/err. */
+static int cli(const char *in, kv_buf_t *out, kv_buf_t *err, const char *const *args)
+{
+    int pin[2], pout[2], perr[2];
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    assert_int_equal(pipe(perr), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        const char *argv[16] = {CAIRN_CLI_PATH};
+        int n = 1;
+        for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
+        execv(CAIRN_CLI_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    if (in) assert_true(write(pin[1], in, strlen(in)) == (ssize_t)strlen(in));
+    close(pin[1]);
+    kv_buf_clear(out);
+    kv_buf_clear(err);
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(pout[0], buf, sizeof buf)) > 0) kv_buf_append(out, buf, (size_t)r);
+    while ((r = read(perr[0], buf, sizeof buf)) > 0) kv_buf_append(err, buf, (size_t)r);
+    close(pout[0]);
+    close(perr[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static bool buf_has(const kv_buf_t *b, const char *s)
+{
+    return b->len && memmem(b->data, b->len, s, strlen(s)) != NULL;
+}
+
+static void test_e2e_cli_against_a_node(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("e2e-cli");
+    proc_start(p, NULL);
+    char hp[64];
+    hostport(p, hp, sizeof hp);
+    kv_buf_t out = {0}, err = {0};
+    const char *put[] = {"-H", hp, "--cluster", "test", "put", "color", "blue", NULL};
+    assert_int_equal(cli(NULL, &out, &err, put), 0);
+    const char *get[] = {"-H", hp, "--cluster", "test", "-c", "ALL", "get", "color", NULL};
+    assert_int_equal(cli(NULL, &out, &err, get), 0);
+    assert_true(buf_has(&out, "blue"));
+    const char *put_stdin[] = {"-H", hp, "--cluster", "test", "put", "poem", "-", NULL};
+    assert_int_equal(cli("roses are red\n", &out, &err, put_stdin), 0);
+    const char *get_poem[] = {"-H", hp, "--cluster", "test", "get", "poem", NULL};
+    assert_int_equal(cli(NULL, &out, &err, get_poem), 0);
+    assert_int_equal(out.len, strlen("roses are red\n"));
+    const char *del[] = {"-H", hp, "--cluster", "test", "del", "color", NULL};
+    assert_int_equal(cli(NULL, &out, &err, del), 0);
+    assert_int_equal(cli(NULL, &out, &err, get), 1); /* not found */
+    assert_true(buf_has(&err, "NotFound"));
+    const char *info[] = {"-H", hp, "--cluster", "test", "info", NULL};
+    assert_int_equal(cli(NULL, &out, &err, info), 0);
+    assert_true(buf_has(&out, "node_id"));
+    assert_true(buf_has(&out, "serving"));
+    /* errors: wrong cluster, bad consistency level, nobody listening */
+    const char *wrong[] = {"-H", hp, "--cluster", "other", "get", "x", NULL};
+    assert_int_equal(cli(NULL, &out, &err, wrong), 2);
+    assert_true(buf_has(&err, "Invalid"));
+    assert_true(buf_has(&err, "other"));
+    const char *badcl[] = {"-H", hp, "--cluster", "test", "-c", "MOST", "get", "x", NULL};
+    assert_int_equal(cli(NULL, &out, &err, badcl), 2);
+    char dead[64];
+    snprintf(dead, sizeof dead, "127.0.0.1:%u", free_port());
+    const char *nobody[] = {"-H", dead, "get", "x", NULL};
+    assert_int_equal(cli(NULL, &out, &err, nobody), 2);
+    assert_true(buf_has(&err, "ConnectionError"));
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        node_test(test_e2e_libcairn_put_get_delete_and_overrides),
+        node_test(test_e2e_libcairn_pipelines_futures),
+        node_test(test_e2e_libcairn_fails_over_and_acked_writes_survive_sigkill),
+        node_test(test_e2e_cli_against_a_node),
+    };
+    return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
+}
