@@ -260,6 +260,10 @@ kv_status_t eng_lookup(struct eng *e, eng_memtable_t *mem, eng_memtable_t *imm,
                        eng_version_t *v, kv_slice_t okey, uint64_t max_seq,
                        bool no_io, eng_kind_t *kind, kv_buf_t *cell);
 
+/* The commit thread (leads async groups) and the periodic WAL syncer. */
+void *eng_commit_main(void *arg);
+void *eng_sync_main(void *arg);
+
 /* Delete files that belong to no live state (temporaries, old manifests,
  * obsolete WALs, unreferenced tables). */
 void eng_delete_obsolete_files(struct eng *e);
