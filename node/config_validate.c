@@ -1,0 +1,182 @@
+/* config_validate.c -- cairnd's cross-setting rules: names, ports, limits
+ * that must fit one another, seeds. Each failure names the settings
+ * involved (kv_errmsg). */
+#define KV_LOG_MODULE "config"
+#include "config_int.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- validation --------------------------------------------------------- */
+
+/* 1..64 characters of [A-Za-z0-9_.-]. */
+static bool name_ok(const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("_.-", v[i])) return false;
+    return true;
+}
+
+static bool enum_ok(const char *choices, const char *v)
+{
+    if (!v || !*v) return false;
+    size_t n = strlen(v);
+    for (const char *p = choices;;) {
+        const char *bar = strchr(p, '|');
+        size_t cl = bar ? (size_t)(bar - p) : strlen(p);
+        if (cl == n && memcmp(p, v, n) == 0) return true;
+        if (!bar) return false;
+        p = bar + 1;
+    }
+}
+
+/* host, host:port, [v6] or [v6]:port; port 1..65535; no spaces. */
+static bool seed_ok(const char *p, size_t n)
+{
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (isspace((unsigned char)p[i]) || (unsigned char)p[i] < 0x20)
+            return false;
+    const char *port = NULL;
+    size_t hostlen;
+    if (p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (!close || close == p + 1) return false;
+        size_t rest = n - (size_t)(close + 1 - p);
+        if (rest == 0) return true;
+        if (close[1] != ':') return false;
+        port = close + 2;
+        hostlen = 1;
+    } else {
+        const char *colon = memchr(p, ':', n);
+        hostlen = colon ? (size_t)(colon - p) : n;
+        if (colon) {
+            port = colon + 1;
+            if (memchr(port, ':', n - hostlen - 1)) return false;
+        }
+    }
+    if (hostlen == 0) return false;
+    if (!port) return true;
+    uint64_t v;
+    return node_config_parse_digits(port, (size_t)(p + n - port), &v) && v >= 1 &&
+           v <= 65535;
+}
+
+kv_status_t node_config_validate(const node_config_t *c)
+{
+    static const char *const NAMES[] = {"cluster_name", "node_name", "rack"};
+    const char *const vals[] = {c->cluster_name, c->node_name, c->rack};
+    for (size_t i = 0; i < 3; i++) {
+        if (!name_ok(vals[i])) {
+            kv_errmsg_set("%s: '%.80s' must be 1 to 64 characters of "
+                          "A-Z a-z 0-9 _ . -",
+                          NAMES[i], vals[i] ? vals[i] : "");
+            return KV_INVALID;
+        }
+    }
+    if (!c->listen_address || !*c->listen_address) {
+        kv_errmsg_set("listen_address: must not be empty");
+        return KV_INVALID;
+    }
+    if (!c->data_dir || !*c->data_dir) {
+        kv_errmsg_set("data_dir: must not be empty");
+        return KV_INVALID;
+    }
+    if (c->seeds && *c->seeds) {
+        for (const char *p = c->seeds;;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            if (!seed_ok(p, n)) {
+                kv_errmsg_set("seeds: '%.*s' is not host[:port] (seeds are "
+                              "comma-separated, without spaces)",
+                              (int)KV_MIN(n, 80), p);
+                return KV_INVALID;
+            }
+            if (!comma) break;
+            p = comma + 1;
+        }
+    }
+    static const char *const PORTS[] = {"client_port", "peer_port",
+                                        "admin_port"};
+    const uint16_t ports[] = {c->client_port, c->peer_port, c->admin_port};
+    for (size_t i = 0; i < 3; i++) {
+        if (ports[i] == 0) {
+            kv_errmsg_set("%s: must not be 0", PORTS[i]);
+            return KV_INVALID;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (ports[i] == ports[j]) {
+                kv_errmsg_set("%s and %s: both are %u; the ports must differ",
+                              PORTS[j], PORTS[i], (unsigned)ports[i]);
+                return KV_INVALID;
+            }
+        }
+    }
+    if (c->num_tokens < 1 || c->num_tokens > 256) {
+        kv_errmsg_set("num_tokens: %" PRIu32 " is not in 1..256",
+                      c->num_tokens);
+        return KV_INVALID;
+    }
+    if (c->replication_factor < 1) {
+        kv_errmsg_set("replication_factor: must be at least 1");
+        return KV_INVALID;
+    }
+    if (!enum_ok("group|periodic", c->sync)) {
+        kv_errmsg_set("sync: '%.64s' is not one of group|periodic",
+                      c->sync ? c->sync : "");
+        return KV_INVALID;
+    }
+    if (!strcmp(c->sync, "periodic") && c->sync_period_ms < 1) {
+        kv_errmsg_set("sync_period_ms: must be at least 1 when sync is "
+                      "periodic");
+        return KV_INVALID;
+    }
+    if (c->max_key_bytes < 1 || c->max_key_bytes > 65536) {
+        kv_errmsg_set("max_key_bytes: %" PRIu64 " is not in 1..65536",
+                      c->max_key_bytes);
+        return KV_INVALID;
+    }
+    if (c->max_value_bytes < 1) {
+        kv_errmsg_set("max_value_bytes: must be at least 1");
+        return KV_INVALID;
+    }
+    /* max_key_bytes <= 65536, so only the value can overflow the sum. */
+    if (c->max_value_bytes > UINT64_MAX - 65536 - 1024 ||
+        c->max_frame_bytes <= c->max_key_bytes + c->max_value_bytes + 1024) {
+        kv_errmsg_set("max_frame_bytes: %" PRIu64 " must exceed max_key_bytes "
+                      "+ max_value_bytes + 1024 (%" PRIu64 " + %" PRIu64
+                      " + 1024), room for the frame's envelope",
+                      c->max_frame_bytes, c->max_key_bytes,
+                      c->max_value_bytes);
+        return KV_INVALID;
+    }
+    if (c->max_connections < 1) {
+        kv_errmsg_set("max_connections: must be at least 1");
+        return KV_INVALID;
+    }
+    if (c->max_inflight < 1) {
+        kv_errmsg_set("max_inflight: must be at least 1");
+        return KV_INVALID;
+    }
+    if (c->request_timeout_ms < 1) {
+        kv_errmsg_set("request_timeout_ms: must be at least 1");
+        return KV_INVALID;
+    }
+    if (c->memtable_bytes < 1) {
+        kv_errmsg_set("memtable_bytes: must be at least 1");
+        return KV_INVALID;
+    }
+    if (!enum_ok("error|warn|info|debug|trace", c->log_level)) {
+        kv_errmsg_set("log_level: '%.64s' is not one of "
+                      "error|warn|info|debug|trace",
+                      c->log_level ? c->log_level : "");
+        return KV_INVALID;
+    }
+    return KV_OK;
+}
+
