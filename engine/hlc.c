@@ -11,8 +11,10 @@
  *         persisted mark, the clock writes a new mark = wall part + lease and
  *         fsyncs it. On open, last = hlc_make(mark, 0), so every timestamp
  *         after a restart is above every one issued before it, even if the
- *         wall clock was set back by hours. A lease write costs one small
- *         write + fsync + rename every lease_ms (10 s by default).
+ *         wall clock was set back by hours; a mark less than two leases
+ *         ahead of the real clock is waited out first, so a quick restart
+ *         does not resume ahead of real time. A lease write costs one small
+ *         write + fsync + rename at most every lease_ms (1 s by default).
  *
  * INVARIANTS (1) every issued t satisfies t > previous issued t;
  *            (2) with a state file, every issued t < hlc_make(persisted, 0);
@@ -31,6 +33,7 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -56,7 +59,7 @@ void hlc_options_init(hlc_options_t *o)
     memset(o, 0, sizeof *o);
     o->clock = kv_clock_system();
     o->max_offset_ms = 500;
-    o->lease_ms = 10000;
+    o->lease_ms = 1000;
 }
 
 const char *hlc_format(hlc_ts_t t, char *buf, size_t n)
@@ -171,6 +174,25 @@ static kv_status_t load_mark(hlc_t *h)
     return KV_OK;
 }
 
+/* A mark a little ahead of the wall clock is the normal case after a quick
+ * restart: the lease reached past "now". Resuming from it would issue
+ * timestamps up to a lease ahead of real time, which peers refuse as skew,
+ * so the real clock waits it out (at most two leases). A mark further ahead
+ * means the wall clock was set back: then the clock resumes from the mark,
+ * ahead of wall time, and the node is the outlier (its peers say so). */
+static void wait_out_mark(hlc_t *h)
+{
+    uint64_t wall = wall_now(h);
+    if (h->persisted_ms <= wall || h->persisted_ms - wall > 2 * h->lease_ms) return;
+    if (h->clock != kv_clock_system()) return; /* a test clock moves by hand */
+    uint64_t ms = h->persisted_ms - wall + 1;
+    KV_LOG(KV_INFO, "waiting %" PRIu64 " ms for the wall clock to pass the clock's "
+           "high-water mark", ms);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 kv_status_t hlc_open(const hlc_options_t *o, hlc_t **out)
 {
     hlc_options_t def;
@@ -182,11 +204,12 @@ kv_status_t hlc_open(const hlc_options_t *o, hlc_t **out)
     pthread_mutex_init(&h->mu, NULL);
     h->clock = o->clock ? o->clock : kv_clock_system();
     h->max_offset_ms = o->max_offset_ms;
-    h->lease_ms = o->lease_ms ? o->lease_ms : 10000;
+    h->lease_ms = o->lease_ms ? o->lease_ms : 1000;
     kv_status_t rc = KV_OK;
     if (o->state_path) {
         h->path = kv_strdup(o->state_path);
         KV_ERR(rc = load_mark(h));
+        wait_out_mark(h);
     }
     *out = h;
     return KV_OK;
@@ -236,7 +259,10 @@ kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out)
     uint64_t w = wall_now(h);
     int64_t ahead = (int64_t)hlc_wall_ms(remote) - (int64_t)w;
     if (ahead > h->stats.max_ahead_ms) h->stats.max_ahead_ms = ahead;
-    if (ahead > 0 && (uint64_t)ahead > h->max_offset_ms) {
+    /* a timestamp no newer than our own last one moves nothing: it cannot
+     * drag the clock forward, so it is never refused (our own stamps come
+     * back as causality tokens) */
+    if (remote > h->last && ahead > 0 && (uint64_t)ahead > h->max_offset_ms) {
         h->stats.skew_refused++;
         pthread_mutex_unlock(&h->mu);
         return KV_CLOCK_SKEW;

@@ -40,7 +40,8 @@ typedef struct hlc_options {
        fsync directory). */
     const char *state_path;
     uint64_t lease_ms;         /* how far ahead each persisted mark reaches;
-                                  default 10000 */
+                                  default 1000 (a restart waits out at most
+                                  two leases on the real clock) */
 } hlc_options_t;
 
 void hlc_options_init(hlc_options_t *o);
@@ -56,9 +57,10 @@ void hlc_close(hlc_t *h);
 kv_status_t hlc_now(hlc_t *h, hlc_ts_t *out);
 
 /* Merge a timestamp received from a peer or client and return a new local
- * timestamp greater than both it and every earlier one. A remote whose wall
- * part is more than max_offset_ms ahead of local wall time is refused with
- * KV_CLOCK_SKEW and leaves the clock untouched (the caller counts and logs). */
+ * timestamp greater than both it and every earlier one. A remote newer than
+ * this clock's last timestamp whose wall part is more than max_offset_ms
+ * ahead of local wall time is refused with KV_CLOCK_SKEW and leaves the
+ * clock untouched (the caller counts and logs). */
 kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out);
 
 /* The last timestamp issued (0 before the first). */

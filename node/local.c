@@ -182,6 +182,9 @@ static void get_work(node_job_t *j)
 
 static void get_start(node_t *n, node_req_t *r)
 {
+    /* A read merges the client's causality token too, so this node's next
+     * write is stamped after everything the client has seen. */
+    if (r->causality && stamp(n, r, r->causality) != KV_OK) return;
     eng_read_options_t ro;
     eng_read_options_init(&ro);
     ro.no_io = true;

@@ -607,6 +607,13 @@ kv_status_t node_create(const node_config_t *cfg, node_t **out)
         if (!kv_errmsg()[0]) kv_errmsg_set("%s: cannot open the clock state", n->clock_path);
         goto err;
     }
+    /* tick once: INFO and HELLO_OK report a real clock from the start, and
+     * the high-water mark is renewed before the first request */
+    hlc_ts_t first;
+    if ((rc = hlc_now(n->hlc, &first)) != KV_OK) {
+        kv_errmsg_set("%s: cannot persist the clock's high-water mark", n->clock_path);
+        goto err;
+    }
 
     n->data_dir_engine = path_join(cfg->data_dir, "engine");
     eng_options_t eo;
