@@ -308,18 +308,20 @@ static void ratio(const ring_t *r, double *prim, double *eff)
 }
 
 /* The balance report: nodes n1..nN join one at a time with 16 tokens each,
- * RF 3; max/min ownership per cluster size. One rack, and three racks
- * (round robin) for information. The goal asserted: primary <= 1.3. */
+ * RF 3; max/min ownership per cluster size, with one rack and with three
+ * racks (round robin). The goal: primary <= 1.3 for 3..64 nodes; effective
+ * with one rack meets it too. With three unequal racks the effective ratio
+ * cannot beat the ratio of rack sizes, so it is held to 1.3x that bound. */
 static void test_ring_sixteen_tokens_keep_3_to_64_nodes_within_1_3x(void **state)
 {
     (void)state;
     ring_t *one = ring_create(3), *three = ring_create(3);
     char name[16], rack[16];
-    double worst_p = 0, worst_e = 0, worst_p3 = 0, worst_e3 = 0;
+    double worst_p = 0, worst_e = 0, worst_p3 = 0, worst_e3 = 0, worst_rel3 = 0;
     uint32_t over_e = 0;
     print_message("balance, 16 tokens/node, RF 3, max/min ownership\n");
-    print_message("%5s %9s %9s   %9s %9s\n", "nodes", "primary", "effective",
-                  "prim/3rk", "eff/3rk");
+    print_message("%5s %9s %9s   %9s %9s %9s\n", "nodes", "primary",
+                  "effective", "prim/3rk", "eff/3rk", "eff/3rk*");
     for (uint32_t n = 1; n <= 64; n++) {
         snprintf(name, sizeof name, "n%u", n);
         snprintf(rack, sizeof rack, "rack%u", n % 3);
@@ -329,17 +331,27 @@ static void test_ring_sixteen_tokens_keep_3_to_64_nodes_within_1_3x(void **state
         double p, e, p3, e3;
         ratio(one, &p, &e);
         ratio(three, &p3, &e3);
-        print_message("%5u %9.3f %9.3f   %9.3f %9.3f\n", n, p, e, p3, e3);
+        /* With 3 racks and RF 3 each rack holds one replica of every
+         * range, so the best effective ratio is the ratio of rack sizes. */
+        double ideal3 = (double)((n + 2) / 3) / (double)(n / 3);
+        print_message("%5u %9.3f %9.3f   %9.3f %9.3f %9.3f\n", n, p, e, p3, e3,
+                      ideal3);
         worst_p = KV_MAX(worst_p, p);
         worst_e = KV_MAX(worst_e, e);
         worst_p3 = KV_MAX(worst_p3, p3);
         worst_e3 = KV_MAX(worst_e3, e3);
+        worst_rel3 = KV_MAX(worst_rel3, e3 / ideal3);
         over_e += e > 1.3;
     }
-    print_message("worst %9.3f %9.3f   %9.3f %9.3f  (effective > 1.3 at %u "
-                  "sizes)\n",
+    print_message("worst %9.3f %9.3f   %9.3f %9.3f  (one rack: effective > 1.3 "
+                  "at %u sizes; *: best possible with unequal racks)\n",
                   worst_p, worst_e, worst_p3, worst_e3, over_e);
-    assert_true(worst_p <= 1.3);
+    print_message("3 racks: effective ratio at most %.3fx the best possible\n",
+                  worst_rel3);
+    assert_true(worst_p <= 1.3);  /* the goal */
+    assert_true(worst_e <= 1.3);  /* met too: keep it */
+    assert_true(worst_p3 <= 1.3); /* racks do not spoil primary balance */
+    assert_true(worst_rel3 <= 1.3);
     ring_destroy(one);
     ring_destroy(three);
 }
