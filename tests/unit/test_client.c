@@ -10,6 +10,7 @@
  * request. The fake node never calls cmocka (it is not the test's thread).
  */
 #include "test_util.h"
+#include "cli_test_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -911,55 +912,6 @@ static bool cli_path(char *out, size_t n)
     return access(out, X_OK) == 0;
 }
 
-/* Run the tool with stdin from `in`; collect stdout and stderr. */
-static int run_cli(const char *path, const char *const *args, const void *in, size_t inlen,
-                   kv_buf_t *out, kv_buf_t *err)
-{
-    int pin[2], pout[2], perr[2];
-    assert_int_equal(pipe(pin), 0);
-    assert_int_equal(pipe(pout), 0);
-    assert_int_equal(pipe(perr), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        close(pin[1]);
-        close(pout[0]);
-        close(perr[0]);
-        const char *argv[16] = {path};
-        for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    if (inlen) assert_int_equal(write(pin[1], in, inlen), (ssize_t)inlen);
-    close(pin[1]);
-    uint8_t buf[4096];
-    struct pollfd p[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
-    int open_fds = 2;
-    while (open_fds) {
-        assert_true(poll(p, 2, 10000) > 0);
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !p[i].revents) continue;
-            ssize_t r = read(p[i].fd, buf, sizeof buf);
-            if (r <= 0) {
-                close(p[i].fd);
-                p[i].fd = -1;
-                open_fds--;
-            } else {
-                kv_buf_append(i == 0 ? out : err, buf, (size_t)r);
-            }
-        }
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
 
 static void test_cli_put_get_del_info_against_a_node(void **state)
 {

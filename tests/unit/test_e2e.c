@@ -2,6 +2,7 @@
  * libcairn (blocking calls, futures, per-request overrides, failover) and
  * through the cairn command-line tool (exit codes, stdin values). */
 #include "node_test_util.h"
+#include "cli_test_util.h"
 
 #include "cairn.h"
 
@@ -150,45 +151,10 @@ static void test_e2e_libcairn_fails_over_and_acked_writes_survive_sigkill(void *
     cairn_close(c);
 }
 
-/* Run the cairn tool; returns its exit code, output in out/err. */
+/* Run the cairn tool with stdin `in` (may be NULL). */
 static int cli(const char *in, kv_buf_t *out, kv_buf_t *err, const char *const *args)
 {
-    int pin[2], pout[2], perr[2];
-    assert_int_equal(pipe(pin), 0);
-    assert_int_equal(pipe(pout), 0);
-    assert_int_equal(pipe(perr), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        close(pin[1]);
-        close(pout[0]);
-        close(perr[0]);
-        const char *argv[16] = {CAIRN_CLI_PATH};
-        int n = 1;
-        for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
-        execv(CAIRN_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    if (in) assert_true(write(pin[1], in, strlen(in)) == (ssize_t)strlen(in));
-    close(pin[1]);
-    kv_buf_clear(out);
-    kv_buf_clear(err);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pout[0], buf, sizeof buf)) > 0) kv_buf_append(out, buf, (size_t)r);
-    while ((r = read(perr[0], buf, sizeof buf)) > 0) kv_buf_append(err, buf, (size_t)r);
-    close(pout[0]);
-    close(perr[0]);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    return WEXITSTATUS(st);
+    return run_cli(CAIRN_CLI_PATH, args, in, in ? strlen(in) : 0, out, err);
 }
 
 static bool buf_has(const kv_buf_t *b, const char *s)
