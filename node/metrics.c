@@ -72,6 +72,7 @@ struct metric {
     char *name;
     char *help;
     metric_type_t type;
+    double unit;        /* counters: rendered value = count * unit; 0 = 1 */
     uint64_t name_hash;
     char **label_names;
     size_t nlabels;
@@ -254,6 +255,13 @@ void metrics_set_refresh(metrics_t *m, metrics_refresh_fn fn, void *arg)
 
 /* ---- updates ----------------------------------------------------------- */
 
+void metrics_counter_unit(metrics_t *m, const char *name, double unit)
+{
+    struct metric *mt = metrics_find(m, name);
+    kv_assert(mt && mt->type == METRIC_COUNTER && unit > 0);
+    mt->unit = unit;
+}
+
 void metrics_counter_add(metric_series_t *s, uint64_t n)
 {
     kv_assert(s->metric->type == METRIC_COUNTER);
@@ -377,8 +385,14 @@ static void metrics_render_series(kv_buf_t *b, const struct metric *mt,
     switch (mt->type) {
     case METRIC_COUNTER:
         metrics_put_series_head(b, mt, s, "", NULL);
-        metrics_printf(b, "%" PRIu64 "\n",
-                       __atomic_load_n(&s->v.counter, __ATOMIC_RELAXED));
+        if (mt->unit != 0) {
+            metrics_put_double(b, (double)__atomic_load_n(&s->v.counter, __ATOMIC_RELAXED) *
+                                      mt->unit);
+            kv_buf_append_u8(b, '\n');
+        } else {
+            metrics_printf(b, "%" PRIu64 "\n",
+                           __atomic_load_n(&s->v.counter, __ATOMIC_RELAXED));
+        }
         break;
     case METRIC_GAUGE:
         metrics_put_series_head(b, mt, s, "", NULL);

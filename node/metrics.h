@@ -39,6 +39,10 @@ metric_series_t *metrics_series(metrics_t *m, const char *name,
                                 const char *const *label_values);
 
 void metrics_counter_add(metric_series_t *s, uint64_t n);
+/* Counters count whole numbers; a counter of fractions of a base unit
+ * (milliseconds of a _seconds_total) counts in its own unit and is rendered
+ * multiplied by `unit` (0.001). Call right after registering. */
+void metrics_counter_unit(metrics_t *m, const char *name, double unit);
 /* For a counter series updated from threads other than the loop (engine
  * workers): an atomic add. Do not mix with metrics_counter_add on one series.
  * The handle itself must be obtained on the loop thread. */

@@ -122,12 +122,8 @@ static void metrics_refresh(void *arg, metrics_t *m)
     counter_to(em->misses, s.cache_misses, &em->last.cache_misses);
     counter_to(em->syncs, s.wal_syncs, &em->last.wal_syncs);
     counter_to(em->groups, s.wal_group_writes, &em->last.wal_group_writes);
-    /* seconds as a counter of whole milliseconds, rendered in seconds */
-    if (s.write_stalls_ms > em->last.write_stalls_ms) {
-        metrics_gauge_add(em->stalls,
-                          (double)(s.write_stalls_ms - em->last.write_stalls_ms) / 1000.0);
-        em->last.write_stalls_ms = s.write_stalls_ms;
-    }
+    /* whole milliseconds, rendered in seconds (metrics_counter_unit) */
+    counter_to(em->stalls, s.write_stalls_ms, &em->last.write_stalls_ms);
     metrics_gauge_set(em->hlc_gauge, (double)hlc_wall_ms(hlc_last(n->hlc)) / 1000.0);
 }
 
@@ -182,11 +178,10 @@ static void metrics_setup(node_t *n)
                      METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_engine_wal_group_writes_total",
                      "Write batches committed in WAL groups.", METRIC_COUNTER, NULL);
-    /* A counter in seconds with fractional increments: metrics.h counters
-     * take integers, so this is a gauge that only grows. */
     metrics_register(m, "cairn_engine_write_stalls_seconds_total",
                      "Time writes were delayed by L0 slowdown or stop.",
-                     METRIC_GAUGE, NULL);
+                     METRIC_COUNTER, NULL);
+    metrics_counter_unit(m, "cairn_engine_write_stalls_seconds_total", 0.001);
 
     n->m.conns_open = metrics_series(m, "cairn_connections_open", NULL);
     n->m.conns_total = metrics_series(m, "cairn_connections_total", NULL);

@@ -323,6 +323,22 @@ static void test_metrics_counter_without_labels_renders_from_registration(
     metrics_destroy(m);
 }
 
+/* A counter of milliseconds renders as seconds (Prometheus base units). */
+static void test_metrics_counter_with_a_unit_renders_scaled(void **state)
+{
+    (void)state;
+    metrics_t *m = metrics_create();
+    metrics_register(m, "cairn_stall_seconds_total", "Stalls.", METRIC_COUNTER, NULL);
+    metrics_counter_unit(m, "cairn_stall_seconds_total", 0.001);
+    metric_series_t *s = metrics_series(m, "cairn_stall_seconds_total", NULL);
+    metrics_counter_add(s, 1500);
+    metrics_counter_add(s, 250);
+    assert_render(m, "# HELP cairn_stall_seconds_total Stalls.\n"
+                     "# TYPE cairn_stall_seconds_total counter\n"
+                     "cairn_stall_seconds_total 1.75\n");
+    metrics_destroy(m);
+}
+
 static void test_metrics_render_in_registration_and_creation_order(
     void **state)
 {
@@ -733,6 +749,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         kv_unit_test(
             test_metrics_counter_without_labels_renders_from_registration),
+        kv_unit_test(test_metrics_counter_with_a_unit_renders_scaled),
         kv_unit_test(test_metrics_render_in_registration_and_creation_order),
         kv_unit_test(test_metrics_series_handles_are_reused_and_stable),
         kv_unit_test(test_metrics_register_same_definition_twice_is_a_no_op),
