@@ -174,6 +174,35 @@ void cairn_future_free(cairn_future_t *f);
 typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);
 cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg);
 
+/* One node of the cluster as the connected node sees it. */
+typedef struct cairn_ring_node {
+    char *name, *node_id, *host, *rack;
+    uint16_t client_port, admin_port;
+    bool up;                    /* the answering node believes it up */
+    uint64_t load_bytes;        /* live bytes on its disk, as last reported */
+    double ownership;           /* fraction of the token space it is primary for */
+    double effective_ownership; /* fraction it holds as any replica */
+    uint64_t *tokens;           /* ascending */
+    size_t ntokens;
+} cairn_ring_node_t;
+
+typedef struct cairn_ring {
+    uint32_t replication_factor;
+    size_t self;            /* index of the node that answered */
+    uint64_t key_token;     /* the key's token (0 without a key) */
+    cairn_ring_node_t *nodes;
+    size_t nnodes;
+    size_t *replicas;       /* with a key: indices into nodes, primary first */
+    size_t nreplicas;
+} cairn_ring_t;
+
+/* Ask the connected node for the ring: every node with its tokens,
+ * liveness, load and ownership; with key non-NULL also the key's token and
+ * replicas. Release with cairn_ring_free. */
+cairn_status_t cairn_ring(cairn_client_t *c, const void *key, size_t klen,
+                          cairn_ring_t *out);
+void cairn_ring_free(cairn_ring_t *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,8 +11,13 @@
  *   PUT        [11, id, key, value, cl, timeout_ms, causality, ttl_ms]
  *   DELETE     [12, id, key, cl, timeout_ms, causality]
  *   INFO       [20, id]
+ *   RING       [21, id, key|nil]
  *   REPLY      [100, id, status, hlc, cell_ts, value|nil, message|nil]
  *   INFO_REPLY [101, id, hlc, {str: str|uint ...}]
+ *   RING_REPLY [102, id, hlc, replication_factor, self, key_token,
+ *               [node...], [replica...]]
+ *     node = [name, node_id, host, client_port, admin_port, rack, up,
+ *             load_bytes, ownership_ppm, effective_ppm, [token...]]
  *
  * key and value are msgpack bin; names and messages str. cl is a
  * consistency level (1 ONE, 2 QUORUM, 3 ALL); timeout_ms 0 means the node's
@@ -24,6 +29,14 @@
  * (outcome unknown), UNAVAILABLE (nothing was attempted), CLOCK_SKEW,
  * CLOSED (the node is draining), DENIED. hlc is the node's clock after the
  * request; cell_ts is the timestamp of the cell read or written (0 if none).
+ *
+ * RING asks the node for its view of the cluster: every node of the ring
+ * (self is the answering node's index in the list), whether the answering
+ * node believes it up, its load (live bytes on disk, as last reported) and
+ * its ownership of the token space in parts per million (primary ranges,
+ * and effective = as any of the RF replicas). With a key, key_token is its
+ * token and replica lists the indices of its replicas, primary first;
+ * without one both are 0 / empty.
  *
  * Compatibility: a receiver ignores arguments past the ones it knows, so
  * later versions may append arguments; a request of an unknown type gets a
@@ -45,8 +58,10 @@ typedef enum {
     MSG_PUT = 11,
     MSG_DELETE = 12,
     MSG_INFO = 20,
+    MSG_RING = 21,
     MSG_REPLY = 100,
     MSG_INFO_REPLY = 101,
+    MSG_RING_REPLY = 102,
     MSG_PEER_FIRST = 200,
 } proto_msg_t;
 
@@ -103,6 +118,28 @@ typedef struct proto_info_item {
     uint64_t num;
 } proto_info_item_t;
 
+/* One node of a RING_REPLY. tokens: ascending. */
+typedef struct proto_ring_node {
+    kv_slice_t name, node_id, host, rack;
+    uint16_t client_port, admin_port;
+    bool up;
+    uint64_t load_bytes;
+    uint32_t ownership_ppm; /* primary ranges, 0..1000000 */
+    uint32_t effective_ppm; /* as any replica, 0..1000000 * min(RF, nodes) */
+    const uint64_t *tokens;
+    size_t ntokens;
+} proto_ring_node_t;
+
+typedef struct proto_ring {
+    uint32_t replication_factor;
+    uint32_t self;       /* index of the answering node in nodes */
+    uint64_t key_token;  /* 0 without a key */
+    const proto_ring_node_t *nodes;
+    size_t nnodes;
+    const uint32_t *replicas; /* indices into nodes, primary first */
+    size_t nreplicas;
+} proto_ring_t;
+
 /* Encoders append one whole frame to buf. They return KV_INVALID when the
  * frame would exceed max_body (0 = KV_FRAME_DEFAULT_MAX), leaving buf as it
  * was. */
@@ -119,6 +156,12 @@ kv_status_t proto_encode_info_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
                                     const proto_info_item_t *items, size_t n,
                                     uint32_t max_body);
 
+/* RING: key NULL for the cluster view without a key. */
+kv_status_t proto_encode_ring(kv_buf_t *buf, uint64_t id, const kv_slice_t *key,
+                              uint32_t max_body);
+kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
+                                    const proto_ring_t *r, uint32_t max_body);
+
 /* Decoders read a frame of the matching type; KV_PROTO when an argument is
  * missing or of the wrong type, or a value is out of range (a bad cl, a
  * status outside kv_status_t). Slices point into the frame. */
@@ -132,5 +175,16 @@ typedef void (*proto_info_fn)(void *arg, kv_slice_t name, bool is_str,
                               kv_slice_t str, uint64_t num);
 kv_status_t proto_decode_info_reply(const kv_frame_t *f, uint64_t *hlc,
                                     proto_info_fn fn, void *arg);
+
+/* RING: *has_key false when the key is nil. */
+kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key,
+                              bool *has_key);
+/* RING_REPLY: fills *out; nodes, their tokens and replicas are allocated
+ * with kv_malloc (slices point into the frame) and released with
+ * proto_ring_free. KV_PROTO on a bad shape, self or a replica index out of
+ * range, a ppm above its bound, a port above 65535. */
+kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc,
+                                    proto_ring_t *out);
+void proto_ring_free(proto_ring_t *r);
 
 #endif /* CAIRN_PROTO_H */

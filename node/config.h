@@ -24,6 +24,7 @@ typedef struct node_config {
     uint16_t admin_port;       /* 7072 */
     char *data_dir;            /* "./data" */
     char *seeds;               /* comma-separated host[:port]; "" */
+    char *initial_cluster;     /* name=host:peer_port[@rack],...; "" = alone */
     char *rack;                /* "rack1" */
     uint32_t num_tokens;       /* 16 */
     uint32_t replication_factor; /* 3 */
@@ -38,6 +39,8 @@ typedef struct node_config {
     uint32_t drain_timeout_ms; /* bound on graceful shutdown; 10000 */
     uint32_t idle_timeout_ms;  /* close idle client connections; 0 = never */
     uint64_t max_clock_offset_ms; /* 500 */
+    uint32_t peer_timeout_ms;  /* a silent peer is down after this; 2000 */
+    uint64_t peer_queue_bytes; /* output bound per peer connection; 64 MiB */
     uint64_t memtable_bytes;   /* 64 MiB */
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */
@@ -67,6 +70,24 @@ kv_status_t node_config_load(node_config_t *c, int argc, char **argv,
 
 /* Check cross-setting rules (ports distinct, frame > key + value ...). */
 kv_status_t node_config_validate(const node_config_t *c);
+
+/* One member of initial_cluster. */
+typedef struct node_member {
+    char *name;
+    char *host;
+    uint16_t peer_port;
+    char *rack; /* the entry's @rack, else the default "rack1" */
+} node_member_t;
+
+/* Parse c->initial_cluster into members (allocated; free with
+ * node_members_free). An empty initial_cluster yields one member: this node
+ * (node_name at listen_address:peer_port in rack). KV_INVALID with
+ * kv_errmsg() for a malformed entry, a name listed twice, the same
+ * host:port twice, or a list that does not name node_name, or names it at
+ * another peer_port or rack than this node's settings. */
+kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
+                                size_t *n);
+void node_members_free(node_member_t *m, size_t n);
 
 /* The --help text: every setting with its flag, variable, default and a
  * one-line description. */

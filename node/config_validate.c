@@ -67,6 +67,121 @@ static bool seed_ok(const char *p, size_t n)
            v <= 65535;
 }
 
+void node_members_free(node_member_t *m, size_t n)
+{
+    if (!m) return;
+    for (size_t i = 0; i < n; i++) {
+        kv_free(m[i].name);
+        kv_free(m[i].host);
+        kv_free(m[i].rack);
+    }
+    kv_free(m);
+}
+
+static char *dup_n(const char *p, size_t n)
+{
+    char *s = kv_malloc(n + 1);
+    memcpy(s, p, n);
+    s[n] = 0;
+    return s;
+}
+
+/* One entry: name=host:port[@rack]; host may be [v6]. */
+static kv_status_t member_parse(const char *p, size_t n, node_member_t *m)
+{
+    const char *eq = memchr(p, '=', n);
+    if (!eq) return KV_INVALID;
+    m->name = dup_n(p, (size_t)(eq - p));
+    const char *addr = eq + 1, *end = p + n;
+    const char *at = memchr(addr, '@', (size_t)(end - addr));
+    m->rack = at ? dup_n(at + 1, (size_t)(end - at - 1)) : dup_n("rack1", 5);
+    const char *aend = at ? at : end;
+    if (!name_ok(m->name) || !name_ok(m->rack)) return KV_INVALID;
+    if (!seed_ok(addr, (size_t)(aend - addr))) return KV_INVALID;
+    const char *colon = NULL;
+    for (const char *q = aend; q > addr; q--)
+        if (q[-1] == ':') { colon = q - 1; break; }
+    if (!colon || (addr[0] == '[' && colon[-1] != ']')) return KV_INVALID;
+    const char *h = addr, *hend = colon;
+    if (h[0] == '[') { h++; hend--; }
+    m->host = dup_n(h, (size_t)(hend - h));
+    uint64_t port;
+    if (!node_config_parse_digits(colon + 1, (size_t)(aend - colon - 1), &port))
+        return KV_INVALID;
+    m->peer_port = (uint16_t)port;
+    return KV_OK;
+}
+
+kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
+                                size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    const char *list = c->initial_cluster ? c->initial_cluster : "";
+    if (!*list) {
+        node_member_t *m = kv_calloc(1, sizeof *m);
+        m->name = dup_n(c->node_name, strlen(c->node_name));
+        m->host = dup_n(c->listen_address, strlen(c->listen_address));
+        m->peer_port = c->peer_port;
+        m->rack = dup_n(c->rack, strlen(c->rack));
+        *out = m;
+        *nout = 1;
+        return KV_OK;
+    }
+    size_t cap = 1;
+    for (const char *q = list; *q; q++) cap += *q == ',';
+    node_member_t *m = kv_calloc(cap, sizeof *m);
+    size_t n = 0;
+    bool self_seen = false;
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (member_parse(p, len, &m[n]) != KV_OK) {
+            kv_errmsg_set("initial_cluster: '%.*s' is not name=host:peer_port"
+                          "[@rack] (entries are comma-separated, without "
+                          "spaces; names and racks are 1 to 64 characters of "
+                          "A-Z a-z 0-9 _ . -)", (int)KV_MIN(len, 120), p);
+            node_members_free(m, n + 1);
+            return KV_INVALID;
+        }
+        for (size_t j = 0; j < n; j++) {
+            bool same_name = !strcmp(m[j].name, m[n].name);
+            bool same_addr = !strcmp(m[j].host, m[n].host) &&
+                             m[j].peer_port == m[n].peer_port;
+            if (same_name || same_addr) {
+                kv_errmsg_set("initial_cluster: %s listed twice",
+                              same_name ? m[n].name : "an address is");
+                node_members_free(m, n + 1);
+                return KV_INVALID;
+            }
+        }
+        if (!strcmp(m[n].name, c->node_name)) {
+            self_seen = true;
+            if (m[n].peer_port != c->peer_port || strcmp(m[n].rack, c->rack)) {
+                kv_errmsg_set("initial_cluster: lists %s at port %u in rack "
+                              "%s, but this node has peer_port %u and rack %s",
+                              m[n].name, (unsigned)m[n].peer_port, m[n].rack,
+                              (unsigned)c->peer_port, c->rack);
+                node_members_free(m, n + 1);
+                return KV_INVALID;
+            }
+        }
+        n++;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (!self_seen) {
+        kv_errmsg_set("initial_cluster: does not list this node (node_name "
+                      "'%s'); every node must list the whole cluster, "
+                      "itself included", c->node_name);
+        node_members_free(m, n);
+        return KV_INVALID;
+    }
+    *out = m;
+    *nout = n;
+    return KV_OK;
+}
+
 kv_status_t node_config_validate(const node_config_t *c)
 {
     static const char *const NAMES[] = {"cluster_name", "node_name", "rack"};
@@ -100,6 +215,23 @@ kv_status_t node_config_validate(const node_config_t *c)
             if (!comma) break;
             p = comma + 1;
         }
+    }
+    {
+        node_member_t *m;
+        size_t nm;
+        KV_RET(node_config_members(c, &m, &nm));
+        node_members_free(m, nm);
+    }
+    if (c->peer_timeout_ms < 100) {
+        kv_errmsg_set("peer_timeout_ms: %" PRIu32 " is below 100",
+                      c->peer_timeout_ms);
+        return KV_INVALID;
+    }
+    if (c->peer_queue_bytes < c->max_frame_bytes) {
+        kv_errmsg_set("peer_queue_bytes: %" PRIu64 " must be at least "
+                      "max_frame_bytes (%" PRIu64 ") so one frame fits",
+                      c->peer_queue_bytes, c->max_frame_bytes);
+        return KV_INVALID;
     }
     static const char *const PORTS[] = {"client_port", "peer_port",
                                         "admin_port"};

@@ -1,0 +1,168 @@
+/* peer_proto.h -- node-to-node messages on the frame codec (frame.h).
+ *
+ * Peer traffic runs on its own port (peer_port) over persistent TCP
+ * connections. The node that dials a connection sends requests on it; the
+ * node that accepted it answers them on the same connection. Every frame is
+ *
+ *   [type, msg_id, hlc, arg...]
+ *
+ * where hlc is the sender's hybrid logical clock when it sent the frame: the
+ * receiver merges it into its own clock (refusing one too far ahead) before
+ * acting, so causality follows every message. msg_id is chosen by the
+ * requester and echoed by the reply (0 for the handshake).
+ *
+ *   PEER_HELLO     [200, 0, hlc, version, cluster, node_name, node_id,
+ *                   ring_digest, client_port, admin_port]
+ *   PEER_HELLO_OK  [201, 0, hlc, version, cluster, node_name, node_id,
+ *                   ring_digest, client_port, admin_port]
+ *   PEER_REFUSE    [202, 0, hlc, status, message]        then the sender closes
+ *   PEER_PING      [203, msg_id, hlc]
+ *   PEER_PONG      [204, msg_id, hlc, load_bytes]
+ *   MUTATION       [210, msg_id, hlc, key, ts, tombstone, expire_ms, value|nil]
+ *   MUTATION_REPLY [211, msg_id, hlc, status, superseded_by]
+ *   READ           [212, msg_id, hlc, key]
+ *   READ_REPLY     [213, msg_id, hlc, status, ts, tombstone, expire_ms,
+ *                   value|nil]
+ *
+ * Types 220-229 are kept for gossip, 230-239 for hinted handoff, 240-249 for
+ * streaming, 250-259 for repair. key and value are msgpack bin, names and
+ * messages str, status a kv_status_t.
+ *
+ * Handshake: the dialler sends PEER_HELLO first; the acceptor answers
+ * PEER_HELLO_OK, or PEER_REFUSE with a reason (KV_DENIED: another cluster
+ * name or a node name it does not know; KV_PROTO: another protocol
+ * version; KV_INVALID: another ring digest, i.e. the nodes were started with
+ * different initial_cluster, num_tokens or replication_factor;
+ * KV_CLOCK_SKEW: the hello's clock is too far ahead). Nothing else may be
+ * sent before the handshake completes.
+ *
+ * MUTATION stores a cell stamped by the coordinator: ts is the cell's HLC
+ * stamp, tombstone marks a delete (value nil), expire_ms is the value's
+ * expiry in wall ms (0 = never). Its reply is OK (stored, or the same cell
+ * was already held), SUPERSEDED with superseded_by = the newer stamp held,
+ * or an error. READ returns the newest cell held (tombstones included): OK
+ * with ts/tombstone/expire_ms/value, NOTFOUND with ts 0, or an error.
+ *
+ * Compatibility: receivers ignore arguments past the ones they know.
+ */
+#ifndef CAIRN_PEER_PROTO_H
+#define CAIRN_PEER_PROTO_H
+
+#include "frame.h"
+#include "kv.h"
+
+#define CAIRN_PEER_PROTO_VERSION 1
+
+typedef enum {
+    PEER_HELLO = 200,
+    PEER_HELLO_OK = 201,
+    PEER_REFUSE = 202,
+    PEER_PING = 203,
+    PEER_PONG = 204,
+    PEER_MUTATION = 210,
+    PEER_MUTATION_REPLY = 211,
+    PEER_READ = 212,
+    PEER_READ_REPLY = 213,
+    PEER_GOSSIP_FIRST = 220,    /* 220..229: gossip */
+    PEER_HINT_FIRST = 230,      /* 230..239: hinted handoff */
+    PEER_STREAM_FIRST = 240,    /* 240..249: streaming */
+    PEER_REPAIR_FIRST = 250,    /* 250..259: anti-entropy repair */
+    PEER_TYPE_LAST = 259,
+} peer_msg_t;
+
+/* The fields every peer frame carries. */
+typedef struct peer_head {
+    peer_msg_t type;
+    uint64_t msg_id;
+    uint64_t hlc;
+} peer_head_t;
+
+/* PEER_HELLO and PEER_HELLO_OK. */
+typedef struct peer_hello {
+    uint32_t version;
+    kv_slice_t cluster;
+    kv_slice_t node_name;
+    kv_slice_t node_id;
+    uint64_t ring_digest;
+    uint16_t client_port;
+    uint16_t admin_port;
+} peer_hello_t;
+
+typedef struct peer_refuse {
+    kv_status_t status;
+    kv_slice_t message;
+} peer_refuse_t;
+
+/* A cell on the wire: MUTATION's payload and READ_REPLY's answer.
+ * value is empty (and sent as nil) for a tombstone. */
+typedef struct peer_cell {
+    uint64_t ts;
+    bool tombstone;
+    uint64_t expire_ms;
+    kv_slice_t value;
+} peer_cell_t;
+
+typedef struct peer_mutation {
+    kv_slice_t key;
+    peer_cell_t cell;
+} peer_mutation_t;
+
+typedef struct peer_mutation_reply {
+    kv_status_t status;
+    uint64_t superseded_by; /* SUPERSEDED: the newer stamp held; else 0 */
+} peer_mutation_reply_t;
+
+typedef struct peer_read_reply {
+    kv_status_t status; /* OK: cell is set; NOTFOUND; or an error */
+    peer_cell_t cell;
+} peer_read_reply_t;
+
+/* Encoders append one whole frame to buf; KV_INVALID (buf unchanged) when
+ * the frame would exceed max_body (0 = KV_FRAME_DEFAULT_MAX) or a field is
+ * out of range (hello with an empty node name; hello/hello_ok type given
+ * as anything else). */
+kv_status_t peer_encode_hello(kv_buf_t *buf, peer_msg_t type, uint64_t hlc,
+                              const peer_hello_t *h, uint32_t max_body);
+kv_status_t peer_encode_refuse(kv_buf_t *buf, uint64_t hlc,
+                               const peer_refuse_t *r, uint32_t max_body);
+kv_status_t peer_encode_ping(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             uint32_t max_body);
+kv_status_t peer_encode_pong(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             uint64_t load_bytes, uint32_t max_body);
+kv_status_t peer_encode_mutation(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                 const peer_mutation_t *m, uint32_t max_body);
+kv_status_t peer_encode_mutation_reply(kv_buf_t *buf, uint64_t msg_id,
+                                       uint64_t hlc,
+                                       const peer_mutation_reply_t *r,
+                                       uint32_t max_body);
+kv_status_t peer_encode_read(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             kv_slice_t key, uint32_t max_body);
+kv_status_t peer_encode_read_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   const peer_read_reply_t *r,
+                                   uint32_t max_body);
+
+/* The head of any peer frame: KV_PROTO when the type is outside
+ * 200..PEER_TYPE_LAST or the hlc argument is missing or not an unsigned
+ * integer. Decoders below call it too and check f->type matches. */
+kv_status_t peer_decode_head(const kv_frame_t *f, peer_head_t *out);
+
+/* Decoders: KV_PROTO when the type does not match, an argument is missing,
+ * of the wrong type or out of range (a status outside kv_status_t, a port
+ * above 65535, a version above UINT32_MAX, a tombstone with a value, an
+ * empty key or node name). Slices point into the frame. */
+kv_status_t peer_decode_hello(const kv_frame_t *f, peer_head_t *head,
+                              peer_hello_t *out); /* HELLO or HELLO_OK */
+kv_status_t peer_decode_refuse(const kv_frame_t *f, peer_head_t *head,
+                               peer_refuse_t *out);
+kv_status_t peer_decode_pong(const kv_frame_t *f, peer_head_t *head,
+                             uint64_t *load_bytes);
+kv_status_t peer_decode_mutation(const kv_frame_t *f, peer_head_t *head,
+                                 peer_mutation_t *out);
+kv_status_t peer_decode_mutation_reply(const kv_frame_t *f, peer_head_t *head,
+                                       peer_mutation_reply_t *out);
+kv_status_t peer_decode_read(const kv_frame_t *f, peer_head_t *head,
+                             kv_slice_t *key);
+kv_status_t peer_decode_read_reply(const kv_frame_t *f, peer_head_t *head,
+                                   peer_read_reply_t *out);
+
+#endif /* CAIRN_PEER_PROTO_H */
