@@ -196,7 +196,6 @@ void node_req_finish(node_req_t *r, kv_status_t status, hlc_ts_t cell_ts,
     metrics_gauge_set(n->m.inflight, n->inflight);
     node_count_result(n, r->op, status, r->start_ns);
     if (!c->closed) conn_reply(c, r->id, status, cell_ts, value, message);
-    eng_value_free(&r->value);
     kv_buf_deinit(&r->data);
     kv_free(r);
     node_conn_unref(c);
@@ -266,6 +265,35 @@ static void conn_info(node_conn_t *c, const kv_frame_t *f)
     size_t k = node_info_items(n, items, NODE_INFO_MAX);
     proto_encode_info_reply(&n->scratch, f->request_id, hlc_last(n->hlc), items,
                             k, 0);
+    conn_write(c, &n->scratch);
+    node_count_result(n, NODE_OP_INFO, KV_OK, t0);
+}
+
+static void conn_ring(node_conn_t *c, const kv_frame_t *f)
+{
+    node_t *n = c->node;
+    uint64_t t0 = node_now_ns();
+    node_count_request(n, NODE_OP_INFO, 0);
+    kv_slice_t key;
+    bool has_key;
+    if (proto_decode_ring(f, &key, &has_key) != KV_OK) {
+        node_count_proto_error(n, NODE_PERR_BAD_REQUEST);
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_PROTO,
+                    "malformed RING: expected [21, id, key|nil]");
+        return;
+    }
+    if (n->state != NODE_SERVING) {
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_CLOSED, "node is draining");
+        return;
+    }
+    proto_ring_t r;
+    node_cluster_describe(n, has_key ? &key : NULL, &r);
+    if (proto_encode_ring_reply(&n->scratch, f->request_id, hlc_last(n->hlc), &r,
+                                (uint32_t)n->cfg->max_frame_bytes) != KV_OK) {
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_INVALID,
+                    "the ring does not fit in max_frame_bytes");
+        return;
+    }
     conn_write(c, &n->scratch);
     node_count_result(n, NODE_OP_INFO, KV_OK, t0);
 }
@@ -348,6 +376,9 @@ static void conn_frame(node_conn_t *c, const kv_frame_t *f)
         break;
     case MSG_INFO:
         conn_info(c, f);
+        break;
+    case MSG_RING:
+        conn_ring(c, f);
         break;
     default: {
         char msg[96];

@@ -3,11 +3,10 @@
  * loop.
  *
  * The seam for the cluster layers: conn.c turns frames into node_req_t and
- * hands them to node_exec() (local.c today: the local engine answers every
- * consistency level); the executor finishes each request exactly once with
- * node_req_finish(), which builds the reply on the loop or drops it when the
- * connection is gone. A coordinator replaces local.c behind the same two
- * calls.
+ * hands them to node_exec() (cluster.c: the coordinator fans the request
+ * out to the key's replicas); the executor finishes each request exactly
+ * once with node_req_finish(), which builds the reply on the loop or drops
+ * it when the connection is gone.
  */
 #ifndef CAIRN_NODE_INT_H
 #define CAIRN_NODE_INT_H
@@ -100,12 +99,7 @@ struct node_req {
     uint64_t expire_ms;   /* PUT with ttl: absolute wall ms; 0 = never */
     uint64_t start_ns;    /* monotonic */
     uint64_t deadline_ns;
-    int attempts;         /* engine submissions so far (PUT/DELETE) */
-    hlc_ts_t ts;          /* stamp of the current attempt */
-    /* Set by the worker thread, read on the loop after the hand-off. */
-    kv_status_t result;
-    hlc_ts_t superseded_by;
-    eng_value_t value;
+    node_req_t *cprev, *cnext; /* the cluster's coordinated requests */
 };
 
 static inline kv_slice_t node_req_key(const node_req_t *r)
@@ -151,6 +145,7 @@ struct node {
     metrics_t *metrics;
     eng_t *eng;
     hlc_t *hlc;
+    struct node_cluster *cluster; /* members, ring, coordinator, peers */
     node_pool_t *readers;
     char node_id[33];
     char *data_dir_engine, *clock_path;
@@ -209,6 +204,15 @@ uint64_t node_now_ns(void);
  * storage valid until the next call. */
 size_t node_info_items(node_t *n, proto_info_item_t *items, size_t cap);
 #define NODE_INFO_MAX 40
+
+/* cluster.c: open the cluster layer (after the loop and metrics exist),
+ * close it (after the loop and the engine stopped; requests still held
+ * are finished CLOSED), mirror the coordinator's figures into metrics, and
+ * answer RING. */
+kv_status_t node_cluster_open(node_t *n);
+void node_cluster_close(node_t *n);
+void node_cluster_metrics_refresh(node_t *n);
+void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out);
 
 /* Called when a connection closes or a request finishes during a drain. */
 void node_drain_check(node_t *n);

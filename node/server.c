@@ -107,6 +107,7 @@ static void metrics_refresh(void *arg, metrics_t *m)
     node_t *n = arg;
     (void)m;
     node_eng_mirror_t *em = &n->em;
+    node_cluster_metrics_refresh(n);
     metrics_gauge_set(n->m.conns_open, n->nconns);
     metrics_gauge_set(n->m.inflight, n->inflight);
     if (!n->eng) return;
@@ -153,7 +154,7 @@ static void metrics_setup(node_t *n)
     metrics_register(m, "cairn_inflight_requests", "Requests in progress.",
                      METRIC_GAUGE, NULL);
     metrics_register(m, "cairn_superseded_retries_total",
-                     "Writes re-stamped because the engine held a newer cell.",
+                     "Writes re-stamped because a replica held a newer cell.",
                      METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_clock_skew_refused_total",
                      "Requests refused because a timestamp was too far ahead.",
@@ -641,10 +642,11 @@ kv_status_t node_create(const node_config_t *cfg, node_t **out)
     metrics_setup(n);
 
     KV_ERR(rc = listen_client(n));
+    n->readers = node_pool_create(n, NODE_READER_THREADS, NODE_READER_QUEUE);
+    KV_ERR(rc = node_cluster_open(n));
     admin_hooks_t hooks = {.state = admin_state, .status_json = status_json, .arg = n};
     KV_ERR(rc = admin_start(n->base, cfg->listen_address, cfg->admin_port, n->metrics,
                             &hooks, &n->admin));
-    n->readers = node_pool_create(n, NODE_READER_THREADS, NODE_READER_QUEUE);
     *out = n;
     return KV_OK;
 err:
@@ -692,6 +694,7 @@ void node_destroy(node_t *n)
     if (n->eng) eng_close(n->eng);
     n->eng = NULL;
     if (n->done_ev) done_cb(-1, 0, n);
+    node_cluster_close(n);
     if (n->admin) admin_stop(n->admin);
     if (n->listener) evconnlistener_free(n->listener);
     if (n->accept_retry) event_free(n->accept_retry);

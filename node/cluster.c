@@ -1,0 +1,748 @@
+/* cluster.c -- the node as a cluster member: members and ring from the
+ * configuration, client requests coordinated across replicas, and the
+ * replica side of peer requests.
+ *
+ * DESIGN  Membership is static for now: every node lists the whole cluster
+ *         in initial_cluster. Members are sorted by name and given tokens
+ *         one after another with ring_allocate_tokens, which is
+ *         deterministic, so every node builds the same ring without talking;
+ *         the ring's digest travels in the peer handshake and nodes that
+ *         disagree refuse each other.
+ *
+ *         A client request (conn.c -> node_exec) becomes a coordinator
+ *         request over the key's replicas, with liveness from peer.c. The
+ *         coordinator (coordinator/coord.c) is I/O-free: cluster_drive
+ *         drains its actions -- mutations and reads to send (to a peer
+ *         link, or to this node's own engine), replies to finish client
+ *         requests, hints -- and feeds replica answers back in. Inputs that
+ *         arrive while the action list is being drained (a send that fails
+ *         at once, a local read answered from memory) wait on a deferred
+ *         list, so the coordinator is never entered re-entrantly.
+ *
+ *   client GET/PUT/DELETE --> node_exec --> coord_read / coord_write
+ *                                             | actions
+ *        +------------------------------------+----------------------+
+ *        v                    v                        v             v
+ *   SEND to self:        SEND to a peer:         REPLY:           HINT:
+ *   engine write/read    peer_send_* (fails ->   node_req_finish  counted (the
+ *   -> replica_op done   deferred error reply)                    hint store
+ *   -> coord_on_*_reply  peer reply -> coord_on_*_reply           comes later)
+ *
+ *         Replica side: a MUTATION from a peer is written with
+ *         eng_write_async (the engine answers OK, or SUPERSEDED with the newer
+ *         stamp it holds) and a READ is answered from memory when possible,
+ *         else from the reader pool; the answer goes back on the link the
+ *         request came in on, if it is still open.
+ *
+ * INVARIANTS (1) the coordinator is entered only outside cluster_drive's
+ *            drain of its actions; (2) every node_req_t handed to the
+ *            coordinator is finished exactly once, by its REPLY action;
+ *            (3) replica operations hold a reference on their link until
+ *            they answer; after the node stops they are freed unanswered.
+ * THREADING  Loop thread, except the engine callback (records the outcome
+ *            and hands the operation to the loop) and the reader pool's
+ *            work function.
+ */
+#define KV_LOG_MODULE "cluster"
+#include "cluster_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#define L(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+typedef struct replica_op {
+    node_job_t job; /* first: a job pointer is an op pointer */
+    node_cluster_t *cl;
+    struct replica_op *next_deferred;
+    peer_link_t *link; /* NULL: answers this node's own coordinator */
+    uint32_t from;     /* the replica the answer is from (coordinator side) */
+    uint64_t msg_id;
+    bool is_read;
+    bool counted;      /* in cl->replica_ops */
+    kv_buf_t key;
+    kv_status_t result;
+    hlc_ts_t superseded_by;
+    eng_value_t value;
+} replica_op_t;
+
+static void cluster_drive(node_cluster_t *cl);
+
+static uint64_t now_ms(void) { return node_now_ns() / 1000000u; }
+
+static replica_op_t *op_new(node_cluster_t *cl, peer_link_t *link,
+                            uint32_t from, uint64_t msg_id, bool is_read)
+{
+    replica_op_t *op = kv_calloc(1, sizeof *op);
+    op->cl = cl;
+    op->link = link;
+    if (link) peer_link_ref(link);
+    op->from = from;
+    op->msg_id = msg_id;
+    op->is_read = is_read;
+    return op;
+}
+
+static void op_free(replica_op_t *op)
+{
+    if (op->counted) op->cl->replica_ops--;
+    if (op->link) peer_link_unref(op->link);
+    kv_buf_deinit(&op->key);
+    eng_value_free(&op->value);
+    kv_free(op);
+}
+
+/* Give an answer to the coordinator and free the op. */
+static void op_feed(node_cluster_t *cl, replica_op_t *op)
+{
+    uint64_t now = now_ms();
+    if (op->is_read) {
+        eng_cell_t cell = {0};
+        if (op->result == KV_OK) {
+            cell.ts = op->value.ts;
+            cell.tombstone = op->value.tombstone;
+            cell.expire_ms = op->value.tombstone ? 0 : op->value.expire_ms;
+            cell.value = op->value.tombstone ? kv_slice(NULL, 0)
+                                             : kv_buf_slice(&op->value.value);
+        }
+        coord_on_read_reply(cl->coord, now, op->from, op->msg_id, op->result,
+                            op->result == KV_OK ? &cell : NULL);
+    } else {
+        coord_on_mutation_reply(cl->coord, now, op->from, op->msg_id,
+                                op->result, op->superseded_by);
+    }
+    op_free(op);
+}
+
+/* An answer for the coordinator: now, or after the current drain. */
+static void op_answer_coord(node_cluster_t *cl, replica_op_t *op)
+{
+    if (cl->node->state == NODE_STOPPED) {
+        op_free(op);
+        return;
+    }
+    if (cl->driving) {
+        op->next_deferred = NULL;
+        if (cl->deferred_tail) cl->deferred_tail->next_deferred = op;
+        else cl->deferred_head = op;
+        cl->deferred_tail = op;
+        return;
+    }
+    op_feed(cl, op);
+    cluster_drive(cl);
+}
+
+/* A replica operation finished: answer the peer or this node's coordinator. */
+static void op_complete(replica_op_t *op)
+{
+    node_cluster_t *cl = op->cl;
+    if (op->link) {
+        if (cl->node->state != NODE_STOPPED) {
+            if (op->is_read) {
+                peer_reply_read(op->link, op->msg_id, op->result,
+                                op->result == KV_OK ? &op->value : NULL);
+            } else {
+                peer_reply_mutation(op->link, op->msg_id, op->result,
+                                    op->superseded_by);
+            }
+        }
+        op_free(op);
+        return;
+    }
+    op_answer_coord(cl, op);
+}
+
+/* ---- replica: writes --------------------------------------------------- */
+
+static void write_done(node_job_t *j) { op_complete((replica_op_t *)j); }
+
+/* Engine thread: record the outcome, hand the op to the loop. */
+static void write_cb(void *arg, kv_status_t status, const eng_result_t *res,
+                     size_t nres)
+{
+    replica_op_t *op = arg;
+    op->result = status;
+    if (status == KV_OK && nres > 0 && res[0].status == KV_SUPERSEDED) {
+        op->result = KV_SUPERSEDED;
+        op->superseded_by = res[0].superseded_by;
+    }
+    op->job.done = write_done;
+    node_done_push(op->cl->node, &op->job);
+}
+
+static void replica_write(node_cluster_t *cl, replica_op_t *op, kv_slice_t key,
+                          const eng_cell_t *cell)
+{
+    node_t *n = cl->node;
+    metrics_counter_add(cl->m.replica_writes, 1);
+    if (n->state == NODE_STOPPED || !n->eng) {
+        op->result = KV_CLOSED;
+        op_complete(op);
+        return;
+    }
+    eng_batch_t *b = eng_batch_create();
+    if (cell->tombstone) eng_batch_delete(b, key, cell->ts);
+    else eng_batch_put(b, key, cell->value, cell->ts, cell->expire_ms);
+    op->counted = true;
+    cl->replica_ops++;
+    kv_status_t rc = eng_write_async(n->eng, b, write_cb, op);
+    eng_batch_destroy(b);
+    if (rc != KV_OK) {
+        op->result = rc;
+        op_complete(op);
+    }
+}
+
+/* ---- replica: reads ---------------------------------------------------- */
+
+static void read_done(node_job_t *j) { op_complete((replica_op_t *)j); }
+
+static void read_work(node_job_t *j)
+{
+    replica_op_t *op = (replica_op_t *)j;
+    eng_read_options_t ro;
+    eng_read_options_init(&ro);
+    op->result = eng_get(op->cl->node->eng, &ro, kv_buf_slice(&op->key), &op->value);
+}
+
+static void replica_read(node_cluster_t *cl, replica_op_t *op, kv_slice_t key)
+{
+    node_t *n = cl->node;
+    metrics_counter_add(cl->m.replica_reads, 1);
+    if (n->state == NODE_STOPPED || !n->eng) {
+        op->result = KV_CLOSED;
+        op_complete(op);
+        return;
+    }
+    eng_read_options_t ro;
+    eng_read_options_init(&ro);
+    ro.no_io = true;
+    op->result = eng_get(n->eng, &ro, key, &op->value);
+    if (op->result != KV_AGAIN) {
+        op_complete(op);
+        return;
+    }
+    kv_buf_append(&op->key, key.data, key.len);
+    op->job.work = read_work;
+    op->job.done = read_done;
+    op->counted = true;
+    cl->replica_ops++;
+    if (node_pool_submit(n->readers, &op->job) != KV_OK) {
+        op->result = KV_BUSY;
+        op_complete(op);
+    }
+}
+
+/* ---- peer requests and replies (from peer.c) --------------------------- */
+
+void cluster_on_mutation(node_cluster_t *cl, peer_link_t *from, uint64_t msg_id,
+                         const peer_mutation_t *m)
+{
+    eng_cell_t cell = {.ts = m->cell.ts, .tombstone = m->cell.tombstone,
+                       .expire_ms = m->cell.expire_ms, .value = m->cell.value};
+    const node_config_t *cfg = cl->node->cfg;
+    if (m->key.len > cfg->max_key_bytes || m->cell.value.len > cfg->max_value_bytes) {
+        peer_reply_mutation(from, msg_id, KV_INVALID, 0);
+        return;
+    }
+    replica_write(cl, op_new(cl, from, cl->self, msg_id, false), m->key, &cell);
+}
+
+void cluster_on_read(node_cluster_t *cl, peer_link_t *from, uint64_t msg_id,
+                     kv_slice_t key)
+{
+    replica_read(cl, op_new(cl, from, cl->self, msg_id, true), key);
+}
+
+void cluster_on_mutation_reply(node_cluster_t *cl, uint32_t from,
+                               uint64_t msg_id, const peer_mutation_reply_t *r)
+{
+    replica_op_t *op = op_new(cl, NULL, from, msg_id, false);
+    op->result = r->status;
+    op->superseded_by = r->superseded_by;
+    op_answer_coord(cl, op);
+}
+
+void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
+                           const peer_read_reply_t *r)
+{
+    replica_op_t *op = op_new(cl, NULL, from, msg_id, true);
+    op->result = r->status;
+    if (r->status == KV_OK) {
+        op->value.ts = r->cell.ts;
+        op->value.tombstone = r->cell.tombstone;
+        op->value.expire_ms = r->cell.expire_ms;
+        kv_buf_append(&op->value.value, r->cell.value.data, r->cell.value.len);
+    }
+    op_answer_coord(cl, op);
+}
+
+/* ---- coordinator actions ----------------------------------------------- */
+
+static void send_failed(node_cluster_t *cl, const coord_action_t *a,
+                        kv_status_t why)
+{
+    replica_op_t *op = op_new(cl, NULL, a->node, a->msg_id,
+                              a->kind == COORD_ACT_SEND_READ);
+    op->result = why;
+    op_answer_coord(cl, op); /* deferred: we are draining */
+}
+
+static void req_link(node_cluster_t *cl, node_req_t *r)
+{
+    r->cprev = NULL;
+    r->cnext = cl->reqs;
+    if (cl->reqs) cl->reqs->cprev = r;
+    cl->reqs = r;
+}
+
+static void req_unlink(node_cluster_t *cl, node_req_t *r)
+{
+    if (r->cprev) r->cprev->cnext = r->cnext;
+    else cl->reqs = r->cnext;
+    if (r->cnext) r->cnext->cprev = r->cprev;
+    r->cprev = r->cnext = NULL;
+}
+
+static void finish_client(node_cluster_t *cl, const coord_action_t *a)
+{
+    node_req_t *r = (node_req_t *)(uintptr_t)a->client_req_id;
+    req_unlink(cl, r);
+    char msg[200];
+    const char *m = NULL;
+    const kv_slice_t *value = NULL;
+    switch (a->status) {
+    case KV_OK:
+        if (r->op == NODE_OP_GET) value = &a->value;
+        break;
+    case KV_NOTFOUND:
+        break;
+    case KV_TIMEOUT:
+        if (r->op == NODE_OP_GET) {
+            snprintf(msg, sizeof msg, "read timed out: %u replica(s) answered, "
+                     "%s needs %u", a->acks, proto_cl_str(r->cl),
+                     coord_cl_required((coord_cl_t)r->cl,
+                                       ring_replica_count(cl->ring)));
+        } else {
+            snprintf(msg, sizeof msg, "write timed out with %u of %u acks "
+                     "needed for %s; it may have been applied", a->acks,
+                     coord_cl_required((coord_cl_t)r->cl,
+                                       ring_replica_count(cl->ring)),
+                     proto_cl_str(r->cl));
+        }
+        m = msg;
+        break;
+    case KV_CLOCK_SKEW:
+        snprintf(msg, sizeof msg, "the request's causality token is more than "
+                 "max_clock_offset_ms (%" PRIu64 ") ahead of this node's clock",
+                 cl->node->cfg->max_clock_offset_ms);
+        metrics_counter_add(cl->node->m.skew_refused, 1);
+        m = msg;
+        break;
+    default:
+        m = kv_status_str(a->status);
+        break;
+    }
+    node_req_finish(r, a->status, a->cell_ts, value, m);
+}
+
+static void local_send(node_cluster_t *cl, const coord_action_t *a)
+{
+    replica_op_t *op = op_new(cl, NULL, cl->self, a->msg_id,
+                              a->kind == COORD_ACT_SEND_READ);
+    if (a->kind == COORD_ACT_SEND_READ) replica_read(cl, op, a->key);
+    else replica_write(cl, op, a->key, &a->cell);
+}
+
+static void schedule_deadline(node_cluster_t *cl)
+{
+    uint64_t due;
+    if (!coord_next_deadline(cl->coord, &due)) {
+        evtimer_del(cl->deadline_ev);
+        return;
+    }
+    uint64_t now = now_ms();
+    uint64_t d = due > now ? due - now : 0;
+    struct timeval tv = {(long)(d / 1000), (long)(d % 1000) * 1000};
+    evtimer_add(cl->deadline_ev, &tv);
+}
+
+/* Drain the coordinator's actions until it has nothing more to say. */
+static void cluster_drive(node_cluster_t *cl)
+{
+    kv_assert(!cl->driving);
+    for (;;) {
+        size_t na;
+        const coord_action_t *acts = coord_actions(cl->coord, &na);
+        if (na == 0 && !cl->deferred_head) break;
+        cl->driving = true;
+        for (size_t i = 0; i < na; i++) {
+            const coord_action_t *a = &acts[i];
+            kv_status_t rc;
+            switch (a->kind) {
+            case COORD_ACT_SEND_MUTATION:
+                if (a->node == cl->self) {
+                    local_send(cl, a);
+                    break;
+                }
+                rc = peer_send_mutation(cl, a->node, a->msg_id, a->key, &a->cell);
+                if (rc != KV_OK) send_failed(cl, a, rc);
+                break;
+            case COORD_ACT_SEND_READ:
+                if (a->node == cl->self) {
+                    local_send(cl, a);
+                    break;
+                }
+                rc = peer_send_read(cl, a->node, a->msg_id, a->key);
+                if (rc != KV_OK) send_failed(cl, a, rc);
+                break;
+            case COORD_ACT_REPLY:
+                finish_client(cl, a);
+                break;
+            case COORD_ACT_HINT:
+                /* No hint store yet: the replica catches up through read
+                 * repair. Counted so operators see what was missed. */
+                break;
+            }
+        }
+        coord_actions_clear(cl->coord);
+        cl->driving = false;
+        replica_op_t *op = cl->deferred_head;
+        cl->deferred_head = cl->deferred_tail = NULL;
+        while (op) {
+            replica_op_t *next = op->next_deferred;
+            op_feed(cl, op);
+            op = next;
+        }
+    }
+    schedule_deadline(cl);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_cluster_t *cl = arg;
+    (void)fd;
+    (void)what;
+    coord_tick(cl->coord, now_ms());
+    cluster_drive(cl);
+}
+
+/* ---- client requests --------------------------------------------------- */
+
+static void unavailable(node_cluster_t *cl, node_req_t *r, const uint32_t *reps,
+                        size_t nrep, uint32_t need, uint32_t live, bool busy)
+{
+    char msg[1024];
+    int len = snprintf(msg, sizeof msg, "%s needs %u of %zu replicas; %u %s:",
+                       proto_cl_str(r->cl), need, nrep, live,
+                       busy ? "have room in their queues" : "are reachable");
+    for (size_t i = 0; i < nrep && len > 0 && (size_t)len < sizeof msg; i++) {
+        node_peer_t *p = &cl->peers[reps[i]];
+        bool full;
+        bool ok = peer_usable(cl, reps[i], &full);
+        len += snprintf(msg + len, sizeof msg - (size_t)len, " %s (%s)%s",
+                        p->name, ok ? "up" : full ? "queue full"
+                                     : p->last_error[0] ? p->last_error : "down",
+                        i + 1 < nrep ? "," : "");
+    }
+    metrics_counter_add(cl->m.coord_unavailable, 1);
+    node_req_finish(r, busy ? KV_BUSY : KV_UNAVAILABLE, 0, NULL, msg);
+}
+
+void node_exec(node_t *n, node_req_t *r)
+{
+    node_cluster_t *cl = n->cluster;
+    kv_assert(node_on_loop(n));
+    if (r->op != NODE_OP_GET && r->op != NODE_OP_PUT && r->op != NODE_OP_DELETE) {
+        node_req_finish(r, KV_PROTO, 0, NULL, "not a data request");
+        return;
+    }
+    kv_slice_t key = node_req_key(r);
+    uint32_t reps[RING_MAX_RF];
+    bool alive[RING_MAX_RF];
+    size_t nrep = ring_replicas(cl->ring, ring_key_token(key), reps, RING_MAX_RF);
+    uint32_t need = coord_cl_required((coord_cl_t)r->cl, (uint32_t)nrep);
+    uint32_t live = 0, full_n = 0;
+    for (size_t i = 0; i < nrep; i++) {
+        bool full;
+        alive[i] = peer_usable(cl, reps[i], &full);
+        live += alive[i];
+        full_n += full;
+    }
+    if (live < need) {
+        /* Known before sending anything: nothing is attempted. */
+        unavailable(cl, r, reps, nrep, need, live, live + full_n >= need);
+        return;
+    }
+    uint64_t now = node_now_ns();
+    uint64_t timeout_ms = r->deadline_ns > now ? (r->deadline_ns - now) / 1000000u : 0;
+    if (timeout_ms == 0) timeout_ms = 1;
+    uint64_t id = (uint64_t)(uintptr_t)r;
+    req_link(cl, r);
+    kv_status_t rc;
+    if (r->op == NODE_OP_GET) {
+        rc = coord_read(cl->coord, now_ms(), id, key, (coord_cl_t)r->cl,
+                        timeout_ms, r->causality, reps, nrep, alive);
+    } else {
+        rc = coord_write(cl->coord, now_ms(), id, key, node_req_value(r),
+                         r->op == NODE_OP_DELETE, r->expire_ms, (coord_cl_t)r->cl,
+                         timeout_ms, r->causality, reps, nrep, alive);
+    }
+    if (rc != KV_OK) {
+        req_unlink(cl, r);
+        node_req_finish(r, rc, 0, NULL, kv_errmsg()[0] ? kv_errmsg()
+                                                       : "request refused");
+        return;
+    }
+    cluster_drive(cl);
+}
+
+/* ---- RING -------------------------------------------------------------- */
+
+void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
+{
+    node_cluster_t *cl = n->cluster;
+    if (!cl->desc) cl->desc = kv_calloc(cl->npeers, sizeof *cl->desc);
+    proto_ring_node_t *nodes = cl->desc;
+    uint32_t *reps = cl->desc_reps;
+    uint32_t nn = cl->npeers;
+    eng_stats_t s;
+    eng_get_stats(cl->node->eng, &s);
+    cl->peers[cl->self].load_bytes = s.live_bytes;
+    for (uint32_t i = 0; i < nn; i++) {
+        node_peer_t *p = &cl->peers[i];
+        const uint64_t *tokens;
+        size_t nt = ring_node_tokens(cl->ring, i, &tokens);
+        bool full;
+        nodes[i] = (proto_ring_node_t){
+            .name = kv_slice_str(p->name),
+            .node_id = kv_slice_str(p->node_id),
+            .host = kv_slice_str(p->host),
+            .rack = kv_slice_str(p->rack),
+            .client_port = p->client_port,
+            .admin_port = p->admin_port,
+            .up = p->self || peer_usable(cl, i, &full) || full,
+            .load_bytes = p->load_bytes,
+            .ownership_ppm = (uint32_t)(ring_ownership(cl->ring, i) * 1e6 + 0.5),
+            .effective_ppm =
+                (uint32_t)(ring_effective_ownership(cl->ring, i) * 1e6 + 0.5),
+            .tokens = tokens,
+            .ntokens = nt,
+        };
+    }
+    *out = (proto_ring_t){
+        .replication_factor = ring_replication_factor(cl->ring),
+        .self = cl->self,
+        .nodes = nodes,
+        .nnodes = nn,
+    };
+    if (key) {
+        out->key_token = ring_key_token(*key);
+        out->nreplicas = ring_replicas(cl->ring, out->key_token, reps, RING_MAX_RF);
+        out->replicas = reps;
+    }
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int member_cmp(const void *a, const void *b)
+{
+    return strcmp(((const node_member_t *)a)->name,
+                  ((const node_member_t *)b)->name);
+}
+
+static uint64_t ring_digest(const ring_t *ring)
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    uint32_t rf = ring_replication_factor(ring);
+    XXH3_64bits_update(st, &rf, sizeof rf);
+    for (uint32_t i = 0; i < ring_node_count(ring); i++) {
+        const char *name = ring_node_name(ring, i), *rack = ring_node_rack(ring, i);
+        XXH3_64bits_update(st, name, strlen(name) + 1);
+        XXH3_64bits_update(st, rack, strlen(rack) + 1);
+        const uint64_t *t;
+        size_t nt = ring_node_tokens(ring, i, &t);
+        XXH3_64bits_update(st, t, nt * sizeof *t);
+    }
+    uint64_t d = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return d;
+}
+
+static void register_metrics(node_cluster_t *cl)
+{
+    metrics_t *m = cl->node->metrics;
+    metrics_register(m, "cairn_peer_up", "1 while a peer is connected and "
+                     "answering, else 0.", METRIC_GAUGE, L("peer"));
+    metrics_register(m, "cairn_peer_messages_sent_total",
+                     "Messages sent to a peer.", METRIC_COUNTER, L("peer"));
+    metrics_register(m, "cairn_peer_messages_received_total",
+                     "Messages received from a peer.", METRIC_COUNTER, L("peer"));
+    metrics_register(m, "cairn_peer_connects_total",
+                     "Outbound peer connection attempts.", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_peer_clock_skew_refused_total",
+                     "Peer messages refused because the sender's clock was more "
+                     "than max_clock_offset_ms ahead.", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_peer_queue_full_total",
+                     "Requests not sent because a peer's output queue was full.",
+                     METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_peer_handshakes_refused_total",
+                     "Peer handshakes refused, by reason.", METRIC_COUNTER,
+                     L("reason"));
+    metrics_register(m, "cairn_coordinator_unavailable_total",
+                     "Requests failed before sending: too few live replicas.",
+                     METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_timeouts_total",
+                     "Coordinated requests that timed out.", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_read_repairs_total",
+                     "Repair writes sent by reads that found stale replicas.",
+                     METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_hints_missed_total",
+                     "Writes a down replica missed (no hint store yet; read "
+                     "repair brings it up to date).", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_dropped_replies_total",
+                     "Replica replies that arrived after their request ended.",
+                     METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_replica_writes_total",
+                     "Mutations stored as a replica.", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_replica_reads_total",
+                     "Reads answered as a replica.", METRIC_COUNTER, NULL);
+    static const char *const reasons[6] = {"cluster_name", "unknown_node",
+                                           "version", "ring", "clock_skew",
+                                           "malformed"};
+    for (int i = 0; i < 6; i++)
+        cl->m.refused[i] = metrics_series(m, "cairn_peer_handshakes_refused_total",
+                                          L(reasons[i]));
+    cl->m.skew_refused = metrics_series(m, "cairn_peer_clock_skew_refused_total", NULL);
+    cl->m.queue_full = metrics_series(m, "cairn_peer_queue_full_total", NULL);
+    cl->m.connects = metrics_series(m, "cairn_peer_connects_total", NULL);
+    cl->m.coord_unavailable = metrics_series(m, "cairn_coordinator_unavailable_total", NULL);
+    cl->m.coord_timeouts = metrics_series(m, "cairn_coordinator_timeouts_total", NULL);
+    cl->m.coord_read_repairs = metrics_series(m, "cairn_coordinator_read_repairs_total", NULL);
+    cl->m.coord_hints = metrics_series(m, "cairn_coordinator_hints_missed_total", NULL);
+    cl->m.coord_dropped = metrics_series(m, "cairn_coordinator_dropped_replies_total", NULL);
+    cl->m.replica_writes = metrics_series(m, "cairn_replica_writes_total", NULL);
+    cl->m.replica_reads = metrics_series(m, "cairn_replica_reads_total", NULL);
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = &cl->peers[i];
+        if (p->self) continue;
+        p->m_up = metrics_series(m, "cairn_peer_up", L(p->name));
+        p->m_sent = metrics_series(m, "cairn_peer_messages_sent_total", L(p->name));
+        p->m_recv = metrics_series(m, "cairn_peer_messages_received_total", L(p->name));
+        metrics_gauge_set(p->m_up, 0);
+    }
+}
+
+static void counter_to(metric_series_t *s, uint64_t now, uint64_t *last)
+{
+    if (now > *last) metrics_counter_add(s, now - *last);
+    *last = now;
+}
+
+void node_cluster_metrics_refresh(node_t *n)
+{
+    node_cluster_t *cl = n->cluster;
+    if (!cl || !cl->coord) return;
+    coord_stats_t s;
+    coord_get_stats(cl->coord, &s);
+    counter_to(cl->m.coord_timeouts, s.timeouts, &cl->m.last.timeouts);
+    counter_to(n->m.superseded_retries, s.restamps, &cl->m.last.restamps);
+    counter_to(cl->m.coord_read_repairs, s.read_repairs, &cl->m.last.read_repairs);
+    counter_to(cl->m.coord_hints, s.hints, &cl->m.last.hints);
+    counter_to(cl->m.coord_dropped, s.dropped_replies, &cl->m.last.dropped_replies);
+}
+
+kv_status_t node_cluster_open(node_t *n)
+{
+    const node_config_t *cfg = n->cfg;
+    node_member_t *mem;
+    size_t nm;
+    KV_RET(node_config_members(cfg, &mem, &nm));
+    qsort(mem, nm, sizeof *mem, member_cmp);
+    node_cluster_t *cl = kv_calloc(1, sizeof *cl);
+    n->cluster = cl;
+    cl->node = n;
+    kv_status_t rc = KV_OK;
+    uint32_t rf = KV_MIN(cfg->replication_factor, RING_MAX_RF);
+    cl->ring = ring_create(rf);
+    uint64_t *tokens = kv_calloc(cfg->num_tokens, sizeof *tokens);
+    cl->peers = kv_calloc(nm, sizeof *cl->peers);
+    cl->npeers = (uint32_t)nm;
+    for (size_t i = 0; i < nm && rc == KV_OK; i++) {
+        rc = ring_allocate_tokens(cl->ring, cfg->cluster_name, mem[i].name,
+                                  mem[i].rack, cfg->num_tokens, tokens);
+        if (rc == KV_OK)
+            rc = ring_add_node(cl->ring, mem[i].name, mem[i].rack, tokens,
+                               cfg->num_tokens);
+        node_peer_t *p = &cl->peers[i];
+        p->cl = cl;
+        p->idx = (uint32_t)i;
+        p->name = mem[i].name;
+        p->host = mem[i].host;
+        p->rack = mem[i].rack;
+        p->peer_port = mem[i].peer_port;
+        mem[i].name = mem[i].host = mem[i].rack = NULL;
+        if (!strcmp(p->name, cfg->node_name)) {
+            p->self = true;
+            p->up = true;
+            cl->self = (uint32_t)i;
+            snprintf(p->node_id, sizeof p->node_id, "%s", n->node_id);
+            p->client_port = cfg->client_port;
+            p->admin_port = cfg->admin_port;
+        }
+    }
+    kv_free(tokens);
+    node_members_free(mem, nm);
+    if (rc != KV_OK) {
+        kv_errmsg_set("initial_cluster: cannot build the ring: %s",
+                      kv_status_str(rc));
+        return KV_INVALID;
+    }
+    cl->ring_digest = ring_digest(cl->ring);
+    coord_options_t co;
+    coord_options_init(&co);
+    co.hlc = n->hlc;
+    KV_RET(coord_create(&co, &cl->coord));
+    cl->deadline_ev = evtimer_new(n->base, deadline_cb, cl);
+    register_metrics(cl);
+    KV_RET(peer_start(cl));
+    KV_LOG(KV_INFO, "ring: %u node(s), replication factor %u, %u tokens each, "
+           "digest %016" PRIx64, ring_node_count(cl->ring),
+           ring_replica_count(cl->ring), cfg->num_tokens, cl->ring_digest);
+    return KV_OK;
+}
+
+void node_cluster_close(node_t *n)
+{
+    node_cluster_t *cl = n->cluster;
+    if (!cl) return;
+    peer_stop(cl);
+    replica_op_t *op = cl->deferred_head;
+    while (op) {
+        replica_op_t *next = op->next_deferred;
+        op_free(op);
+        op = next;
+    }
+    if (cl->deadline_ev) event_free(cl->deadline_ev);
+    if (cl->coord) coord_destroy(cl->coord);
+    while (cl->reqs) {
+        node_req_t *r = cl->reqs;
+        req_unlink(cl, r);
+        node_req_finish(r, KV_CLOSED, 0, NULL, "node stopped");
+    }
+    kv_free(cl->desc);
+    if (cl->ring) ring_destroy(cl->ring);
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        kv_free(cl->peers[i].name);
+        kv_free(cl->peers[i].host);
+        kv_free(cl->peers[i].rack);
+    }
+    kv_free(cl->peers);
+    kv_free(cl);
+    n->cluster = NULL;
+}

@@ -1,0 +1,834 @@
+/* peer.c -- node-to-node connections: the handshake, heartbeats and
+ * liveness, reconnects with capped exponential backoff, bounded output.
+ *
+ * DESIGN  Every ordered pair of members has one TCP connection (a "link"):
+ *         a node dials each other member and sends its requests (mutations,
+ *         reads, pings) on that outbound link; it answers the requests that
+ *         arrive on links others dialled to it. So a reply always travels
+ *         back on the connection its request came in on, and the two
+ *         directions never wait on each other.
+ *
+ *   outbound:  idle --dial--> connecting --TCP up, send HELLO--> handshaking
+ *                ^                                                   |
+ *                |  retry after backoff (100 ms doubling to 5 s,     | HELLO_OK
+ *                |  jittered; reset by a completed handshake)        v
+ *                +------ closed <--error / REFUSE / silence-------- ready (up)
+ *
+ *   inbound:   accepted --HELLO ok--> ready (requests answered)
+ *                       --HELLO refused--> REFUSE sent, closed once flushed
+ *
+ *         Liveness: each outbound link pings every hb_interval; any frame
+ *         received on it counts as hearing from the member. A member is up
+ *         while its link is ready and it was heard from within
+ *         peer_timeout_ms; past that (a stopped process, a partition) the
+ *         link is closed and redialled, and the coordinator stops counting
+ *         the member as a live replica. A handshake that does not finish
+ *         within peer_timeout_ms is abandoned the same way.
+ *
+ *         Clocks: every frame carries the sender's HLC and is merged into
+ *         ours before it is acted on. One more than max_clock_offset_ms ahead
+ *         of our wall clock is refused: a HELLO or HELLO_OK closes the link
+ *         (the member stays down, with the reason logged and reported in
+ *         UNAVAILABLE errors), a request is answered CLOCK_SKEW, a reply is
+ *         dropped (the coordinator times out). Refusals are counted.
+ *
+ *         Backpressure: a link whose output buffer holds peer_queue_bytes
+ *         or more takes no new request; the coordinator treats the member
+ *         as unusable for that request (BUSY when too few remain).
+ *
+ * INVARIANTS (1) a link lives while referenced: the open list, a replica
+ *            operation waiting to answer on it, a callback running on it;
+ *            (2) a closed link has no bufferevent and is written to never;
+ *            (3) peers[i].out, when set, is an open outbound link to i, and
+ *            peers[i].up implies it is ready.
+ * THREADING  Loop thread only.
+ */
+#define KV_LOG_MODULE "peer"
+#include "cluster_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <netdb.h>
+
+#define PEER_BACKOFF_MIN_MS 100u
+#define PEER_BACKOFF_MAX_MS 5000u
+#define NO_PEER UINT32_MAX
+
+struct peer_link {
+    node_cluster_t *cl;
+    peer_link_t *prev, *next;
+    int refs;
+    bool outbound;
+    uint32_t peer;      /* member index; NO_PEER before an inbound HELLO */
+    bool ready;         /* handshake done */
+    bool closing;       /* refusal sent: close once the output is flushed */
+    bool closed;
+    bool processing;
+    struct bufferevent *bev;
+    kv_frame_decoder_t *dec;
+    kv_frame_t frame;
+    uint64_t opened_ns;
+    char addr[72];
+};
+
+static uint64_t now_ns(void) { return node_now_ns(); }
+
+static uint32_t max_body(const node_cluster_t *cl)
+{
+    return (uint32_t)cl->node->cfg->max_frame_bytes;
+}
+
+static hlc_ts_t hlc_of(const node_cluster_t *cl)
+{
+    return hlc_last(cl->node->hlc);
+}
+
+void peer_link_ref(peer_link_t *l) { l->refs++; }
+
+void peer_link_unref(peer_link_t *l)
+{
+    kv_assert(l->refs > 0);
+    if (--l->refs > 0) return;
+    kv_assert(l->closed);
+    kv_frame_release(&l->frame);
+    kv_free(l);
+}
+
+static void schedule_retry(node_cluster_t *cl, node_peer_t *p);
+
+static void peer_set_up(node_cluster_t *cl, node_peer_t *p, bool up)
+{
+    if (p->up == up) return;
+    p->up = up;
+    metrics_gauge_set(p->m_up, up ? 1 : 0);
+    if (up) {
+        p->last_error[0] = 0;
+        KV_LOG(KV_INFO, "peer %s (%s:%u) is up", p->name, p->host, p->peer_port);
+    } else {
+        KV_LOG(KV_WARN, "peer %s (%s:%u) is down: %s", p->name, p->host,
+               p->peer_port, p->last_error[0] ? p->last_error : "connection lost");
+    }
+    (void)cl;
+}
+
+/* Record why a member is unreachable; log a change of reason once. */
+static void peer_note_error(node_peer_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void peer_note_error(node_peer_t *p, const char *fmt, ...)
+{
+    char msg[sizeof p->last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (strcmp(msg, p->last_error) != 0 && !p->up)
+        KV_LOG(KV_WARN, "peer %s (%s:%u): %s", p->name, p->host, p->peer_port, msg);
+    snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+}
+
+static void link_close(peer_link_t *l)
+{
+    node_cluster_t *cl = l->cl;
+    if (l->closed) return;
+    l->closed = true;
+    bufferevent_free(l->bev);
+    l->bev = NULL;
+    kv_frame_decoder_destroy(l->dec);
+    l->dec = NULL;
+    if (l->prev) l->prev->next = l->next;
+    else cl->links = l->next;
+    if (l->next) l->next->prev = l->prev;
+    if (l->outbound && l->peer != NO_PEER) {
+        node_peer_t *p = &cl->peers[l->peer];
+        if (p->out == l) {
+            p->out = NULL;
+            peer_set_up(cl, p, false);
+            if (cl->node->state != NODE_STOPPED) schedule_retry(cl, p);
+        }
+    }
+    peer_link_unref(l);
+}
+
+/* Close once the output (a REFUSE) has gone out. */
+static void link_close_after_flush(peer_link_t *l)
+{
+    if (l->closed) return;
+    l->closing = true;
+    bufferevent_disable(l->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) link_close(l);
+}
+
+static void link_write(peer_link_t *l, kv_buf_t *frame)
+{
+    if (!l->closed && !l->closing)
+        evbuffer_add(bufferevent_get_output(l->bev), frame->data, frame->len);
+    kv_buf_clear(frame);
+}
+
+static bool link_full(const peer_link_t *l)
+{
+    return evbuffer_get_length(bufferevent_get_output(l->bev)) >=
+           l->cl->node->cfg->peer_queue_bytes;
+}
+
+static void refuse(peer_link_t *l, int reason, kv_status_t st, const char *msg)
+{
+    node_cluster_t *cl = l->cl;
+    metrics_counter_add(cl->m.refused[reason], 1);
+    KV_LOG(KV_WARN, "refused peer connection from %s: %s", l->addr, msg);
+    peer_refuse_t r = {.status = st, .message = kv_slice_str(msg)};
+    kv_buf_t *b = &cl->node->scratch;
+    if (peer_encode_refuse(b, hlc_of(cl), &r, max_body(cl)) == KV_OK)
+        link_write(l, b);
+    link_close_after_flush(l);
+}
+
+static void fill_hello(node_cluster_t *cl, peer_hello_t *h)
+{
+    const node_config_t *cfg = cl->node->cfg;
+    *h = (peer_hello_t){
+        .version = CAIRN_PEER_PROTO_VERSION,
+        .cluster = kv_slice_str(cfg->cluster_name),
+        .node_name = kv_slice_str(cfg->node_name),
+        .node_id = kv_slice_str(cl->node->node_id),
+        .ring_digest = cl->ring_digest,
+        .client_port = cfg->client_port,
+        .admin_port = cfg->admin_port,
+    };
+}
+
+/* Merge a frame's clock. False (and counted) when it is too far ahead. */
+static bool merge_clock(node_cluster_t *cl, uint64_t remote, int64_t *ahead_ms)
+{
+    hlc_ts_t ts;
+    kv_status_t rc = hlc_update(cl->node->hlc, remote, &ts);
+    if (rc == KV_OK) return true;
+    *ahead_ms = (int64_t)hlc_wall_ms(remote) -
+                (int64_t)(kv_clock_wall_ms(kv_clock_system()));
+    if (rc == KV_CLOCK_SKEW) metrics_counter_add(cl->m.skew_refused, 1);
+    return false;
+}
+
+/* Check a HELLO / HELLO_OK against this node. KV_OK, or the refusal reason
+ * index and status with msg filled. */
+static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
+                       uint32_t *member, kv_status_t *st, char *msg, size_t cap)
+{
+    const node_config_t *cfg = cl->node->cfg;
+    if (h->version != CAIRN_PEER_PROTO_VERSION) {
+        snprintf(msg, cap, "peer protocol version %u is not supported (this "
+                 "node speaks %d)", h->version, CAIRN_PEER_PROTO_VERSION);
+        *st = KV_PROTO;
+        return PEER_REFUSED_VERSION;
+    }
+    if (!kv_slice_eq(h->cluster, kv_slice_str(cfg->cluster_name))) {
+        snprintf(msg, cap, "cluster name mismatch: this node is in '%s', the "
+                 "peer in '%.*s'", cfg->cluster_name,
+                 (int)KV_MIN(h->cluster.len, 64), (const char *)h->cluster.data);
+        *st = KV_DENIED;
+        return PEER_REFUSED_CLUSTER;
+    }
+    char name[RING_MAX_NAME + 1];
+    size_t nl = KV_MIN(h->node_name.len, RING_MAX_NAME);
+    memcpy(name, h->node_name.data, nl);
+    name[nl] = 0;
+    if (ring_node_find(cl->ring, name, member) != KV_OK ||
+        *member == cl->self) {
+        snprintf(msg, cap, "node '%.64s' is not a member of this cluster "
+                 "(initial_cluster)", name);
+        *st = KV_DENIED;
+        return PEER_REFUSED_UNKNOWN_NODE;
+    }
+    if (h->ring_digest != cl->ring_digest) {
+        snprintf(msg, cap, "node '%.64s' has another ring (digest %016" PRIx64
+                 ", ours %016" PRIx64 "): initial_cluster, num_tokens or "
+                 "replication_factor differ between the nodes", name,
+                 h->ring_digest, cl->ring_digest);
+        *st = KV_INVALID;
+        return PEER_REFUSED_RING;
+    }
+    return -1;
+}
+
+/* ---- inbound handshake and requests ------------------------------------ */
+
+static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
+{
+    node_cluster_t *cl = l->cl;
+    peer_head_t head;
+    peer_hello_t h;
+    char msg[320];
+    if (f->type != PEER_HELLO || peer_decode_hello(f, &head, &h) != KV_OK) {
+        snprintf(msg, sizeof msg, "expected PEER_HELLO first, got a malformed "
+                 "frame or type %u", f->type);
+        refuse(l, PEER_REFUSED_MALFORMED, KV_PROTO, msg);
+        return;
+    }
+    uint32_t member;
+    kv_status_t st;
+    int why = hello_check(cl, &h, &member, &st, msg, sizeof msg);
+    if (why >= 0) {
+        refuse(l, why, st, msg);
+        return;
+    }
+    int64_t ahead;
+    if (!merge_clock(cl, head.hlc, &ahead)) {
+        snprintf(msg, sizeof msg, "clock of node '%s' is %" PRId64 " ms ahead "
+                 "of this node's (max_clock_offset_ms %" PRIu64 ")",
+                 cl->peers[member].name, ahead, cl->node->cfg->max_clock_offset_ms);
+        refuse(l, PEER_REFUSED_CLOCK, KV_CLOCK_SKEW, msg);
+        return;
+    }
+    l->peer = member;
+    l->ready = true;
+    peer_hello_t ok;
+    fill_hello(cl, &ok);
+    kv_buf_t *b = &cl->node->scratch;
+    peer_encode_hello(b, PEER_HELLO_OK, hlc_of(cl), &ok, max_body(cl));
+    link_write(l, b);
+    KV_LOG(KV_DEBUG, "peer %s connected from %s", cl->peers[member].name, l->addr);
+}
+
+static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
+{
+    node_cluster_t *cl = l->cl;
+    if (!l->ready) {
+        inbound_hello(l, f);
+        return;
+    }
+    node_peer_t *p = &cl->peers[l->peer];
+    metrics_counter_add(p->m_recv, 1);
+    peer_head_t head;
+    if (peer_decode_head(f, &head) != KV_OK) {
+        KV_LOG(KV_WARN, "malformed frame from peer %s; closing", p->name);
+        link_close(l);
+        return;
+    }
+    int64_t ahead;
+    bool clock_ok = merge_clock(cl, head.hlc, &ahead);
+    kv_buf_t *b = &cl->node->scratch;
+    switch (f->type) {
+    case PEER_PING:
+        if (clock_ok) {
+            eng_stats_t s;
+            eng_get_stats(cl->node->eng, &s);
+            peer_encode_pong(b, head.msg_id, hlc_of(cl), s.live_bytes, 0);
+            link_write(l, b);
+        }
+        return;
+    case PEER_MUTATION: {
+        peer_mutation_t m;
+        if (peer_decode_mutation(f, &head, &m) != KV_OK) break;
+        if (!clock_ok) peer_reply_mutation(l, head.msg_id, KV_CLOCK_SKEW, 0);
+        else cluster_on_mutation(cl, l, head.msg_id, &m);
+        return;
+    }
+    case PEER_READ: {
+        kv_slice_t key;
+        if (peer_decode_read(f, &head, &key) != KV_OK) break;
+        if (!clock_ok) peer_reply_read(l, head.msg_id, KV_CLOCK_SKEW, NULL);
+        else cluster_on_read(cl, l, head.msg_id, key);
+        return;
+    }
+    default:
+        /* A later version's message this node does not know: ignore it. */
+        KV_LOG(KV_DEBUG, "ignoring peer message type %u from %s", f->type, p->name);
+        return;
+    }
+    KV_LOG(KV_WARN, "malformed %u message from peer %s; closing", f->type, p->name);
+    link_close(l);
+}
+
+/* ---- outbound ---------------------------------------------------------- */
+
+static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
+{
+    node_cluster_t *cl = l->cl;
+    node_peer_t *p = &cl->peers[l->peer];
+    peer_head_t head;
+    int64_t ahead = 0;
+    if (f->type == PEER_REFUSE) {
+        peer_refuse_t r;
+        if (peer_decode_refuse(f, &head, &r) == KV_OK)
+            peer_note_error(p, "refused our connection: %.*s",
+                            (int)KV_MIN(r.message.len, 120),
+                            (const char *)r.message.data);
+        else
+            peer_note_error(p, "refused our connection");
+        link_close(l);
+        return;
+    }
+    if (!l->ready) {
+        peer_hello_t h;
+        uint32_t member;
+        kv_status_t st;
+        char msg[320];
+        if (f->type != PEER_HELLO_OK || peer_decode_hello(f, &head, &h) != KV_OK) {
+            peer_note_error(p, "answered the handshake with a malformed frame");
+            link_close(l);
+            return;
+        }
+        int why = hello_check(cl, &h, &member, &st, msg, sizeof msg);
+        if (why < 0 && member != l->peer) {
+            snprintf(msg, sizeof msg, "the node at %s:%u is '%.*s', not '%s'",
+                     p->host, p->peer_port, (int)KV_MIN(h.node_name.len, 64),
+                     (const char *)h.node_name.data, p->name);
+            why = PEER_REFUSED_UNKNOWN_NODE;
+        }
+        if (why < 0 && !merge_clock(cl, head.hlc, &ahead)) {
+            snprintf(msg, sizeof msg, "its clock is %" PRId64 " ms ahead of "
+                     "this node's (max_clock_offset_ms %" PRIu64 ")", ahead,
+                     cl->node->cfg->max_clock_offset_ms);
+            why = PEER_REFUSED_CLOCK;
+        }
+        if (why >= 0) {
+            metrics_counter_add(cl->m.refused[why], 1);
+            peer_note_error(p, "%s", msg);
+            link_close(l);
+            return;
+        }
+        l->ready = true;
+        p->client_port = h.client_port;
+        p->admin_port = h.admin_port;
+        snprintf(p->node_id, sizeof p->node_id, "%.*s",
+                 (int)KV_MIN(h.node_id.len, 32), (const char *)h.node_id.data);
+        p->backoff_ms = PEER_BACKOFF_MIN_MS;
+        p->last_heard_ns = now_ns();
+        p->next_ping_ns = p->last_heard_ns;
+        peer_set_up(cl, p, true);
+        return;
+    }
+    metrics_counter_add(p->m_recv, 1);
+    if (peer_decode_head(f, &head) != KV_OK) {
+        peer_note_error(p, "sent a malformed frame");
+        link_close(l);
+        return;
+    }
+    p->last_heard_ns = now_ns();
+    if (!merge_clock(cl, head.hlc, &ahead)) {
+        KV_LOG(KV_WARN, "dropped a reply from %s: its clock is %" PRId64
+               " ms ahead (max_clock_offset_ms %" PRIu64 ")", p->name, ahead,
+               cl->node->cfg->max_clock_offset_ms);
+        return;
+    }
+    switch (f->type) {
+    case PEER_PONG: {
+        uint64_t load;
+        if (peer_decode_pong(f, &head, &load) == KV_OK) p->load_bytes = load;
+        return;
+    }
+    case PEER_MUTATION_REPLY: {
+        peer_mutation_reply_t r;
+        if (peer_decode_mutation_reply(f, &head, &r) != KV_OK) break;
+        cluster_on_mutation_reply(cl, l->peer, head.msg_id, &r);
+        return;
+    }
+    case PEER_READ_REPLY: {
+        peer_read_reply_t r;
+        if (peer_decode_read_reply(f, &head, &r) != KV_OK) break;
+        cluster_on_read_reply(cl, l->peer, head.msg_id, &r);
+        return;
+    }
+    default:
+        return;
+    }
+    peer_note_error(p, "sent a malformed reply of type %u", f->type);
+    link_close(l);
+}
+
+/* ---- bufferevent callbacks --------------------------------------------- */
+
+static void link_process(peer_link_t *l)
+{
+    if (l->processing) return;
+    l->processing = true;
+    peer_link_ref(l);
+    while (!l->closed && !l->closing) {
+        kv_status_t rc = kv_frame_decoder_next(l->dec, &l->frame);
+        if (rc == KV_AGAIN) break;
+        if (rc != KV_OK) {
+            const char *why = kv_frame_decoder_error(l->dec);
+            KV_LOG(KV_WARN, "peer connection %s: %s; closing", l->addr,
+                   why ? why : "malformed frame");
+            if (l->outbound) peer_note_error(&l->cl->peers[l->peer], "%s",
+                                             why ? why : "malformed frame");
+            link_close(l);
+            break;
+        }
+        if (l->outbound) outbound_frame(l, &l->frame);
+        else inbound_frame(l, &l->frame);
+    }
+    kv_frame_release(&l->frame);
+    l->processing = false;
+    peer_link_unref(l);
+}
+
+static void link_read_cb(struct bufferevent *bev, void *arg)
+{
+    peer_link_t *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_iovec v[16];
+    while (evbuffer_get_length(in) > 0) {
+        int k = evbuffer_peek(in, -1, NULL, v, 16);
+        size_t fed = 0;
+        for (int i = 0; i < k && i < 16; i++) {
+            (void)kv_frame_decoder_feed(l->dec, v[i].iov_base, v[i].iov_len);
+            fed += v[i].iov_len;
+        }
+        evbuffer_drain(in, fed);
+    }
+    link_process(l);
+}
+
+static void link_write_cb(struct bufferevent *bev, void *arg)
+{
+    peer_link_t *l = arg;
+    if (l->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        link_close(l);
+}
+
+static void link_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    peer_link_t *l = arg;
+    node_cluster_t *cl = l->cl;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(l->bev), IPPROTO_TCP, TCP_NODELAY, &one,
+                   sizeof one);
+        peer_hello_t h;
+        fill_hello(cl, &h);
+        kv_buf_t *b = &cl->node->scratch;
+        peer_encode_hello(b, PEER_HELLO, hlc_of(cl), &h, max_body(cl));
+        link_write(l, b);
+        return;
+    }
+    if (l->outbound) {
+        node_peer_t *p = &cl->peers[l->peer];
+        int err = EVUTIL_SOCKET_ERROR();
+        if (what & BEV_EVENT_ERROR) {
+            int dns = bufferevent_socket_get_dns_error(l->bev);
+            if (dns)
+                peer_note_error(p, "cannot resolve %s: %s", p->host,
+                                evutil_gai_strerror(dns));
+            else
+                peer_note_error(p, "%s", evutil_socket_error_to_string(err));
+        } else {
+            peer_note_error(p, "connection closed by the peer");
+        }
+    }
+    link_close(l);
+}
+
+static peer_link_t *link_new(node_cluster_t *cl, struct bufferevent *bev,
+                             bool outbound, uint32_t peer, const char *addr)
+{
+    peer_link_t *l = kv_calloc(1, sizeof *l);
+    l->cl = cl;
+    l->refs = 1; /* the open list */
+    l->outbound = outbound;
+    l->peer = peer;
+    l->bev = bev;
+    l->dec = kv_frame_decoder_create(max_body(cl));
+    l->opened_ns = now_ns();
+    kv_frame_init(&l->frame);
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    l->next = cl->links;
+    if (cl->links) cl->links->prev = l;
+    cl->links = l;
+    bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return l;
+}
+
+static void dial(node_cluster_t *cl, node_peer_t *p)
+{
+    kv_assert(!p->out && !p->self);
+    struct bufferevent *bev =
+        bufferevent_socket_new(cl->node->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        peer_note_error(p, "cannot create a socket");
+        schedule_retry(cl, p);
+        return;
+    }
+    char addr[72];
+    snprintf(addr, sizeof addr, "%s:%u", p->host, p->peer_port);
+    metrics_counter_add(cl->m.connects, 1);
+    peer_link_t *l = link_new(cl, bev, true, p->idx, addr);
+    p->out = l;
+    /* May fail at once (and call the event callback, closing the link). */
+    peer_link_ref(l);
+    if (bufferevent_socket_connect_hostname(bev, cl->dns, AF_UNSPEC, p->host,
+                                            p->peer_port) != 0 && !l->closed) {
+        peer_note_error(p, "cannot connect to %s", addr);
+        link_close(l);
+    }
+    peer_link_unref(l);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_peer_t *p = arg;
+    (void)fd;
+    (void)what;
+    if (!p->out && p->cl->node->state != NODE_STOPPED) dial(p->cl, p);
+}
+
+static void schedule_retry(node_cluster_t *cl, node_peer_t *p)
+{
+    uint32_t d = p->backoff_ms ? p->backoff_ms : PEER_BACKOFF_MIN_MS;
+    p->backoff_ms = KV_MIN(d * 2, PEER_BACKOFF_MAX_MS);
+    /* +-20% jitter so members do not redial in lockstep */
+    uint32_t jitter = (uint32_t)(kv_rng_below(&cl->rng, d / 5 * 2 + 1));
+    d = d - d / 5 + jitter;
+    struct timeval tv = {d / 1000, (d % 1000) * 1000};
+    evtimer_add(p->retry_ev, &tv);
+}
+
+/* ---- heartbeats and liveness ------------------------------------------- */
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_cluster_t *cl = arg;
+    (void)fd;
+    (void)what;
+    uint64_t now = now_ns();
+    uint64_t timeout_ns = (uint64_t)cl->node->cfg->peer_timeout_ms * 1000000u;
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = &cl->peers[i];
+        peer_link_t *l = p->out;
+        if (p->self || !l) continue;
+        if (!l->ready) {
+            if (now - l->opened_ns > timeout_ns) {
+                peer_note_error(p, "no handshake answer within peer_timeout_ms "
+                                "(%u ms)", cl->node->cfg->peer_timeout_ms);
+                link_close(l);
+            }
+            continue;
+        }
+        if (now - p->last_heard_ns > timeout_ns) {
+            snprintf(p->last_error, sizeof p->last_error,
+                     "silent for more than peer_timeout_ms (%u ms)",
+                     cl->node->cfg->peer_timeout_ms);
+            link_close(l);
+            continue;
+        }
+        if (now >= p->next_ping_ns && !link_full(l)) {
+            kv_buf_t *b = &cl->node->scratch;
+            peer_encode_ping(b, 0, hlc_of(cl), 0);
+            link_write(l, b);
+            metrics_counter_add(p->m_sent, 1);
+            p->next_ping_ns = now + cl->hb_interval_ms * 1000000u;
+        }
+    }
+}
+
+/* ---- accept ------------------------------------------------------------ */
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
+                      struct sockaddr *sa, int socklen, void *arg)
+{
+    node_cluster_t *cl = arg;
+    (void)lis;
+    (void)socklen;
+    char host[INET6_ADDRSTRLEN] = "?", addr[72];
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(addr, sizeof addr, "%s:%u", host, port);
+    if (cl->node->state == NODE_STOPPED) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct bufferevent *bev =
+        bufferevent_socket_new(cl->node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    link_new(cl, bev, false, NO_PEER, addr);
+}
+
+static void accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    (void)arg;
+    KV_LOG(KV_WARN, "peer accept failed: %s",
+           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    (void)lis;
+}
+
+kv_status_t peer_start(node_cluster_t *cl)
+{
+    node_t *n = cl->node;
+    const node_config_t *cfg = n->cfg;
+    kv_rng_seed(&cl->rng, now_ns() ^ (uint64_t)(uintptr_t)cl);
+    cl->hb_interval_ms = KV_MAX(20u, cfg->peer_timeout_ms / 5);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->peer_port);
+    int gerr = getaddrinfo(cfg->listen_address, port, &hints, &ai);
+    if (gerr != 0) {
+        kv_errmsg_set("listen_address '%s': %s", cfg->listen_address,
+                      gai_strerror(gerr));
+        return KV_INVALID;
+    }
+    cl->listener = evconnlistener_new_bind(
+        n->base, accept_cb, cl,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 512,
+        ai->ai_addr, (int)ai->ai_addrlen);
+    int err = errno;
+    freeaddrinfo(ai);
+    if (!cl->listener) {
+        kv_errmsg_set("peer_port: cannot listen on %s:%u: %s",
+                      cfg->listen_address, cfg->peer_port, strerror(err));
+        return KV_IO;
+    }
+    evconnlistener_set_error_cb(cl->listener, accept_error_cb);
+    /* Names (docker-compose service names) resolve without blocking the
+     * loop; numeric addresses need no resolver at all. */
+    cl->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!cl->dns) cl->dns = evdns_base_new(n->base, 0);
+    if (cl->dns) evdns_base_load_hosts(cl->dns, NULL);
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = &cl->peers[i];
+        p->cl = cl;
+        if (p->self) continue;
+        p->retry_ev = evtimer_new(n->base, retry_cb, p);
+        p->backoff_ms = PEER_BACKOFF_MIN_MS;
+        snprintf(p->last_error, sizeof p->last_error, "not connected yet");
+        struct timeval now = {0, 0};
+        evtimer_add(p->retry_ev, &now);
+    }
+    cl->heartbeat_ev = event_new(n->base, -1, EV_PERSIST, heartbeat_cb, cl);
+    uint64_t tick = KV_MAX(10u, cl->hb_interval_ms / 2);
+    struct timeval tv = {(long)(tick / 1000), (long)(tick % 1000) * 1000};
+    event_add(cl->heartbeat_ev, &tv);
+    return KV_OK;
+}
+
+void peer_stop(node_cluster_t *cl)
+{
+    if (cl->heartbeat_ev) event_free(cl->heartbeat_ev);
+    cl->heartbeat_ev = NULL;
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        if (cl->peers[i].retry_ev) event_free(cl->peers[i].retry_ev);
+        cl->peers[i].retry_ev = NULL;
+    }
+    while (cl->links) link_close(cl->links);
+    if (cl->listener) evconnlistener_free(cl->listener);
+    cl->listener = NULL;
+    if (cl->dns) evdns_base_free(cl->dns, 0);
+    cl->dns = NULL;
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+bool peer_usable(node_cluster_t *cl, uint32_t idx, bool *full)
+{
+    node_peer_t *p = &cl->peers[idx];
+    *full = false;
+    if (p->self) return true;
+    if (!p->up || !p->out) return false;
+    if (link_full(p->out)) {
+        *full = true;
+        return false;
+    }
+    return true;
+}
+
+static kv_status_t send_check(node_cluster_t *cl, uint32_t idx, peer_link_t **out)
+{
+    node_peer_t *p = &cl->peers[idx];
+    kv_assert(!p->self);
+    if (!p->up || !p->out || !p->out->ready) return KV_UNAVAILABLE;
+    if (link_full(p->out)) {
+        metrics_counter_add(cl->m.queue_full, 1);
+        return KV_BUSY;
+    }
+    *out = p->out;
+    return KV_OK;
+}
+
+kv_status_t peer_send_mutation(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
+                               kv_slice_t key, const eng_cell_t *cell)
+{
+    peer_link_t *l;
+    KV_RET(send_check(cl, idx, &l));
+    peer_mutation_t m = {
+        .key = key,
+        .cell = {.ts = cell->ts, .tombstone = cell->tombstone,
+                 .expire_ms = cell->expire_ms,
+                 .value = cell->tombstone ? kv_slice(NULL, 0) : cell->value},
+    };
+    kv_buf_t *b = &cl->node->scratch;
+    KV_RET(peer_encode_mutation(b, msg_id, hlc_of(cl), &m, max_body(cl)));
+    link_write(l, b);
+    metrics_counter_add(cl->peers[idx].m_sent, 1);
+    return KV_OK;
+}
+
+kv_status_t peer_send_read(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
+                           kv_slice_t key)
+{
+    peer_link_t *l;
+    KV_RET(send_check(cl, idx, &l));
+    kv_buf_t *b = &cl->node->scratch;
+    KV_RET(peer_encode_read(b, msg_id, hlc_of(cl), key, max_body(cl)));
+    link_write(l, b);
+    metrics_counter_add(cl->peers[idx].m_sent, 1);
+    return KV_OK;
+}
+
+void peer_reply_mutation(peer_link_t *l, uint64_t msg_id, kv_status_t st,
+                         hlc_ts_t superseded_by)
+{
+    if (l->closed || l->closing) return;
+    node_cluster_t *cl = l->cl;
+    peer_mutation_reply_t r = {.status = st, .superseded_by = superseded_by};
+    kv_buf_t *b = &cl->node->scratch;
+    if (peer_encode_mutation_reply(b, msg_id, hlc_of(cl), &r, 0) == KV_OK)
+        link_write(l, b);
+    metrics_counter_add(cl->peers[l->peer].m_sent, 1);
+}
+
+void peer_reply_read(peer_link_t *l, uint64_t msg_id, kv_status_t st,
+                     const eng_value_t *v)
+{
+    if (l->closed || l->closing) return;
+    node_cluster_t *cl = l->cl;
+    peer_read_reply_t r = {.status = st};
+    if (st == KV_OK && v) {
+        r.cell.ts = v->ts;
+        r.cell.tombstone = v->tombstone;
+        r.cell.expire_ms = v->tombstone ? 0 : v->expire_ms;
+        r.cell.value = v->tombstone ? kv_slice(NULL, 0) : kv_buf_slice(&v->value);
+    }
+    kv_buf_t *b = &cl->node->scratch;
+    kv_status_t rc = peer_encode_read_reply(b, msg_id, hlc_of(cl), &r, max_body(cl));
+    if (rc != KV_OK) {
+        peer_read_reply_t e = {.status = KV_INVALID};
+        peer_encode_read_reply(b, msg_id, hlc_of(cl), &e, 0);
+    }
+    link_write(l, b);
+    metrics_counter_add(cl->peers[l->peer].m_sent, 1);
+}
