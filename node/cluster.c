@@ -465,6 +465,15 @@ void node_exec(node_t *n, node_req_t *r)
     uint32_t reps[RING_MAX_RF];
     bool alive[RING_MAX_RF];
     size_t nrep = ring_replicas(cl->ring, ring_key_token(key), reps, RING_MAX_RF);
+    /* This node first when it is a replica: a read at ONE (or the first of a
+     * QUORUM's answers) then comes from the local engine, without a hop. */
+    for (size_t i = 1; i < nrep; i++) {
+        if (reps[i] == cl->self) {
+            memmove(reps + 1, reps, i * sizeof *reps);
+            reps[0] = cl->self;
+            break;
+        }
+    }
     uint32_t need = coord_cl_required((coord_cl_t)r->cl, (uint32_t)nrep);
     uint32_t live = 0, full_n = 0;
     for (size_t i = 0; i < nrep; i++) {

@@ -86,8 +86,10 @@ static inline node_proc_t *proc_new(const char *name)
 }
 
 /* fork + exec cairnd with the node's ports and data dir, plus extra flags
- * (NULL-terminated). stderr goes to the node's log file. */
-static inline void proc_spawn(node_proc_t *p, const char *const *extra)
+ * (NULL-terminated) and environment entries ("NAME=value", NULL-terminated;
+ * may be NULL). stderr goes to the node's log file. */
+static inline void proc_spawn_env(node_proc_t *p, const char *const *extra,
+                                  const char *const *env)
 {
     char cport[8], pport[8], aport[8];
     snprintf(cport, sizeof cport, "%u", p->client_port);
@@ -112,10 +114,16 @@ static inline void proc_spawn(node_proc_t *p, const char *const *extra)
             dup2(fd, 1);
             close(fd);
         }
+        for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
         execv(CAIRND_PATH, (char *const *)argv);
         _exit(127);
     }
     p->pid = pid;
+}
+
+static inline void proc_spawn(node_proc_t *p, const char *const *extra)
+{
+    proc_spawn_env(p, extra, NULL);
 }
 
 /* A simple HTTP GET; returns the status code (-1 if unreachable). */

@@ -1,0 +1,441 @@
+/* test_cluster.c -- three real cairnd processes on loopback, replication
+ * factor 3, driven through libcairn: every consistency level when healthy;
+ * one and two nodes stopped (SIGSTOP: a hung process whose sockets stay
+ * open; SIGKILL: a dead one); a replica that missed writes brought up to date
+ * by a QUORUM read; a write through a node whose wall clock is hours behind
+ * (libfaketime); deadlines; peers refused for another cluster name or ring. */
+#include "node_test_util.h"
+
+#include <sys/stat.h>
+
+#include "cairn.h"
+
+#define NODES 3
+/* Short enough that a stopped peer is noticed quickly, long enough that an
+ * ASan build on a busy CI machine does not flap. */
+#define PEER_TIMEOUT "1000"
+
+typedef struct tcluster {
+    node_proc_t *n[NODES];
+    char names[NODES][8];
+    char initial[256];
+    char cluster[32];
+} tcluster_t;
+
+static void cluster_make(tcluster_t *c, const char *tag)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->cluster, sizeof c->cluster, "test");
+    int len = 0;
+    for (int i = 0; i < NODES; i++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "%s-n%d", tag, i + 1);
+        c->n[i] = proc_new(dir);
+        snprintf(c->names[i], sizeof c->names[i], "n%d", i + 1);
+        len += snprintf(c->initial + len, sizeof c->initial - (size_t)len,
+                        "%sn%d=127.0.0.1:%u", i ? "," : "", i + 1,
+                        c->n[i]->peer_port);
+    }
+}
+
+/* Start node i with the cluster's flags plus extra flags and environment. */
+static void node_spawn(tcluster_t *c, int i, const char *const *extra,
+                       const char *const *env)
+{
+    const char *args[40] = {"--node-name", c->names[i], "--initial-cluster",
+                            c->initial, "--replication-factor", "3",
+                            "--peer-timeout-ms", PEER_TIMEOUT,
+                            "--cluster-name", c->cluster};
+    int k = 10;
+    for (int j = 0; extra && extra[j] && k < 39; j++) args[k++] = extra[j];
+    args[k] = NULL;
+    proc_spawn_env(c->n[i], args, env);
+}
+
+static void cluster_start(tcluster_t *c, const char *const *extra)
+{
+    for (int i = 0; i < NODES; i++) node_spawn(c, i, extra, NULL);
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c->n[i]);
+}
+
+static double metric_in(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static double scrape(const node_proc_t *p, const char *series)
+{
+    kv_buf_t body = {0};
+    if (http_get(p->admin_port, "/metrics", &body) != 200) {
+        kv_buf_deinit(&body);
+        return -1;
+    }
+    double v = metric_in((const char *)body.data, series);
+    kv_buf_deinit(&body);
+    return v;
+}
+
+/* Wait until node `from` sees node `to` as up (want 1) or down (want 0). */
+static void wait_peer(tcluster_t *c, int from, int to, int want)
+{
+    char series[64];
+    snprintf(series, sizeof series, "cairn_peer_up{peer=\"%s\"}", c->names[to]);
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 20000) {
+        if (scrape(c->n[from], series) == want) return;
+        sleep_ms(20);
+    }
+    fail_msg("%s did not see %s %s within 20 s (see %s)", c->names[from],
+             c->names[to], want ? "up" : "down", c->n[from]->log);
+}
+
+static void wait_all_up(tcluster_t *c)
+{
+    for (int i = 0; i < NODES; i++)
+        for (int j = 0; j < NODES; j++)
+            if (i != j) wait_peer(c, i, j, 1);
+}
+
+static cairn_client_t *client_of(tcluster_t *c, int i)
+{
+    cairn_options_t o;
+    cairn_options_init(&o);
+    char hp[32];
+    snprintf(hp, sizeof hp, "127.0.0.1:%u", c->n[i]->client_port);
+    o.contact_points = hp;
+    o.cluster_name = c->cluster;
+    cairn_client_t *cc = NULL;
+    cairn_status_t st = cairn_connect(&o, &cc);
+    if (st != CAIRN_OK)
+        fail_msg("connect %s: %s: %s", hp, cairn_status_name(st),
+                 cairn_connect_error());
+    return cc;
+}
+
+static char last_err[512];
+
+static cairn_status_t put_via(tcluster_t *c, int i, const char *k, const char *v,
+                              cairn_consistency_t cl, uint32_t timeout_ms,
+                              uint64_t *ts)
+{
+    cairn_client_t *cc = client_of(c, i);
+    cairn_request_opts_t o = {.consistency = cl, .timeout_ms = timeout_ms};
+    cairn_value_t out = {0};
+    cairn_status_t st = cairn_put(cc, k, strlen(k), v, strlen(v), &o);
+    (void)out;
+    snprintf(last_err, sizeof last_err, "%s", cairn_last_error(cc));
+    if (ts) *ts = 0;
+    cairn_close(cc);
+    return st;
+}
+
+/* Read k through node i; on OK the value is copied to buf (NUL-ended). */
+static cairn_status_t get_via(tcluster_t *c, int i, const char *k,
+                              cairn_consistency_t cl, char *buf, size_t cap,
+                              uint64_t *ts)
+{
+    cairn_client_t *cc = client_of(c, i);
+    cairn_request_opts_t o = {.consistency = cl, .timeout_ms = 2000};
+    cairn_value_t v = {0};
+    cairn_status_t st = cairn_get(cc, k, strlen(k), &o, &v);
+    snprintf(last_err, sizeof last_err, "%s", cairn_last_error(cc));
+    if (buf) buf[0] = 0;
+    if (st == CAIRN_OK && buf) snprintf(buf, cap, "%.*s", (int)v.len, (const char *)v.data);
+    if (ts) *ts = v.timestamp;
+    cairn_value_free(&v);
+    cairn_close(cc);
+    return st;
+}
+
+#define ASSERT_ST(expr, want)                                                  \
+    do {                                                                       \
+        cairn_status_t st_ = (expr);                                           \
+        if (st_ != (want))                                                     \
+            fail_msg("%s: got %s (%s), want %s", #expr, cairn_status_name(st_), \
+                     last_err, cairn_status_name(want));                       \
+    } while (0)
+
+static void expect_value(tcluster_t *c, int i, const char *k,
+                         cairn_consistency_t cl, const char *want)
+{
+    char buf[256];
+    ASSERT_ST(get_via(c, i, k, cl, buf, sizeof buf, NULL), CAIRN_OK);
+    if (strcmp(buf, want) != 0)
+        fail_msg("get %s via %s at %s: '%s', want '%s'", k, c->names[i],
+                 cairn_consistency_name(cl), buf, want);
+}
+
+/* ---- healthy ----------------------------------------------------------- */
+
+static void test_cluster_every_level_on_every_node(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "healthy");
+    cluster_start(&c, NULL);
+    wait_all_up(&c);
+    const cairn_consistency_t cls[] = {CAIRN_ONE, CAIRN_QUORUM, CAIRN_ALL};
+    for (int i = 0; i < NODES; i++) {
+        for (int l = 0; l < 3; l++) {
+            char k[32], v[32];
+            snprintf(k, sizeof k, "k-%d-%d", i, l);
+            snprintf(v, sizeof v, "v-%d-%d", i, l);
+            ASSERT_ST(put_via(&c, i, k, v, cls[l], 2000, NULL), CAIRN_OK);
+            /* an ALL read through another node sees every write once the
+             * write's own level has been met; after ONE, the other two
+             * replicas may still be storing it, so read at ALL only after
+             * QUORUM/ALL writes and at the writer's node otherwise */
+            if (cls[l] == CAIRN_ONE) expect_value(&c, i, k, CAIRN_ONE, v);
+            else expect_value(&c, (i + 1) % NODES, k, CAIRN_ALL, v);
+        }
+    }
+    /* every node stored every ALL write as a replica */
+    for (int i = 0; i < NODES; i++)
+        assert_true(scrape(c.n[i], "cairn_replica_writes_total") >= NODES);
+    /* deletes replicate like writes */
+    ASSERT_ST(put_via(&c, 0, "gone", "x", CAIRN_ALL, 2000, NULL), CAIRN_OK);
+    cairn_client_t *cc = client_of(&c, 1);
+    cairn_request_opts_t q = {.consistency = CAIRN_QUORUM};
+    ASSERT_ST(cairn_delete(cc, "gone", 4, &q), CAIRN_OK);
+    cairn_close(cc);
+    for (int i = 0; i < NODES; i++)
+        ASSERT_ST(get_via(&c, i, "gone", CAIRN_ALL, NULL, 0, NULL), CAIRN_NOT_FOUND);
+}
+
+/* ---- nodes stopped ----------------------------------------------------- */
+
+static void one_and_two_down(int sig)
+{
+    tcluster_t c;
+    cluster_make(&c, sig == SIGSTOP ? "down-stop" : "down-kill");
+    cluster_start(&c, NULL);
+    wait_all_up(&c);
+    ASSERT_ST(put_via(&c, 0, "k", "v1", CAIRN_ALL, 2000, NULL), CAIRN_OK);
+
+    proc_kill(c.n[2], sig);
+    wait_peer(&c, 0, 2, 0);
+    wait_peer(&c, 1, 2, 0);
+    for (int i = 0; i < 2; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "v2-%d", i);
+        ASSERT_ST(put_via(&c, i, "k", v, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
+        expect_value(&c, 1 - i, "k", CAIRN_QUORUM, v);
+        /* ALL fails fast, before sending anything, and says who is down */
+        uint64_t t0 = now_ms();
+        ASSERT_ST(put_via(&c, i, "k", "never", CAIRN_ALL, 5000, NULL),
+                  CAIRN_UNAVAILABLE);
+        assert_true(now_ms() - t0 < 2500);
+        assert_non_null(strstr(last_err, "n3"));
+        ASSERT_ST(get_via(&c, i, "k", CAIRN_ALL, NULL, 0, NULL), CAIRN_UNAVAILABLE);
+    }
+    expect_value(&c, 0, "k", CAIRN_QUORUM, "v2-1"); /* "never" was not written */
+
+    proc_kill(c.n[1], sig);
+    wait_peer(&c, 0, 1, 0);
+    ASSERT_ST(put_via(&c, 0, "k", "v3", CAIRN_QUORUM, 2000, NULL), CAIRN_UNAVAILABLE);
+    ASSERT_ST(get_via(&c, 0, "k", CAIRN_QUORUM, NULL, 0, NULL), CAIRN_UNAVAILABLE);
+    ASSERT_ST(put_via(&c, 0, "k", "v4", CAIRN_ONE, 2000, NULL), CAIRN_OK);
+    expect_value(&c, 0, "k", CAIRN_ONE, "v4");
+    assert_true(scrape(c.n[0], "cairn_coordinator_unavailable_total") >= 4);
+}
+
+static void test_cluster_nodes_stopped_sigstop(void **state)
+{
+    (void)state;
+    one_and_two_down(SIGSTOP);
+}
+
+static void test_cluster_nodes_stopped_sigkill(void **state)
+{
+    (void)state;
+    one_and_two_down(SIGKILL);
+}
+
+/* ---- read repair ------------------------------------------------------- */
+
+static void test_cluster_quorum_read_repairs_a_stale_replica(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "repair");
+    cluster_start(&c, NULL);
+    wait_all_up(&c);
+    ASSERT_ST(put_via(&c, 0, "k", "old", CAIRN_ALL, 2000, NULL), CAIRN_OK);
+
+    proc_kill(c.n[2], SIGSTOP);
+    wait_peer(&c, 0, 2, 0);
+    ASSERT_ST(put_via(&c, 0, "k", "new", CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
+    proc_kill(c.n[2], SIGCONT);
+    wait_all_up(&c);
+
+    /* n3 missed the write (there is no hinted handoff yet): a read at ONE
+     * through n3 is answered by n3's own engine */
+    expect_value(&c, 2, "k", CAIRN_ONE, "old");
+    double repairs0 = scrape(c.n[2], "cairn_coordinator_read_repairs_total");
+    /* a QUORUM read through n3 asks n3 and one more replica, returns the
+     * newer value and writes it back to n3 before answering */
+    expect_value(&c, 2, "k", CAIRN_QUORUM, "new");
+    assert_true(scrape(c.n[2], "cairn_coordinator_read_repairs_total") >= repairs0 + 1);
+    expect_value(&c, 2, "k", CAIRN_ONE, "new");
+}
+
+/* ---- deadlines --------------------------------------------------------- */
+
+static void test_cluster_write_times_out_when_replicas_hang(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "deadline");
+    /* a long peer timeout: the hung nodes still count as up */
+    for (int i = 0; i < NODES; i++) {
+        const char *extra[] = {"--peer-timeout-ms", "20000", NULL};
+        node_spawn(&c, i, extra, NULL);
+    }
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
+    wait_all_up(&c);
+    proc_kill(c.n[1], SIGSTOP);
+    proc_kill(c.n[2], SIGSTOP);
+    uint64_t t0 = now_ms();
+    ASSERT_ST(put_via(&c, 0, "k", "v", CAIRN_QUORUM, 300, NULL), CAIRN_TIMEOUT);
+    uint64_t took = now_ms() - t0;
+    assert_true(took >= 250 && took < 3000);
+    assert_non_null(strstr(last_err, "may have been applied"));
+    ASSERT_ST(get_via(&c, 0, "k", CAIRN_ALL, NULL, 0, NULL), CAIRN_TIMEOUT);
+    /* ONE is met by n1 itself */
+    ASSERT_ST(put_via(&c, 0, "k2", "v", CAIRN_ONE, 300, NULL), CAIRN_OK);
+    proc_kill(c.n[1], SIGCONT);
+    proc_kill(c.n[2], SIGCONT);
+    /* late replies are dropped cleanly and the cluster goes on */
+    ASSERT_ST(put_via(&c, 0, "k", "v2", CAIRN_ALL, 5000, NULL), CAIRN_OK);
+    expect_value(&c, 1, "k", CAIRN_ALL, "v2");
+}
+
+/* ---- clock skew (libfaketime) ------------------------------------------ */
+
+static const char *faketime_lib(void)
+{
+    static const char *const paths[] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(paths); i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0) return paths[i];
+    }
+    fail_msg("libfaketime not found: scripts/setup.sh installs the faketime package");
+    return NULL;
+}
+
+/* n2's wall clock runs three hours behind the others'. */
+static void start_with_n2_behind(tcluster_t *c, const char *max_offset)
+{
+    static char preload[256];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", faketime_lib());
+    const char *env[] = {preload, "FAKETIME=-3h", "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                         "FAKETIME_NO_CACHE=1",
+                         /* libfaketime is preloaded ahead of ASan's runtime */
+                         "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1",
+                         NULL};
+    const char *extra[] = {"--max-clock-offset-ms", max_offset, NULL};
+    for (int i = 0; i < NODES; i++) node_spawn(c, i, extra, i == 1 ? env : NULL);
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c->n[i]);
+}
+
+/* With the default max_clock_offset_ms, the nodes refuse a peer three hours
+ * off: n2 is cut off, its writes fail Unavailable instead of being stamped
+ * in the past, and the earlier write through n1 stays. */
+static void test_cluster_skewed_node_is_refused(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "skew-refused");
+    start_with_n2_behind(&c, "500");
+    wait_peer(&c, 0, 2, 1);
+    wait_peer(&c, 2, 0, 1);
+    ASSERT_ST(put_via(&c, 0, "k", "from-n1", CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
+    /* n2 never completes a handshake */
+    uint64_t t0 = now_ms();
+    while (scrape(c.n[1], "cairn_peer_clock_skew_refused_total") < 1 ||
+           scrape(c.n[1], "cairn_peer_handshakes_refused_total{reason=\"clock_skew\"}") < 1) {
+        if (now_ms() - t0 > 20000) fail_msg("no clock-skew refusal seen");
+        sleep_ms(20);
+    }
+    assert_int_equal(scrape(c.n[0], "cairn_peer_up{peer=\"n2\"}"), 0);
+    assert_int_equal(scrape(c.n[1], "cairn_peer_up{peer=\"n1\"}"), 0);
+    ASSERT_ST(put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL),
+              CAIRN_UNAVAILABLE);
+    assert_non_null(strstr(last_err, "clock"));
+    expect_value(&c, 0, "k", CAIRN_QUORUM, "from-n1");
+    expect_value(&c, 2, "k", CAIRN_QUORUM, "from-n1");
+}
+
+/* With a tolerance above the skew, n2 merges the others' clocks: its write,
+ * which starts after n1's finished, is stamped after it and wins, although
+ * n2's wall clock is three hours behind. */
+static void test_cluster_write_through_a_lagging_clock_is_not_lost(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "skew-merged");
+    start_with_n2_behind(&c, "86400000");
+    wait_all_up(&c);
+    for (int round = 0; round < 5; round++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "n1-%d", round);
+        snprintf(b, sizeof b, "n2-%d", round);
+        ASSERT_ST(put_via(&c, 0, "k", a, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
+        ASSERT_ST(put_via(&c, 1, "k", b, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
+        for (int i = 0; i < NODES; i++) expect_value(&c, i, "k", CAIRN_QUORUM, b);
+    }
+}
+
+/* ---- peers that do not belong ------------------------------------------ */
+
+static void test_cluster_refuses_other_cluster_and_other_ring(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "refuse");
+    node_spawn(&c, 0, NULL, NULL);
+    /* n2 claims another cluster name, n3 another token count */
+    snprintf(c.cluster, sizeof c.cluster, "other");
+    node_spawn(&c, 1, NULL, NULL);
+    snprintf(c.cluster, sizeof c.cluster, "test");
+    const char *tokens[] = {"--num-tokens", "8", NULL};
+    node_spawn(&c, 2, tokens, NULL);
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
+    uint64_t t0 = now_ms();
+    while (scrape(c.n[0], "cairn_peer_handshakes_refused_total{reason=\"cluster_name\"}") < 1 ||
+           scrape(c.n[0], "cairn_peer_handshakes_refused_total{reason=\"ring\"}") < 1) {
+        if (now_ms() - t0 > 20000) fail_msg("n1 did not refuse both peers");
+        sleep_ms(20);
+    }
+    assert_int_equal(scrape(c.n[0], "cairn_peer_up{peer=\"n2\"}"), 0);
+    assert_int_equal(scrape(c.n[0], "cairn_peer_up{peer=\"n3\"}"), 0);
+    ASSERT_ST(put_via(&c, 0, "k", "v", CAIRN_QUORUM, 2000, NULL), CAIRN_UNAVAILABLE);
+    assert_true(strstr(last_err, "cluster name") || strstr(last_err, "ring"));
+    ASSERT_ST(put_via(&c, 0, "k", "v", CAIRN_ONE, 2000, NULL), CAIRN_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        node_test(test_cluster_every_level_on_every_node),
+        node_test(test_cluster_nodes_stopped_sigstop),
+        node_test(test_cluster_nodes_stopped_sigkill),
+        node_test(test_cluster_quorum_read_repairs_a_stale_replica),
+        node_test(test_cluster_write_times_out_when_replicas_hang),
+        node_test(test_cluster_skewed_node_is_refused),
+        node_test(test_cluster_write_through_a_lagging_clock_is_not_lost),
+        node_test(test_cluster_refuses_other_cluster_and_other_ring),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
