@@ -174,7 +174,9 @@ void cairn_future_free(cairn_future_t *f);
 typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);
 cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg);
 
-/* One node of the cluster as the connected node sees it. */
+/* One node of the cluster as the connected node sees it. The strings are
+ * NUL-terminated copies owned by the ring; rack is "" when the node has
+ * none. host and client_port are where clients reach the node. */
 typedef struct cairn_ring_node {
     char *name, *node_id, *host, *rack;
     uint16_t client_port, admin_port;
@@ -188,7 +190,7 @@ typedef struct cairn_ring_node {
 
 typedef struct cairn_ring {
     uint32_t replication_factor;
-    size_t self;            /* index of the node that answered */
+    size_t self;            /* index of the node that answered (0 if no nodes) */
     uint64_t key_token;     /* the key's token (0 without a key) */
     cairn_ring_node_t *nodes;
     size_t nnodes;
@@ -198,7 +200,12 @@ typedef struct cairn_ring {
 
 /* Ask the connected node for the ring: every node with its tokens,
  * liveness, load and ownership; with key non-NULL also the key's token and
- * replicas. Release with cairn_ring_free. */
+ * replicas (klen may be 0: the empty key). A blocking call with the
+ * client's default timeout. On CAIRN_OK *out holds the ring, to release
+ * with cairn_ring_free; otherwise *out is zeroed (cairn_ring_free on it is
+ * harmless) and cairn_last_error() says why. A node too old to know RING
+ * answers CAIRN_PROTOCOL. ownership and effective_ownership come from the
+ * node in parts per million (a resolution of 1e-6). */
 cairn_status_t cairn_ring(cairn_client_t *c, const void *key, size_t klen,
                           cairn_ring_t *out);
 void cairn_ring_free(cairn_ring_t *r);

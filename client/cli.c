@@ -9,6 +9,13 @@
  *
  *         Exit codes: 0 success, 1 key not found (get), 2 any error, with
  *         "cairn: <StatusName>: <detail>" on stderr.
+ *
+ *         The cluster views (ring, endpoints, status) print tables meant
+ *         for people and scripts alike: one node per line, columns aligned
+ *         and separated by at least two spaces, no value containing a space
+ *         (an empty rack prints as "-", loads as "1.50KiB"), so `awk` splits
+ *         every row into the same fields. Nodes are listed by name, so the
+ *         output does not depend on which node answered.
  * THREADING  Single-threaded (libcairn runs its own I/O thread).
  */
 #include <errno.h>
@@ -36,7 +43,12 @@ static void usage(FILE *out)
 "  put KEY -        store the bytes read from stdin (binary-safe)\n"
 "  del KEY          delete KEY\n"
 "  info             the node's INFO items, one \"name: value\" per line\n"
-"  status           the node's view of itself (same items as info for now)\n"
+"  status           the cluster as the node sees it: per node UP/DOWN, name,\n"
+"                   address, load, tokens, effective ownership, rack\n"
+"  ring             every node (name, address, rack, UP/DOWN, load, owns,\n"
+"                   effective ownership, tokens; * marks the node that\n"
+"                   answered), then every token and its node, ascending\n"
+"  endpoints KEY    the token of KEY and its replicas, primary first\n"
 "\n"
 "Options:\n"
 "  -H, --host HOST[:PORT][,HOST[:PORT]...]\n"
@@ -58,7 +70,9 @@ static void usage(FILE *out)
 "  cairn put user:1 '{\"name\":\"ada\"}'\n"
 "  cairn -c ONE get user:1\n"
 "  tar c dir | cairn -H 10.0.0.1,10.0.0.2 put backup -\n"
-"  cairn get backup | tar x\n");
+"  cairn get backup | tar x\n"
+"  cairn -H 10.0.0.1 status\n"
+"  cairn endpoints user:1\n");
 }
 
 static int fail(cairn_status_t st, const char *detail)
@@ -173,6 +187,254 @@ static int cmd_info(cairn_client_t *c)
     return rc;
 }
 
+/* ---- cluster views (ring, endpoints, status) -------------------------- */
+
+/* A table of strings printed with aligned columns. */
+typedef struct table {
+    size_t ncols, nrows, cap;
+    char **cells; /* row-major, nrows * ncols */
+    size_t *width;
+} table_t;
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) abort();
+    return p;
+}
+
+static void table_init(table_t *t, size_t ncols)
+{
+    memset(t, 0, sizeof *t);
+    t->ncols = ncols;
+    t->width = calloc(ncols, sizeof *t->width);
+    if (!t->width) abort();
+}
+
+/* Append a row of t->ncols cells (copied). */
+static void table_row(table_t *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->cells = realloc(t->cells, t->cap * t->ncols * sizeof *t->cells);
+        if (!t->cells) abort();
+    }
+    for (size_t i = 0; i < t->ncols; i++) {
+        size_t len = strlen(cells[i]);
+        char *c = xmalloc(len + 1);
+        memcpy(c, cells[i], len + 1);
+        t->cells[t->nrows * t->ncols + i] = c;
+        if (len > t->width[i]) t->width[i] = len;
+    }
+    t->nrows++;
+}
+
+/* Print every row: columns padded to their width and two spaces apart; the
+ * last column unpadded, then suffix[row] when given (NULL: none). */
+static void table_print(const table_t *t, const char *const *suffix)
+{
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t i = 0; i < t->ncols; i++) {
+            const char *c = t->cells[r * t->ncols + i];
+            bool last = i + 1 == t->ncols;
+            if (last && !(suffix && suffix[r])) fputs(c, stdout);
+            else printf("%-*s  ", (int)t->width[i], c);
+        }
+        if (suffix && suffix[r]) fputs(suffix[r], stdout);
+        putchar('\n');
+    }
+}
+
+static void table_free(table_t *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++) free(t->cells[i]);
+    free(t->cells);
+    free(t->width);
+}
+
+/* 1023 -> "1023B", 1536 -> "1.50KiB", ... */
+static void human_bytes(uint64_t n, char *out, size_t len)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (n < 1024) {
+        snprintf(out, len, "%lluB", (unsigned long long)n);
+        return;
+    }
+    double v = (double)n / 1024;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%.2f%s", v, units[u]);
+}
+
+/* host:port, with brackets around an IPv6 address. */
+static void node_address(const cairn_ring_node_t *n, char *out, size_t len)
+{
+    snprintf(out, len, strchr(n->host, ':') ? "[%s]:%u" : "%s:%u",
+             *n->host ? n->host : "-", (unsigned)n->client_port);
+}
+
+static const char *or_dash(const char *s)
+{
+    return *s ? s : "-";
+}
+
+static const cairn_ring_t *sort_ring_; /* qsort has no context argument */
+
+static int by_name(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(sort_ring_->nodes[x].name, sort_ring_->nodes[y].name);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* The node indices of r sorted by name (free() the result). */
+static size_t *nodes_by_name(const cairn_ring_t *r)
+{
+    size_t *idx = xmalloc(r->nnodes * sizeof *idx);
+    for (size_t i = 0; i < r->nnodes; i++) idx[i] = i;
+    sort_ring_ = r;
+    qsort(idx, r->nnodes, sizeof *idx, by_name);
+    sort_ring_ = NULL;
+    return idx;
+}
+
+static const char *self_name(const cairn_ring_t *r)
+{
+    return r->self < r->nnodes ? r->nodes[r->self].name : "?";
+}
+
+typedef struct token_owner {
+    uint64_t token;
+    size_t node;
+} token_owner_t;
+
+static int by_token(const void *a, const void *b)
+{
+    const token_owner_t *x = a, *y = b;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    return (x->node > y->node) - (x->node < y->node);
+}
+
+static void print_ring(const cairn_ring_t *r)
+{
+    printf("Ring: %zu node%s, replication factor %u", r->nnodes, r->nnodes == 1 ? "" : "s",
+           r->replication_factor);
+    if (r->nnodes) printf(", answered by %s (marked *)", self_name(r));
+    printf("\n\n");
+    table_t t;
+    table_init(&t, 8);
+    const char *head[] = {"Name", "Address", "Rack", "State", "Load", "Owns",
+                          "Owns(effective)", "Tokens"};
+    table_row(&t, head);
+    const char **suffix = calloc(r->nnodes + 1, sizeof *suffix);
+    if (!suffix) abort();
+    size_t *order = nodes_by_name(r);
+    size_t ntokens = 0;
+    for (size_t k = 0; k < r->nnodes; k++) {
+        const cairn_ring_node_t *n = &r->nodes[order[k]];
+        char addr[300], load[32], owns[32], eff[32], toks[32];
+        node_address(n, addr, sizeof addr);
+        human_bytes(n->load_bytes, load, sizeof load);
+        snprintf(owns, sizeof owns, "%.2f%%", n->ownership * 100);
+        snprintf(eff, sizeof eff, "%.2f%%", n->effective_ownership * 100);
+        snprintf(toks, sizeof toks, "%zu", n->ntokens);
+        const char *row[] = {n->name, addr, or_dash(n->rack), n->up ? "UP" : "DOWN",
+                             load, owns, eff, toks};
+        table_row(&t, row);
+        if (order[k] == r->self) suffix[k + 1] = "*";
+        ntokens += n->ntokens;
+    }
+    table_print(&t, suffix);
+    table_free(&t);
+    free(suffix);
+
+    token_owner_t *all = xmalloc(ntokens * sizeof *all);
+    size_t m = 0;
+    for (size_t i = 0; i < r->nnodes; i++)
+        for (size_t j = 0; j < r->nodes[i].ntokens; j++)
+            all[m++] = (token_owner_t){r->nodes[i].tokens[j], i};
+    qsort(all, ntokens, sizeof *all, by_token);
+    printf("\n%-20s  %s\n", "Token", "Node");
+    for (size_t i = 0; i < ntokens; i++)
+        printf("%-20llu  %s\n", (unsigned long long)all[i].token, r->nodes[all[i].node].name);
+    free(all);
+    free(order);
+}
+
+static void print_status(const cairn_ring_t *r)
+{
+    printf("Cluster: %zu node%s, replication factor %u\n\n", r->nnodes,
+           r->nnodes == 1 ? "" : "s", r->replication_factor);
+    table_t t;
+    table_init(&t, 7);
+    const char *head[] = {"State", "Name", "Address", "Load", "Tokens",
+                          "Owns(effective)", "Rack"};
+    table_row(&t, head);
+    size_t *order = nodes_by_name(r);
+    for (size_t k = 0; k < r->nnodes; k++) {
+        const cairn_ring_node_t *n = &r->nodes[order[k]];
+        char addr[300], load[32], eff[32], toks[32];
+        node_address(n, addr, sizeof addr);
+        human_bytes(n->load_bytes, load, sizeof load);
+        snprintf(eff, sizeof eff, "%.2f%%", n->effective_ownership * 100);
+        snprintf(toks, sizeof toks, "%zu", n->ntokens);
+        const char *row[] = {n->up ? "UP" : "DOWN", n->name, addr, load, toks, eff,
+                             or_dash(n->rack)};
+        table_row(&t, row);
+    }
+    table_print(&t, NULL);
+    table_free(&t);
+    free(order);
+}
+
+static int print_endpoints(const cairn_ring_t *r, const char *key)
+{
+    if (r->nreplicas == 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "no replicas for '%.400s': the node's ring is empty", key);
+        return fail(CAIRN_UNAVAILABLE, msg);
+    }
+    printf("Token: %llu\n\n", (unsigned long long)r->key_token);
+    table_t t;
+    table_init(&t, 4);
+    const char *head[] = {"Name", "Address", "Rack", "State"};
+    table_row(&t, head);
+    for (size_t k = 0; k < r->nreplicas; k++) {
+        const cairn_ring_node_t *n = &r->nodes[r->replicas[k]];
+        char addr[300];
+        node_address(n, addr, sizeof addr);
+        const char *row[] = {n->name, addr, or_dash(n->rack), n->up ? "UP" : "DOWN"};
+        table_row(&t, row);
+    }
+    table_print(&t, NULL);
+    table_free(&t);
+    return 0;
+}
+
+typedef enum { VIEW_RING, VIEW_STATUS, VIEW_ENDPOINTS } view_t;
+
+static int cmd_view(cairn_client_t *c, view_t v, const char *key)
+{
+    cairn_ring_t r;
+    cairn_status_t st = cairn_ring(c, key, key ? strlen(key) : 0, &r);
+    if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+    int rc = 0;
+    switch (v) {
+    case VIEW_RING: print_ring(&r); break;
+    case VIEW_STATUS: print_status(&r); break;
+    case VIEW_ENDPOINTS: rc = print_endpoints(&r, key); break;
+    }
+    cairn_ring_free(&r);
+    if (rc == 0 && fflush(stdout) != 0) {
+        fprintf(stderr, "cairn: cannot write stdout: %s\n", strerror(errno));
+        rc = EXIT_ERROR;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     cairn_options_t o;
@@ -224,9 +486,9 @@ int main(int argc, char **argv)
     char **args = argv + optind + 1;
 
     int want;
-    if (!strcmp(cmd, "get") || !strcmp(cmd, "del")) want = 1;
+    if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints")) want = 1;
     else if (!strcmp(cmd, "put")) want = 2;
-    else if (!strcmp(cmd, "info") || !strcmp(cmd, "status")) want = 0;
+    else if (!strcmp(cmd, "info") || !strcmp(cmd, "status") || !strcmp(cmd, "ring")) want = 0;
     else if (!strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
@@ -273,6 +535,12 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "del")) {
         st = cairn_delete(c, args[0], strlen(args[0]), &ro);
         if (st != CAIRN_OK) rc = fail(st, cairn_last_error(c));
+    } else if (!strcmp(cmd, "status")) {
+        rc = cmd_view(c, VIEW_STATUS, NULL);
+    } else if (!strcmp(cmd, "ring")) {
+        rc = cmd_view(c, VIEW_RING, NULL);
+    } else if (!strcmp(cmd, "endpoints")) {
+        rc = cmd_view(c, VIEW_ENDPOINTS, args[0]);
     } else {
         rc = cmd_info(c);
     }

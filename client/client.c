@@ -33,10 +33,10 @@
  *            (2) a future completes exactly once (complete() is the only
  *            place that sets `done`) and is freed when both the caller and
  *            the client have dropped their reference; (3) the causality
- *            token sent is the largest hlc seen in any HELLO_OK, REPLY or
- *            INFO_REPLY before the request was issued; (4) no length read
- *            from the network sizes an allocation before the frame decoder
- *            has checked it against KV_FRAME_DEFAULT_MAX.
+ *            token sent is the largest hlc seen in any HELLO_OK, REPLY,
+ *            INFO_REPLY or RING_REPLY before the request was issued; (4) no
+ *            length read from the network sizes an allocation before the
+ *            frame decoder has checked it against KV_FRAME_DEFAULT_MAX.
  *
  * THREADING  The public functions are safe from any thread. `mu` guards the
  *            queue, `closing` and last_error; each future has its own mutex
@@ -208,6 +208,7 @@ static void future_unref(cairn_future_t *f)
     kv_free(f->value);
     kv_free(f->message);
     kv_buf_deinit(&f->info);
+    cairn_ring_free(&f->ring);
     kv_buf_deinit(&f->frame);
     kv_free(f);
 }
@@ -348,6 +349,9 @@ static cairn_future_t *submit(cairn_client_t *c, req_kind_t kind, const void *ke
     kv_status_t rc;
     if (kind == REQ_INFO) {
         rc = proto_encode_info(&f->frame, f->id, 0);
+    } else if (kind == REQ_RING) {
+        kv_slice_t k = kv_slice(key, klen);
+        rc = proto_encode_ring(&f->frame, f->id, key ? &k : NULL, 0);
     } else {
         static const proto_msg_t types[] = {MSG_GET, MSG_PUT, MSG_DELETE};
         proto_request_t r = {
@@ -454,6 +458,37 @@ cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg)
     }
     cairn_future_free(f);
     return st;
+}
+
+cairn_status_t cairn_ring(cairn_client_t *c, const void *key, size_t klen,
+                          cairn_ring_t *out)
+{
+    cairn_future_t *f = submit(c, REQ_RING, key, klen, NULL, 0, NULL);
+    cairn_status_t st = future_wait(f, NULL, false);
+    memset(out, 0, sizeof *out);
+    if (st == CAIRN_OK) {
+        /* Done futures are no longer written: take the ring without the lock. */
+        *out = f->ring;
+        memset(&f->ring, 0, sizeof f->ring);
+    }
+    cairn_future_free(f);
+    return st;
+}
+
+void cairn_ring_free(cairn_ring_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        cairn_ring_node_t *n = &r->nodes[i];
+        kv_free(n->name);
+        kv_free(n->node_id);
+        kv_free(n->host);
+        kv_free(n->rack);
+        kv_free(n->tokens);
+    }
+    kv_free(r->nodes);
+    kv_free(r->replicas);
+    memset(r, 0, sizeof *r);
 }
 
 const char *cairn_last_error(cairn_client_t *c)

@@ -29,7 +29,7 @@
 #define READ_CHUNK 65536
 #define MAX_POLL_MS 1000
 
-typedef enum { REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO } req_kind_t;
+typedef enum { REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING } req_kind_t;
 
 struct cairn_future {
     pthread_mutex_t mu;
@@ -44,6 +44,7 @@ struct cairn_future {
     uint64_t ts;
     char *message;  /* NULL when none */
     kv_buf_t info;  /* INFO: "name\0value\0" ... */
+    cairn_ring_t ring; /* RING: the converted reply, until cairn_ring takes it */
     /* Owned by the client: under c->mu while queued, I/O thread after. */
     uint64_t id;
     uint64_t deadline_ns;

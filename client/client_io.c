@@ -359,6 +359,58 @@ static void info_item(void *arg, kv_slice_t name, bool is_str, kv_slice_t str, u
     (*acc->n)++;
 }
 
+static char *slice_strdup(kv_slice_t s)
+{
+    char *p = kv_malloc(s.len + 1);
+    if (s.len) memcpy(p, s.data, s.len);
+    p[s.len] = 0;
+    return p;
+}
+
+static int token_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A decoded RING_REPLY as the API gives it: NUL-terminated copies, ppm as
+ * fractions, each node's tokens ascending. */
+static void ring_convert(const proto_ring_t *in, cairn_ring_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->replication_factor = in->replication_factor;
+    out->self = in->self;
+    out->key_token = in->key_token;
+    if (in->nnodes) {
+        out->nodes = kv_calloc(in->nnodes, sizeof *out->nodes);
+        out->nnodes = in->nnodes;
+    }
+    for (size_t i = 0; i < in->nnodes; i++) {
+        const proto_ring_node_t *s = &in->nodes[i];
+        cairn_ring_node_t *d = &out->nodes[i];
+        d->name = slice_strdup(s->name);
+        d->node_id = slice_strdup(s->node_id);
+        d->host = slice_strdup(s->host);
+        d->rack = slice_strdup(s->rack);
+        d->client_port = s->client_port;
+        d->admin_port = s->admin_port;
+        d->up = s->up;
+        d->load_bytes = s->load_bytes;
+        d->ownership = s->ownership_ppm / 1e6;
+        d->effective_ownership = s->effective_ppm / 1e6;
+        if (s->ntokens) {
+            d->tokens = kv_memdup(s->tokens, s->ntokens * sizeof *s->tokens);
+            d->ntokens = s->ntokens;
+            qsort(d->tokens, d->ntokens, sizeof *d->tokens, token_cmp);
+        }
+    }
+    if (in->nreplicas) {
+        out->replicas = kv_malloc(in->nreplicas * sizeof *out->replicas);
+        out->nreplicas = in->nreplicas;
+        for (size_t i = 0; i < in->nreplicas; i++) out->replicas[i] = in->replicas[i];
+    }
+}
+
 static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
 {
     char msg[ERRLEN];
@@ -375,7 +427,12 @@ static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
         if (!f) return; /* timed out already: a late reply */
         cairn_status_t st = client_status_from_kv(r.status);
         if (r.status == KV_CLOSED) c->draining = true;
-        if (st == CAIRN_OK || st == CAIRN_NOT_FOUND) {
+        if (f->kind == REQ_RING && (st == CAIRN_OK || st == CAIRN_NOT_FOUND)) {
+            /* Success comes as a RING_REPLY; a plain REPLY must be an error. */
+            errf(msg, "%s answered RING with %s and no ring", desc,
+                 kv_status_str(r.status));
+            client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, r.cell_ts);
+        } else if (st == CAIRN_OK || st == CAIRN_NOT_FOUND) {
             bool val = st == CAIRN_OK && f->kind == REQ_GET && r.has_value;
             client_complete(c, f, st, NULL, val ? &r.value : NULL, r.cell_ts);
         } else if (r.message.len) {
@@ -414,6 +471,27 @@ static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
         }
         f->info = items; /* not yet visible to the caller: done is false */
         client_complete(c, f, CAIRN_OK, NULL, NULL, 0);
+    } else if (fr->type == MSG_RING_REPLY) {
+        cairn_future_t *f = map_remove(c, fr->request_id);
+        if (f && f->kind != REQ_RING) {
+            errf(msg, "RING_REPLY from %s to another request", desc);
+            client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, 0);
+            return;
+        }
+        /* Decode even when nobody waits, to check the stream is sane. */
+        proto_ring_t ring;
+        uint64_t hlc;
+        if (proto_decode_ring_reply(fr, &hlc, &ring) != KV_OK) {
+            if (f) {
+                errf(msg, "malformed RING_REPLY from %s", desc);
+                client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, 0);
+            }
+            return;
+        }
+        hlc_observe(c, hlc);
+        if (f) ring_convert(&ring, &f->ring); /* not yet visible: done is false */
+        proto_ring_free(&ring);
+        if (f) client_complete(c, f, CAIRN_OK, NULL, NULL, 0);
     }
     /* Other types: a newer node's messages this client does not know. */
 }

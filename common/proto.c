@@ -245,3 +245,194 @@ kv_status_t proto_decode_info_reply(const kv_frame_t *f, uint64_t *hlc,
     *hlc = h;
     return KV_OK;
 }
+
+/* ---- RING -------------------------------------------------------------- */
+
+#define RING_NODE_FIELDS 11
+#define RING_PPM_ONE 1000000u
+#define RING_EFFECTIVE_MAX (RING_PPM_ONE * 32u) /* RF is at most 32 (ring.h) */
+
+kv_status_t proto_encode_ring(kv_buf_t *buf, uint64_t id, const kv_slice_t *key,
+                              uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_RING, id, 1);
+    pack_opt_bytes(&w.pk, key != NULL, key ? *key : kv_slice(NULL, 0));
+    return kv_frame_end(&w, max_body);
+}
+
+/* What the decoder would refuse, checked before encoding. */
+static bool ring_valid(const proto_ring_t *r)
+{
+    if (r->nnodes == 0 ? r->self != 0 : r->self >= r->nnodes) return false;
+    if (r->nnodes > UINT32_MAX || r->nreplicas > UINT32_MAX) return false;
+    for (size_t i = 0; i < r->nreplicas; i++)
+        if (r->replicas[i] >= r->nnodes) return false;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        const proto_ring_node_t *n = &r->nodes[i];
+        if (n->ownership_ppm > RING_PPM_ONE || n->effective_ppm > RING_EFFECTIVE_MAX ||
+            n->ntokens > UINT32_MAX)
+            return false;
+    }
+    return true;
+}
+
+kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
+                                    const proto_ring_t *r, uint32_t max_body)
+{
+    if (!ring_valid(r)) return KV_INVALID;
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_RING_REPLY, id, 6);
+    msgpack_pack_uint64(&w.pk, hlc);
+    msgpack_pack_uint32(&w.pk, r->replication_factor);
+    msgpack_pack_uint32(&w.pk, r->self);
+    msgpack_pack_uint64(&w.pk, r->key_token);
+    msgpack_pack_array(&w.pk, r->nnodes);
+    for (size_t i = 0; i < r->nnodes; i++) {
+        const proto_ring_node_t *n = &r->nodes[i];
+        msgpack_pack_array(&w.pk, RING_NODE_FIELDS);
+        pack_slice_str(&w.pk, n->name);
+        pack_slice_str(&w.pk, n->node_id);
+        pack_slice_str(&w.pk, n->host);
+        msgpack_pack_uint16(&w.pk, n->client_port);
+        msgpack_pack_uint16(&w.pk, n->admin_port);
+        pack_slice_str(&w.pk, n->rack);
+        if (n->up) msgpack_pack_true(&w.pk);
+        else msgpack_pack_false(&w.pk);
+        msgpack_pack_uint64(&w.pk, n->load_bytes);
+        msgpack_pack_uint32(&w.pk, n->ownership_ppm);
+        msgpack_pack_uint32(&w.pk, n->effective_ppm);
+        msgpack_pack_array(&w.pk, n->ntokens);
+        for (size_t t = 0; t < n->ntokens; t++) msgpack_pack_uint64(&w.pk, n->tokens[t]);
+    }
+    msgpack_pack_array(&w.pk, r->nreplicas);
+    for (size_t i = 0; i < r->nreplicas; i++) msgpack_pack_uint32(&w.pk, r->replicas[i]);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key, bool *has_key)
+{
+    if (f->type != MSG_RING) return KV_PROTO;
+    kv_slice_t k;
+    bool has;
+    KV_RET(kv_arg_opt_bytes(f, 0, &k, &has));
+    *key = k;
+    *has_key = has;
+    return KV_OK;
+}
+
+static kv_status_t obj_u64(const msgpack_object *o, uint64_t max, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) return KV_PROTO;
+    *out = o->via.u64;
+    return KV_OK;
+}
+
+/* A name: str (or bin, as kv_arg_bytes accepts). */
+static kv_status_t obj_bytes(const msgpack_object *o, kv_slice_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_STR) *out = kv_slice(o->via.str.ptr, o->via.str.size);
+    else if (o->type == MSGPACK_OBJECT_BIN) *out = kv_slice(o->via.bin.ptr, o->via.bin.size);
+    else return KV_PROTO;
+    return KV_OK;
+}
+
+/* One node = [name, node_id, host, client_port, admin_port, rack, up,
+ * load_bytes, ownership_ppm, effective_ppm, [token...]]; fields past these
+ * are ignored. Allocates n->tokens (bounded by the frame: every token took
+ * at least one byte of it and a msgpack_object already). */
+static kv_status_t decode_ring_node(const msgpack_object_array *a, proto_ring_node_t *n)
+{
+    const msgpack_object *o = a->ptr;
+    uint64_t v;
+    KV_RET(obj_bytes(&o[0], &n->name));
+    KV_RET(obj_bytes(&o[1], &n->node_id));
+    KV_RET(obj_bytes(&o[2], &n->host));
+    KV_RET(obj_u64(&o[3], UINT16_MAX, &v));
+    n->client_port = (uint16_t)v;
+    KV_RET(obj_u64(&o[4], UINT16_MAX, &v));
+    n->admin_port = (uint16_t)v;
+    KV_RET(obj_bytes(&o[5], &n->rack));
+    if (o[6].type != MSGPACK_OBJECT_BOOLEAN) return KV_PROTO;
+    n->up = o[6].via.boolean;
+    KV_RET(obj_u64(&o[7], UINT64_MAX, &n->load_bytes));
+    KV_RET(obj_u64(&o[8], RING_PPM_ONE, &v));
+    n->ownership_ppm = (uint32_t)v;
+    KV_RET(obj_u64(&o[9], RING_EFFECTIVE_MAX, &v));
+    n->effective_ppm = (uint32_t)v;
+    if (o[10].type != MSGPACK_OBJECT_ARRAY) return KV_PROTO;
+    const msgpack_object_array *toks = &o[10].via.array;
+    for (uint32_t t = 0; t < toks->size; t++)
+        if (toks->ptr[t].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return KV_PROTO;
+    if (toks->size) {
+        uint64_t *tokens = kv_malloc(toks->size * sizeof *tokens);
+        for (uint32_t t = 0; t < toks->size; t++) tokens[t] = toks->ptr[t].via.u64;
+        n->tokens = tokens;
+        n->ntokens = toks->size;
+    }
+    return KV_OK;
+}
+
+kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc, proto_ring_t *out)
+{
+    proto_ring_t r;
+    memset(&r, 0, sizeof r);
+    memset(out, 0, sizeof *out);
+    if (f->type != MSG_RING_REPLY) return KV_PROTO;
+    uint64_t h, key_token;
+    uint32_t rf, self;
+    const msgpack_object_array *nodes, *replicas;
+    KV_RET(kv_arg_u64(f, 0, &h));
+    KV_RET(arg_u32(f, 1, &rf));
+    KV_RET(arg_u32(f, 2, &self));
+    KV_RET(kv_arg_u64(f, 3, &key_token));
+    KV_RET(kv_arg_array(f, 4, &nodes));
+    KV_RET(kv_arg_array(f, 5, &replicas));
+    /* Check the shape before allocating: then every node below took at
+     * least RING_NODE_FIELDS + 1 bytes of the frame. */
+    for (uint32_t i = 0; i < nodes->size; i++) {
+        const msgpack_object *o = &nodes->ptr[i];
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RING_NODE_FIELDS)
+            return KV_PROTO;
+    }
+    if (nodes->size == 0 ? self != 0 : self >= nodes->size) return KV_PROTO;
+    for (uint32_t i = 0; i < replicas->size; i++) {
+        uint64_t v;
+        KV_RET(obj_u64(&replicas->ptr[i], UINT32_MAX, &v));
+        if (v >= nodes->size) return KV_PROTO;
+    }
+
+    r.replication_factor = rf;
+    r.self = self;
+    r.key_token = key_token;
+    kv_status_t rc = KV_OK;
+    if (nodes->size) {
+        proto_ring_node_t *nv = kv_calloc(nodes->size, sizeof *nv);
+        r.nodes = nv;
+        r.nnodes = nodes->size;
+        for (uint32_t i = 0; i < nodes->size && rc == KV_OK; i++)
+            rc = decode_ring_node(&nodes->ptr[i].via.array, &nv[i]);
+    }
+    if (rc == KV_OK && replicas->size) {
+        uint32_t *rv = kv_malloc(replicas->size * sizeof *rv);
+        for (uint32_t i = 0; i < replicas->size; i++) rv[i] = (uint32_t)replicas->ptr[i].via.u64;
+        r.replicas = rv;
+        r.nreplicas = replicas->size;
+    }
+    if (rc != KV_OK) {
+        proto_ring_free(&r);
+        return rc;
+    }
+    *hlc = h;
+    *out = r;
+    return KV_OK;
+}
+
+void proto_ring_free(proto_ring_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nnodes; i++) kv_free((void *)r->nodes[i].tokens);
+    kv_free((void *)r->nodes);
+    kv_free((void *)r->replicas);
+    memset(r, 0, sizeof *r);
+}

@@ -36,7 +36,11 @@
  * its ownership of the token space in parts per million (primary ranges,
  * and effective = as any of the RF replicas). With a key, key_token is its
  * token and replica lists the indices of its replicas, primary first;
- * without one both are 0 / empty.
+ * without one both are 0 / empty. self < the number of nodes, except in an
+ * empty list, where it is 0. ownership_ppm is at most 1000000 and
+ * effective_ppm at most 1000000 * 32 (the largest replication factor);
+ * names, host and rack are str; up is a bool; tokens are unsigned ints.
+ * Elements appended to a node's array by a later version are ignored.
  *
  * Compatibility: a receiver ignores arguments past the ones it knows, so
  * later versions may append arguments; a request of an unknown type gets a
@@ -159,6 +163,9 @@ kv_status_t proto_encode_info_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
 /* RING: key NULL for the cluster view without a key. */
 kv_status_t proto_encode_ring(kv_buf_t *buf, uint64_t id, const kv_slice_t *key,
                               uint32_t max_body);
+/* RING_REPLY: also KV_INVALID (buf unchanged) for a reply the decoder
+ * would refuse: self or a replica index out of range, a ppm above its
+ * bound. */
 kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
                                     const proto_ring_t *r, uint32_t max_body);
 
@@ -182,7 +189,9 @@ kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key,
 /* RING_REPLY: fills *out; nodes, their tokens and replicas are allocated
  * with kv_malloc (slices point into the frame) and released with
  * proto_ring_free. KV_PROTO on a bad shape, self or a replica index out of
- * range, a ppm above its bound, a port above 65535. */
+ * range, a ppm above its bound, a port above 65535; then nothing is
+ * allocated, *out is zeroed (proto_ring_free on it is harmless) and *hlc
+ * is untouched. Tokens are passed on in the order received. */
 kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc,
                                     proto_ring_t *out);
 void proto_ring_free(proto_ring_t *r);

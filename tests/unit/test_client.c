@@ -3,7 +3,8 @@
  * The fake node is a thread with a listening socket on 127.0.0.1 (port 0)
  * that speaks the client protocol through proto.h: HELLO_OK (or an error
  * REPLY for a wrong cluster name), GET/PUT/DELETE over an in-memory table,
- * INFO. The test steers it through fields under its mutex: delay replies,
+ * INFO, RING (a fixed three-node view). The test steers it through fields
+ * under its mutex: delay replies,
  * hold a batch of replies and send them in reverse order, drop every
  * connection, answer with an oversized frame, answer CLOSED (draining), and
  * set the hlc it reports. It records the causality token of the last
@@ -64,6 +65,9 @@ typedef struct fake {
     bool go_away;      /* drop_now, and close the listener: refuse from now on */
     bool oversized;    /* answer the next request with an oversized frame */
     bool closed;       /* answer CLOSED (draining) */
+    int ring_mode;     /* RING: 0 the view, 1 a malformed RING_REPLY,
+                          2 REPLY PROTO (an old node), 3 REPLY OK,
+                          4 an empty ring */
     /* statistics (under mu) */
     int hellos;
     int requests;
@@ -72,6 +76,10 @@ typedef struct fake {
     uint64_t last_timeout_ms;
     proto_cl_t last_cl;
     uint64_t last_ttl_ms;
+    int rings;            /* RING requests */
+    int last_ring_has_key;
+    int last_ring_klen;
+    char last_ring_key[64];
     /* the node's own state (fake thread only) */
     fake_entry_t *table;
     size_t ntable;
@@ -162,6 +170,76 @@ static void fake_send(fake_t *s, fake_conn_t *c, kv_buf_t *frame, int delay_ms, 
     kv_buf_deinit(frame);
 }
 
+/* The fake's view of the ring: listed out of name order, answered by n2
+ * (index 2); n3's tokens arrive unsorted; n1 is down, has no rack and an
+ * IPv6 host. With a key: token 4242 + its length, replicas n1, n2, n3. */
+static const uint64_t fake_tokens_n3[] = {900, 100};
+static const uint64_t fake_tokens_n1[] = {200, UINT64_MAX};
+static const uint64_t fake_tokens_n2[] = {50};
+
+static void fake_ring_reply(fake_t *s, uint64_t id, bool has_key, kv_slice_t key,
+                            kv_buf_t *out)
+{
+    proto_ring_node_t nodes[3] = {
+        {.name = kv_slice_str("n3"), .node_id = kv_slice_str("id-3"),
+         .host = kv_slice_str("10.0.0.3"), .rack = kv_slice_str("r1"),
+         .client_port = 7070, .admin_port = 7072, .up = true, .load_bytes = 1536,
+         .ownership_ppm = 333334, .effective_ppm = 1000000,
+         .tokens = fake_tokens_n3, .ntokens = 2},
+        {.name = kv_slice_str("n1"), .node_id = kv_slice_str("id-1"),
+         .host = kv_slice_str("::1"), .rack = kv_slice(NULL, 0),
+         .client_port = 9042, .admin_port = 9043, .up = false, .load_bytes = 0,
+         .ownership_ppm = 333333, .effective_ppm = 666667,
+         .tokens = fake_tokens_n1, .ntokens = 2},
+        {.name = kv_slice_str("n2"), .node_id = kv_slice_str("id-2"),
+         .host = kv_slice_str("10.0.0.2"), .rack = kv_slice_str("r2"),
+         .client_port = 7070, .admin_port = 7072, .up = true,
+         .load_bytes = 5ULL << 30, .ownership_ppm = 333333, .effective_ppm = 1333333,
+         .tokens = fake_tokens_n2, .ntokens = 1},
+    };
+    static const uint32_t replicas[] = {1, 2, 0};
+    proto_ring_t r = {.replication_factor = 3, .self = 2, .nodes = nodes, .nnodes = 3};
+    if (has_key) {
+        r.key_token = 4242 + key.len;
+        r.replicas = replicas;
+        r.nreplicas = 3;
+    }
+    proto_reply_t rp = {.id = id, .hlc = s->hlc};
+    switch (s->ring_mode) {
+    case 0:
+        kv_assert(proto_encode_ring_reply(out, id, s->hlc, &r, 0) == KV_OK);
+        break;
+    case 1: {
+        /* self out of range: the encoder refuses it, so pack it by hand */
+        kv_frame_writer_t w;
+        kv_frame_begin(&w, out, MSG_RING_REPLY, id, 6);
+        msgpack_pack_uint64(&w.pk, s->hlc);
+        msgpack_pack_uint32(&w.pk, 3);
+        msgpack_pack_uint32(&w.pk, 7);
+        msgpack_pack_uint64(&w.pk, 0);
+        msgpack_pack_array(&w.pk, 0);
+        msgpack_pack_array(&w.pk, 0);
+        kv_assert(kv_frame_end(&w, 0) == KV_OK);
+        break;
+    }
+    case 4:
+        r.nnodes = 0;
+        r.self = 0;
+        r.nreplicas = 0;
+        kv_assert(proto_encode_ring_reply(out, id, s->hlc, &r, 0) == KV_OK);
+        break;
+    case 2:
+        rp.status = KV_PROTO;
+        rp.message = kv_slice_str("unknown message type 21");
+        proto_encode_reply(out, &rp, 0);
+        break;
+    default:
+        rp.status = KV_OK;
+        proto_encode_reply(out, &rp, 0);
+        break;
+    }
+}
+
 /* Handle one frame; false: close the connection now. */
 static bool fake_handle(fake_t *s, fake_conn_t *c, const kv_frame_t *f)
 {
@@ -191,6 +269,23 @@ static bool fake_handle(fake_t *s, fake_conn_t *c, const kv_frame_t *f)
             proto_encode_hello_ok(&c->out, f->request_id, &ok, 0);
         }
         pthread_mutex_unlock(&s->mu);
+        return true;
+    }
+    if (f->type == MSG_RING) {
+        kv_slice_t key;
+        bool has_key;
+        if (proto_decode_ring(f, &key, &has_key) != KV_OK) {
+            pthread_mutex_unlock(&s->mu);
+            return false;
+        }
+        s->rings++;
+        s->last_ring_has_key = has_key;
+        s->last_ring_klen = (int)key.len;
+        snprintf(s->last_ring_key, sizeof s->last_ring_key, "%.*s", (int)key.len,
+                 key.len ? (const char *)key.data : "");
+        fake_ring_reply(s, f->request_id, has_key, key, &out);
+        pthread_mutex_unlock(&s->mu);
+        fake_send(s, c, &out, 0, 0);
         return true;
     }
     if (f->type == MSG_INFO) {
@@ -821,6 +916,117 @@ static void test_client_info_lists_node_items(void **state)
     fake_stop(s);
 }
 
+static void test_client_ring_lists_nodes_tokens_and_replicas(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    FAKE_SET(s, hlc, 5000);
+    cairn_client_t *c = connect_fake(s, 2000);
+    cairn_ring_t r;
+
+    /* without a key */
+    assert_int_equal(cairn_ring(c, NULL, 0, &r), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, rings), 1);
+    assert_int_equal(FAKE_STAT(s, last_ring_has_key), 0);
+    assert_int_equal(r.replication_factor, 3);
+    assert_int_equal(r.self, 2);
+    assert_int_equal(r.key_token, 0);
+    assert_int_equal(r.nreplicas, 0);
+    assert_null(r.replicas);
+    assert_int_equal(r.nnodes, 3);
+    const cairn_ring_node_t *n3 = &r.nodes[0], *n1 = &r.nodes[1], *n2 = &r.nodes[2];
+    assert_string_equal(n3->name, "n3");
+    assert_string_equal(n3->node_id, "id-3");
+    assert_string_equal(n3->host, "10.0.0.3");
+    assert_string_equal(n3->rack, "r1");
+    assert_int_equal(n3->client_port, 7070);
+    assert_int_equal(n3->admin_port, 7072);
+    assert_true(n3->up);
+    assert_int_equal(n3->load_bytes, 1536);
+    assert_true(n3->ownership == 0.333334);
+    assert_true(n3->effective_ownership == 1.0);
+    assert_int_equal(n3->ntokens, 2);
+    assert_int_equal(n3->tokens[0], 100); /* sorted */
+    assert_int_equal(n3->tokens[1], 900);
+    assert_string_equal(n1->host, "::1");
+    assert_string_equal(n1->rack, ""); /* none: an empty string, not NULL */
+    assert_false(n1->up);
+    assert_true(n1->tokens[1] == UINT64_MAX);
+    assert_true(n1->effective_ownership == 0.666667);
+    assert_true(n2->load_bytes == 5ULL << 30);
+    assert_true(n2->effective_ownership == 1.333333);
+    cairn_ring_free(&r);
+    assert_null(r.nodes);
+    assert_int_equal(r.nnodes, 0);
+    cairn_ring_free(&r); /* harmless twice */
+
+    /* the reply's clock counts for causality */
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK);
+    assert_true(fake_causality(s) >= 5000);
+
+    /* with a binary key, and with the empty key */
+    assert_int_equal(cairn_ring(c, "ab\0c", 4, &r), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, last_ring_has_key), 1);
+    assert_int_equal(FAKE_STAT(s, last_ring_klen), 4);
+    assert_int_equal(r.key_token, 4246);
+    assert_int_equal(r.nreplicas, 3);
+    assert_string_equal(r.nodes[r.replicas[0]].name, "n1");
+    assert_string_equal(r.nodes[r.replicas[1]].name, "n2");
+    assert_string_equal(r.nodes[r.replicas[2]].name, "n3");
+    cairn_ring_free(&r);
+    assert_int_equal(cairn_ring(c, "", 0, &r), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, last_ring_has_key), 1);
+    assert_int_equal(FAKE_STAT(s, last_ring_klen), 0);
+    assert_int_equal(r.key_token, 4242);
+    cairn_ring_free(&r);
+
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_ring_bad_or_missing_replies_fail_cleanly(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    cairn_ring_t r;
+
+    /* a malformed RING_REPLY fails that request only */
+    FAKE_SET(s, ring_mode, 1);
+    memset(&r, 0x5a, sizeof r);
+    assert_int_equal(cairn_ring(c, NULL, 0, &r), CAIRN_PROTOCOL);
+    assert_null(r.nodes);
+    assert_int_equal(r.nnodes, 0);
+    assert_non_null(strstr(cairn_last_error(c), "malformed RING_REPLY"));
+    cairn_ring_free(&r);
+    assert_int_equal(cairn_put(c, "k", 1, "v", 1, NULL), CAIRN_OK);
+    assert_int_equal(FAKE_STAT(s, accepted), 1); /* the same connection */
+
+    /* a node that does not know RING */
+    FAKE_SET(s, ring_mode, 2);
+    assert_int_equal(cairn_ring(c, "k", 1, &r), CAIRN_PROTOCOL);
+    assert_string_equal(cairn_last_error(c), "unknown message type 21");
+    assert_null(r.nodes);
+
+    /* success must carry a ring */
+    FAKE_SET(s, ring_mode, 3);
+    assert_int_equal(cairn_ring(c, NULL, 0, &r), CAIRN_PROTOCOL);
+    assert_non_null(strstr(cairn_last_error(c), "no ring"));
+    assert_null(r.nodes);
+
+    /* a NULL key with a length is refused locally */
+    FAKE_SET(s, ring_mode, 0);
+    int before = (int)FAKE_STAT(s, rings);
+    assert_int_equal(cairn_ring(c, NULL, 3, &r), CAIRN_INVALID);
+    assert_int_equal(FAKE_STAT(s, rings), before);
+    assert_int_equal(cairn_ring(c, NULL, 0, &r), CAIRN_OK);
+    cairn_ring_free(&r);
+    assert_int_equal(FAKE_STAT(s, accepted), 1);
+
+    cairn_close(c);
+    fake_stop(s);
+}
+
 static void test_client_close_completes_outstanding_futures(void **state)
 {
     (void)state;
@@ -967,6 +1173,91 @@ static void test_cli_put_get_del_info_against_a_node(void **state)
     fake_stop(s);
 }
 
+/* Run the tool against the fake node; stdout as a string in out. */
+static int cli_view(const char *path, fake_t *s, const char *cmd, const char *arg,
+                    kv_buf_t *out, kv_buf_t *err)
+{
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%u", s->port);
+    const char *args[] = {"-H", host, cmd, arg, NULL};
+    int rc = run_cli(path, args, NULL, 0, out, err);
+    kv_buf_append_u8(out, 0);
+    kv_buf_append_u8(err, 0);
+    return rc;
+}
+
+static void test_cli_ring_status_endpoints_against_a_node(void **state)
+{
+    (void)state;
+    char path[PATH_MAX + 32];
+    if (!cli_path(path, sizeof path)) fail_msg("the cairn binary is missing: %s", path);
+    fake_t *s = fake_start("cairn");
+    kv_buf_t out = {0}, err = {0};
+
+    assert_int_equal(cli_view(path, s, "ring", NULL, &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Ring: 3 nodes, replication factor 3, answered by n2 (marked *)\n"
+        "\n"
+        "Name  Address        Rack  State  Load     Owns    Owns(effective)  Tokens\n"
+        "n1    [::1]:9042     -     DOWN   0B       33.33%  66.67%           2\n"
+        "n2    10.0.0.2:7070  r2    UP     5.00GiB  33.33%  133.33%          1       *\n"
+        "n3    10.0.0.3:7070  r1    UP     1.50KiB  33.33%  100.00%          2\n"
+        "\n"
+        "Token                 Node\n"
+        "50                    n2\n"
+        "100                   n3\n"
+        "200                   n1\n"
+        "900                   n3\n"
+        "18446744073709551615  n1\n");
+    assert_int_equal(FAKE_STAT(s, last_ring_has_key), 0);
+
+    assert_int_equal(cli_view(path, s, "status", NULL, &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Cluster: 3 nodes, replication factor 3\n"
+        "\n"
+        "State  Name  Address        Load     Tokens  Owns(effective)  Rack\n"
+        "DOWN   n1    [::1]:9042     0B       2       66.67%           -\n"
+        "UP     n2    10.0.0.2:7070  5.00GiB  1       133.33%          r2\n"
+        "UP     n3    10.0.0.3:7070  1.50KiB  2       100.00%          r1\n");
+
+    assert_int_equal(cli_view(path, s, "endpoints", "user:1", &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Token: 4248\n"
+        "\n"
+        "Name  Address        Rack  State\n"
+        "n1    [::1]:9042     -     DOWN\n"
+        "n2    10.0.0.2:7070  r2    UP\n"
+        "n3    10.0.0.3:7070  r1    UP\n");
+    assert_int_equal(FAKE_STAT(s, last_ring_has_key), 1);
+    assert_string_equal(s->last_ring_key, "user:1"); /* the fake is idle now */
+
+    /* wrong arguments, and a node that cannot answer: exit 2 */
+    assert_int_equal(cli_view(path, s, "endpoints", NULL, &out, &err), 2);
+    assert_non_null(strstr((const char *)err.data, "wrong number of arguments"));
+    assert_int_equal(cli_view(path, s, "ring", "extra", &out, &err), 2);
+    FAKE_SET(s, ring_mode, 4);
+    assert_int_equal(cli_view(path, s, "endpoints", "k", &out, &err), 2);
+    assert_string_equal((const char *)out.data, "");
+    assert_string_equal((const char *)err.data,
+                        "cairn: Unavailable: no replicas for 'k': the node's ring is empty\n");
+    assert_int_equal(cli_view(path, s, "ring", NULL, &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Ring: 0 nodes, replication factor 3\n"
+        "\n"
+        "Name  Address  Rack  State  Load  Owns  Owns(effective)  Tokens\n"
+        "\n"
+        "Token                 Node\n");
+    FAKE_SET(s, ring_mode, 2);
+    assert_int_equal(cli_view(path, s, "status", NULL, &out, &err), 2);
+    assert_string_equal((const char *)out.data, "");
+    assert_string_equal((const char *)err.data,
+                        "cairn: ProtocolError: unknown message type 21\n");
+
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+    fake_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,10 +1277,13 @@ int main(void)
         kv_unit_test(test_client_oversized_frame_from_node_fails_cleanly),
         kv_unit_test(test_client_draining_node_answers_closed_then_next_node),
         kv_unit_test(test_client_info_lists_node_items),
+        kv_unit_test(test_client_ring_lists_nodes_tokens_and_replicas),
+        kv_unit_test(test_client_ring_bad_or_missing_replies_fail_cleanly),
         kv_unit_test(test_client_close_completes_outstanding_futures),
         kv_unit_test(test_client_rejects_bad_requests_locally),
         kv_unit_test(test_client_is_safe_from_many_threads),
         kv_unit_test(test_cli_put_get_del_info_against_a_node),
+        kv_unit_test(test_cli_ring_status_endpoints_against_a_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

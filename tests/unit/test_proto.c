@@ -581,6 +581,420 @@ static void test_proto_encoders_refuse_oversized_frames(void **state)
     kv_buf_deinit(&b);
 }
 
+/* ---- RING -------------------------------------------------------------- */
+
+static void test_proto_ring_request_round_trips_with_and_without_key(void **state)
+{
+    (void)state;
+    const uint8_t key[] = {'u', 0, 0xff};
+    kv_slice_t keys[] = {kv_slice(key, sizeof key), kv_slice(NULL, 0)};
+    for (int i = 0; i < 3; i++) {
+        kv_buf_t b = {0};
+        /* i == 0: a binary key; 1: an empty key (still a key); 2: none */
+        assert_int_equal(proto_encode_ring(&b, 31 + i, i < 2 ? &keys[i] : NULL, 0), KV_OK);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        assert_int_equal(f.type, MSG_RING);
+        assert_int_equal(f.request_id, 31 + i);
+        kv_slice_t k = kv_slice("junk", 4);
+        bool has = i == 2;
+        assert_int_equal(proto_decode_ring(&f, &k, &has), KV_OK);
+        assert_int_equal(has, i < 2);
+        if (i < 2) assert_true(kv_slice_eq(k, keys[i]));
+        else assert_int_equal(k.len, 0);
+        /* not a request, not an INFO_REPLY */
+        proto_request_t rq;
+        assert_int_equal(proto_decode_request(&f, &rq), KV_PROTO);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+}
+
+static const uint64_t ring_tokens_a[] = {5, 1ULL << 40, UINT64_MAX};
+static const uint64_t ring_tokens_b[] = {0, 77};
+static const uint64_t ring_tokens_c[] = {1234567890123ULL};
+
+/* A three-node ring; the second node is down and has no rack. */
+static void ring_sample(proto_ring_node_t nodes[3])
+{
+    memset(nodes, 0, 3 * sizeof *nodes);
+    nodes[0] = (proto_ring_node_t){
+        .name = kv_slice_str("n1"), .node_id = kv_slice_str("id-1"),
+        .host = kv_slice_str("10.0.0.1"), .rack = kv_slice_str("r1"),
+        .client_port = 7070, .admin_port = 65535, .up = true,
+        .load_bytes = UINT64_MAX, .ownership_ppm = 1000000,
+        .effective_ppm = 32000000, .tokens = ring_tokens_a, .ntokens = 3};
+    nodes[1] = (proto_ring_node_t){
+        .name = kv_slice_str("n2"), .node_id = kv_slice_str("id-2"),
+        .host = kv_slice_str("::1"), .rack = kv_slice(NULL, 0),
+        .client_port = 0, .admin_port = 7072, .up = false,
+        .load_bytes = 0, .ownership_ppm = 0, .effective_ppm = 0,
+        .tokens = ring_tokens_b, .ntokens = 2};
+    nodes[2] = (proto_ring_node_t){
+        .name = kv_slice_str("n3"), .node_id = kv_slice_str("id-3"),
+        .host = kv_slice_str("h3"), .rack = kv_slice_str("rack-three"),
+        .client_port = 1, .admin_port = 2, .up = true,
+        .load_bytes = 4096, .ownership_ppm = 333333, .effective_ppm = 999999,
+        .tokens = ring_tokens_c, .ntokens = 1};
+}
+
+static void assert_ring_equal(const proto_ring_t *got, const proto_ring_t *want)
+{
+    assert_int_equal(got->replication_factor, want->replication_factor);
+    assert_int_equal(got->self, want->self);
+    assert_true(got->key_token == want->key_token);
+    assert_int_equal(got->nnodes, want->nnodes);
+    for (size_t i = 0; i < want->nnodes; i++) {
+        const proto_ring_node_t *g = &got->nodes[i], *w = &want->nodes[i];
+        assert_true(kv_slice_eq(g->name, w->name));
+        assert_true(kv_slice_eq(g->node_id, w->node_id));
+        assert_true(kv_slice_eq(g->host, w->host));
+        assert_true(kv_slice_eq(g->rack, w->rack));
+        assert_int_equal(g->client_port, w->client_port);
+        assert_int_equal(g->admin_port, w->admin_port);
+        assert_int_equal(g->up, w->up);
+        assert_true(g->load_bytes == w->load_bytes);
+        assert_int_equal(g->ownership_ppm, w->ownership_ppm);
+        assert_int_equal(g->effective_ppm, w->effective_ppm);
+        assert_int_equal(g->ntokens, w->ntokens);
+        for (size_t t = 0; t < w->ntokens; t++) assert_true(g->tokens[t] == w->tokens[t]);
+    }
+    assert_int_equal(got->nreplicas, want->nreplicas);
+    for (size_t i = 0; i < want->nreplicas; i++)
+        assert_int_equal(got->replicas[i], want->replicas[i]);
+}
+
+static void ring_round_trip(const proto_ring_t *r)
+{
+    kv_buf_t b = {0};
+    assert_int_equal(proto_encode_ring_reply(&b, 808, 0xABCDEF, r, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_RING_REPLY);
+    assert_int_equal(f.request_id, 808);
+    proto_ring_t out;
+    uint64_t hlc = 0;
+    assert_int_equal(proto_decode_ring_reply(&f, &hlc, &out), KV_OK);
+    assert_int_equal(hlc, 0xABCDEF);
+    assert_ring_equal(&out, r);
+    proto_ring_free(&out);
+    assert_null(out.nodes);
+    assert_int_equal(out.nnodes, 0);
+    proto_ring_free(&out); /* twice is harmless */
+    /* no other decoder takes it */
+    proto_reply_t rp;
+    assert_int_equal(proto_decode_reply(&f, &rp), KV_PROTO);
+    kv_slice_t k;
+    bool has;
+    assert_int_equal(proto_decode_ring(&f, &k, &has), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_ring_reply_round_trips(void **state)
+{
+    (void)state;
+    proto_ring_node_t nodes[3];
+    ring_sample(nodes);
+    const uint32_t replicas[] = {2, 0, 1};
+
+    /* no nodes at all */
+    proto_ring_t r = {.replication_factor = 3};
+    ring_round_trip(&r);
+    /* one node, without a key */
+    r = (proto_ring_t){.replication_factor = 1, .nodes = nodes, .nnodes = 1};
+    ring_round_trip(&r);
+    /* one node, with a key */
+    const uint32_t only[] = {0};
+    r.key_token = 99;
+    r.replicas = only;
+    r.nreplicas = 1;
+    ring_round_trip(&r);
+    /* three nodes, answered by the last, without a key */
+    r = (proto_ring_t){.replication_factor = 32, .self = 2, .nodes = nodes, .nnodes = 3};
+    ring_round_trip(&r);
+    /* three nodes with a key at the top of the token space */
+    r.key_token = UINT64_MAX;
+    r.replicas = replicas;
+    r.nreplicas = 3;
+    ring_round_trip(&r);
+    /* a node without tokens (not yet joined) */
+    nodes[1].tokens = NULL;
+    nodes[1].ntokens = 0;
+    ring_round_trip(&r);
+}
+
+static void test_proto_ring_reply_encoder_refuses_what_decoder_would(void **state)
+{
+    (void)state;
+    proto_ring_node_t nodes[3];
+    ring_sample(nodes);
+    const uint32_t bad_replica[] = {0, 3};
+    proto_ring_t good = {.replication_factor = 3, .self = 1, .nodes = nodes, .nnodes = 3};
+    proto_ring_t cases[5];
+    for (size_t i = 0; i < KV_ARRAY_LEN(cases); i++) cases[i] = good;
+    cases[0].self = 3;
+    cases[1].replicas = bad_replica;
+    cases[1].nreplicas = 2;
+    cases[2].nnodes = 0; /* self 1 in an empty list */
+    kv_buf_t b = {0};
+    kv_buf_append(&b, "xyz", 3);
+    for (size_t i = 0; i < 3; i++) {
+        if (proto_encode_ring_reply(&b, 1, 1, &cases[i], 0) != KV_INVALID)
+            fail_msg("case %zu encoded", i);
+        assert_int_equal(b.len, 3);
+    }
+    nodes[2].ownership_ppm = 1000001;
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_INVALID);
+    nodes[2].ownership_ppm = 0;
+    nodes[2].effective_ppm = 32000001;
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_INVALID);
+    nodes[2].effective_ppm = 0;
+    assert_int_equal(b.len, 3);
+    /* too large for max_body */
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 64), KV_INVALID);
+    assert_int_equal(b.len, 3);
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_OK);
+    assert_true(b.len > 3);
+    kv_buf_deinit(&b);
+}
+
+/* Malformed RING_REPLY frames: a valid two-node reply (self 1, replicas
+ * [1, 0]) with one thing wrong, chosen by ring_bad. Most defects sit in the
+ * second node, so the decoder has allocated the first node's tokens when it
+ * finds them (the test's leak check covers the cleanup). */
+typedef enum {
+    RB_NONE, RB_HLC_NEG, RB_RF_BIG, RB_SELF_OUT, RB_SELF_NEG, RB_TOKEN_NEG_KEY,
+    RB_NODES_MAP, RB_NODE_NOT_ARRAY, RB_NODE_SHORT, RB_NAME_INT, RB_NODE_ID_NIL,
+    RB_HOST_INT, RB_RACK_NIL, RB_CLIENT_PORT, RB_ADMIN_PORT, RB_PORT_NEG,
+    RB_UP_INT, RB_LOAD_NEG, RB_OWN_PPM, RB_EFF_PPM, RB_OWN_STR, RB_TOKENS_MAP,
+    RB_TOKEN_NEG, RB_TOKEN_STR, RB_TOKEN_NIL, RB_REPLICAS_NIL, RB_REPLICA_OUT,
+    RB_REPLICA_NEG, RB_REPLICA_BIG, RB_REPLICA_STR, RB_TRUNCATED, RB_COUNT_
+} ring_bad_t;
+static ring_bad_t ring_bad;
+
+static void pk_ring_node(msgpack_packer *pk, int idx)
+{
+    bool bad = idx == 1; /* defects go into the second node */
+    if (bad && ring_bad == RB_NODE_NOT_ARRAY) {
+        kv_pack_str(pk, "n2");
+        return;
+    }
+    msgpack_pack_array(pk, bad && ring_bad == RB_NODE_SHORT ? 10 : 11);
+    if (bad && ring_bad == RB_NAME_INT) msgpack_pack_uint8(pk, 2);
+    else kv_pack_str(pk, idx ? "n2" : "n1");
+    if (bad && ring_bad == RB_NODE_ID_NIL) msgpack_pack_nil(pk);
+    else kv_pack_str(pk, "id");
+    if (bad && ring_bad == RB_HOST_INT) msgpack_pack_uint32(pk, 0x7f000001);
+    else kv_pack_str(pk, "127.0.0.1");
+    if (bad && ring_bad == RB_CLIENT_PORT) msgpack_pack_uint32(pk, 65536);
+    else if (bad && ring_bad == RB_PORT_NEG) msgpack_pack_int32(pk, -1);
+    else msgpack_pack_uint16(pk, 7070);
+    if (bad && ring_bad == RB_ADMIN_PORT) msgpack_pack_uint32(pk, 70000);
+    else msgpack_pack_uint16(pk, 7072);
+    if (bad && ring_bad == RB_RACK_NIL) msgpack_pack_nil(pk);
+    else kv_pack_str(pk, "r");
+    if (bad && ring_bad == RB_UP_INT) msgpack_pack_uint8(pk, 1);
+    else msgpack_pack_true(pk);
+    if (bad && ring_bad == RB_LOAD_NEG) msgpack_pack_int64(pk, -4096);
+    else msgpack_pack_uint64(pk, 4096);
+    if (bad && ring_bad == RB_OWN_PPM) msgpack_pack_uint32(pk, 1000001);
+    else if (bad && ring_bad == RB_OWN_STR) kv_pack_str(pk, "50%");
+    else msgpack_pack_uint32(pk, 500000);
+    if (bad && ring_bad == RB_EFF_PPM) msgpack_pack_uint32(pk, 32000001);
+    else msgpack_pack_uint32(pk, 1000000);
+    if (bad && ring_bad == RB_NODE_SHORT) return; /* no token list */
+    if (bad && ring_bad == RB_TOKENS_MAP) {
+        msgpack_pack_map(pk, 0);
+        return;
+    }
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, idx ? 200 : 100);
+    if (bad && ring_bad == RB_TOKEN_NEG) msgpack_pack_int64(pk, -300);
+    else if (bad && ring_bad == RB_TOKEN_STR) kv_pack_str(pk, "300");
+    else if (bad && ring_bad == RB_TOKEN_NIL) msgpack_pack_nil(pk);
+    else msgpack_pack_uint64(pk, idx ? 300 : 150);
+    msgpack_pack_uint64(pk, idx ? UINT64_MAX : 175);
+}
+
+static uint32_t pk_ring_nargs(void)
+{
+    return ring_bad == RB_TRUNCATED ? 5 : 6;
+}
+
+static void pk_ring_reply(msgpack_packer *pk)
+{
+    if (ring_bad == RB_HLC_NEG) msgpack_pack_int64(pk, -1);
+    else msgpack_pack_uint64(pk, 10);
+    if (ring_bad == RB_RF_BIG) msgpack_pack_uint64(pk, (uint64_t)UINT32_MAX + 1);
+    else msgpack_pack_uint32(pk, 2);
+    if (ring_bad == RB_SELF_OUT) msgpack_pack_uint32(pk, 2);
+    else if (ring_bad == RB_SELF_NEG) msgpack_pack_int32(pk, -1);
+    else msgpack_pack_uint32(pk, 1);
+    if (ring_bad == RB_TOKEN_NEG_KEY) msgpack_pack_int64(pk, -7);
+    else msgpack_pack_uint64(pk, 250);
+    if (ring_bad == RB_NODES_MAP) {
+        msgpack_pack_map(pk, 0);
+    } else {
+        msgpack_pack_array(pk, 2);
+        pk_ring_node(pk, 0);
+        pk_ring_node(pk, 1);
+    }
+    if (ring_bad == RB_TRUNCATED) return;
+    if (ring_bad == RB_REPLICAS_NIL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_array(pk, 2);
+    if (ring_bad == RB_REPLICA_OUT) msgpack_pack_uint32(pk, 2);
+    else if (ring_bad == RB_REPLICA_NEG) msgpack_pack_int32(pk, -1);
+    else if (ring_bad == RB_REPLICA_BIG) msgpack_pack_uint64(pk, (1ULL << 32) + 1);
+    else if (ring_bad == RB_REPLICA_STR) kv_pack_str(pk, "1");
+    else msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, 0);
+}
+
+static void test_proto_bad_ring_replies_are_proto_errors(void **state)
+{
+    (void)state;
+    for (int c = RB_NONE; c < RB_COUNT_; c++) {
+        ring_bad = (ring_bad_t)c;
+        kv_buf_t b = {0};
+        raw_frame(&b, MSG_RING_REPLY, 3, pk_ring_nargs(), pk_ring_reply);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_ring_t out;
+        memset(&out, 0x5a, sizeof out);
+        uint64_t hlc = 12345;
+        kv_status_t rc = proto_decode_ring_reply(&f, &hlc, &out);
+        if (c == RB_NONE) {
+            /* the frame the cases spoil is itself valid */
+            assert_int_equal(rc, KV_OK);
+            assert_int_equal(hlc, 10);
+            assert_int_equal(out.self, 1);
+            assert_int_equal(out.nnodes, 2);
+            assert_int_equal(out.nodes[1].ntokens, 3);
+            assert_true(out.nodes[1].tokens[2] == UINT64_MAX);
+            assert_int_equal(out.nreplicas, 2);
+            proto_ring_free(&out);
+        } else {
+            if (rc != KV_PROTO) fail_msg("case %d decoded (%s)", c, kv_status_str(rc));
+            assert_int_equal(hlc, 12345);
+            assert_null(out.nodes);
+            assert_null(out.replicas);
+            assert_int_equal(out.nnodes, 0);
+            proto_ring_free(&out);
+        }
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    ring_bad = RB_NONE;
+
+    /* an empty list with self 1; a wrong frame type; no arguments */
+    kv_buf_t b = {0};
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, &b, MSG_RING_REPLY, 1, 6);
+    msgpack_pack_uint64(&w.pk, 1);
+    msgpack_pack_uint32(&w.pk, 1);
+    msgpack_pack_uint32(&w.pk, 1);
+    msgpack_pack_uint64(&w.pk, 0);
+    msgpack_pack_array(&w.pk, 0);
+    msgpack_pack_array(&w.pk, 0);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    raw_frame(&b, MSG_INFO_REPLY, 1, pk_ring_nargs(), pk_ring_reply);
+    raw_frame(&b, MSG_RING_REPLY, 1, 0, NULL);
+    kv_frame_decoder_t *d = kv_frame_decoder_create(0);
+    assert_int_equal(kv_frame_decoder_feed(d, b.data, b.len), KV_OK);
+    kv_frame_t f;
+    kv_frame_init(&f);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kv_frame_decoder_next(d, &f), KV_OK);
+        proto_ring_t out;
+        uint64_t hlc;
+        if (proto_decode_ring_reply(&f, &hlc, &out) != KV_PROTO) fail_msg("frame %d decoded", i);
+    }
+    kv_frame_release(&f);
+    kv_frame_decoder_destroy(d);
+
+    /* RING with a key that is not bytes, or without its argument */
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_RING, 1, 1);
+    msgpack_pack_uint8(&w.pk, 5);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    raw_frame(&b, MSG_RING, 1, 0, NULL);
+    d = kv_frame_decoder_create(0);
+    assert_int_equal(kv_frame_decoder_feed(d, b.data, b.len), KV_OK);
+    kv_frame_init(&f);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(kv_frame_decoder_next(d, &f), KV_OK);
+        kv_slice_t k;
+        bool has;
+        if (proto_decode_ring(&f, &k, &has) != KV_PROTO) fail_msg("RING %d decoded", i);
+    }
+    kv_frame_release(&f);
+    kv_frame_decoder_destroy(d);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_ring_reply_ignores_appended_fields(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, &b, MSG_RING_REPLY, 4, 7);
+    msgpack_pack_uint64(&w.pk, 1);
+    msgpack_pack_uint32(&w.pk, 3);
+    msgpack_pack_uint32(&w.pk, 0);
+    msgpack_pack_uint64(&w.pk, 9);
+    msgpack_pack_array(&w.pk, 1);
+    msgpack_pack_array(&w.pk, 13); /* two fields a later version added */
+    kv_pack_str(&w.pk, "n1");
+    kv_pack_str(&w.pk, "id");
+    kv_pack_str(&w.pk, "h");
+    msgpack_pack_uint16(&w.pk, 1);
+    msgpack_pack_uint16(&w.pk, 2);
+    kv_pack_str(&w.pk, "r");
+    msgpack_pack_false(&w.pk);
+    msgpack_pack_uint64(&w.pk, 3);
+    msgpack_pack_uint32(&w.pk, 4);
+    msgpack_pack_uint32(&w.pk, 5);
+    msgpack_pack_array(&w.pk, 1);
+    msgpack_pack_uint64(&w.pk, 6);
+    kv_pack_str(&w.pk, "dc1");
+    msgpack_pack_map(&w.pk, 0);
+    msgpack_pack_array(&w.pk, 1);
+    msgpack_pack_uint32(&w.pk, 0);
+    kv_pack_str(&w.pk, "future"); /* an appended argument */
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_ring_t out;
+    uint64_t hlc;
+    assert_int_equal(proto_decode_ring_reply(&f, &hlc, &out), KV_OK);
+    assert_int_equal(out.nnodes, 1);
+    assert_true(kv_slice_eq(out.nodes[0].rack, kv_slice_str("r")));
+    assert_int_equal(out.nodes[0].effective_ppm, 5);
+    assert_int_equal(out.nodes[0].ntokens, 1);
+    assert_int_equal(out.nodes[0].tokens[0], 6);
+    assert_int_equal(out.nreplicas, 1);
+    proto_ring_free(&out);
+    kv_frame_release(&f);
+
+    /* RING with an appended argument */
+    kv_buf_clear(&b);
+    kv_frame_begin(&w, &b, MSG_RING, 4, 2);
+    msgpack_pack_nil(&w.pk);
+    msgpack_pack_true(&w.pk);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    decode_one(&b, &f);
+    kv_slice_t k;
+    bool has = true;
+    assert_int_equal(proto_decode_ring(&f, &k, &has), KV_OK);
+    assert_false(has);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
 static void test_proto_consistency_names_parse(void **state)
 {
     (void)state;
@@ -610,6 +1024,11 @@ int main(void)
         kv_unit_test(test_proto_extra_arguments_are_ignored),
         kv_unit_test(test_proto_encoders_refuse_oversized_frames),
         kv_unit_test(test_proto_consistency_names_parse),
+        kv_unit_test(test_proto_ring_request_round_trips_with_and_without_key),
+        kv_unit_test(test_proto_ring_reply_round_trips),
+        kv_unit_test(test_proto_ring_reply_encoder_refuses_what_decoder_would),
+        kv_unit_test(test_proto_bad_ring_replies_are_proto_errors),
+        kv_unit_test(test_proto_ring_reply_ignores_appended_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
