@@ -162,7 +162,7 @@ static cairn_status_t get_via(tcluster_t *c, int i, const char *k,
                      last_err, cairn_status_name(want));                       \
     } while (0)
 
-static void expect_value(tcluster_t *c, int i, const char *k,
+static void expect_val(tcluster_t *c, int i, const char *k,
                          cairn_consistency_t cl, const char *want)
 {
     char buf[256];
@@ -192,8 +192,8 @@ static void test_cluster_every_level_on_every_node(void **state)
              * write's own level has been met; after ONE, the other two
              * replicas may still be storing it, so read at ALL only after
              * QUORUM/ALL writes and at the writer's node otherwise */
-            if (cls[l] == CAIRN_ONE) expect_value(&c, i, k, CAIRN_ONE, v);
-            else expect_value(&c, (i + 1) % NODES, k, CAIRN_ALL, v);
+            if (cls[l] == CAIRN_ONE) expect_val(&c, i, k, CAIRN_ONE, v);
+            else expect_val(&c, (i + 1) % NODES, k, CAIRN_ALL, v);
         }
     }
     /* every node stored every ALL write as a replica */
@@ -226,7 +226,7 @@ static void one_and_two_down(int sig)
         char v[16];
         snprintf(v, sizeof v, "v2-%d", i);
         ASSERT_ST(put_via(&c, i, "k", v, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
-        expect_value(&c, 1 - i, "k", CAIRN_QUORUM, v);
+        expect_val(&c, 1 - i, "k", CAIRN_QUORUM, v);
         /* ALL fails fast, before sending anything, and says who is down */
         uint64_t t0 = now_ms();
         ASSERT_ST(put_via(&c, i, "k", "never", CAIRN_ALL, 5000, NULL),
@@ -235,14 +235,14 @@ static void one_and_two_down(int sig)
         assert_non_null(strstr(last_err, "n3"));
         ASSERT_ST(get_via(&c, i, "k", CAIRN_ALL, NULL, 0, NULL), CAIRN_UNAVAILABLE);
     }
-    expect_value(&c, 0, "k", CAIRN_QUORUM, "v2-1"); /* "never" was not written */
+    expect_val(&c, 0, "k", CAIRN_QUORUM, "v2-1"); /* "never" was not written */
 
     proc_kill(c.n[1], sig);
     wait_peer(&c, 0, 1, 0);
     ASSERT_ST(put_via(&c, 0, "k", "v3", CAIRN_QUORUM, 2000, NULL), CAIRN_UNAVAILABLE);
     ASSERT_ST(get_via(&c, 0, "k", CAIRN_QUORUM, NULL, 0, NULL), CAIRN_UNAVAILABLE);
     ASSERT_ST(put_via(&c, 0, "k", "v4", CAIRN_ONE, 2000, NULL), CAIRN_OK);
-    expect_value(&c, 0, "k", CAIRN_ONE, "v4");
+    expect_val(&c, 0, "k", CAIRN_ONE, "v4");
     assert_true(scrape(c.n[0], "cairn_coordinator_unavailable_total") >= 4);
 }
 
@@ -277,13 +277,13 @@ static void test_cluster_quorum_read_repairs_a_stale_replica(void **state)
 
     /* n3 missed the write (there is no hinted handoff yet): a read at ONE
      * through n3 is answered by n3's own engine */
-    expect_value(&c, 2, "k", CAIRN_ONE, "old");
+    expect_val(&c, 2, "k", CAIRN_ONE, "old");
     double repairs0 = scrape(c.n[2], "cairn_coordinator_read_repairs_total");
     /* a QUORUM read through n3 asks n3 and one more replica, returns the
      * newer value and writes it back to n3 before answering */
-    expect_value(&c, 2, "k", CAIRN_QUORUM, "new");
+    expect_val(&c, 2, "k", CAIRN_QUORUM, "new");
     assert_true(scrape(c.n[2], "cairn_coordinator_read_repairs_total") >= repairs0 + 1);
-    expect_value(&c, 2, "k", CAIRN_ONE, "new");
+    expect_val(&c, 2, "k", CAIRN_ONE, "new");
 }
 
 /* ---- deadlines --------------------------------------------------------- */
@@ -314,7 +314,7 @@ static void test_cluster_write_times_out_when_replicas_hang(void **state)
     proc_kill(c.n[2], SIGCONT);
     /* late replies are dropped cleanly and the cluster goes on */
     ASSERT_ST(put_via(&c, 0, "k", "v2", CAIRN_ALL, 5000, NULL), CAIRN_OK);
-    expect_value(&c, 1, "k", CAIRN_ALL, "v2");
+    expect_val(&c, 1, "k", CAIRN_ALL, "v2");
 }
 
 /* ---- clock skew (libfaketime) ------------------------------------------ */
@@ -373,8 +373,8 @@ static void test_cluster_skewed_node_is_refused(void **state)
     ASSERT_ST(put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL),
               CAIRN_UNAVAILABLE);
     assert_non_null(strstr(last_err, "clock"));
-    expect_value(&c, 0, "k", CAIRN_QUORUM, "from-n1");
-    expect_value(&c, 2, "k", CAIRN_QUORUM, "from-n1");
+    expect_val(&c, 0, "k", CAIRN_QUORUM, "from-n1");
+    expect_val(&c, 2, "k", CAIRN_QUORUM, "from-n1");
 }
 
 /* With a tolerance above the skew, n2 merges the others' clocks: its write,
@@ -393,7 +393,7 @@ static void test_cluster_write_through_a_lagging_clock_is_not_lost(void **state)
         snprintf(b, sizeof b, "n2-%d", round);
         ASSERT_ST(put_via(&c, 0, "k", a, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
         ASSERT_ST(put_via(&c, 1, "k", b, CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
-        for (int i = 0; i < NODES; i++) expect_value(&c, i, "k", CAIRN_QUORUM, b);
+        for (int i = 0; i < NODES; i++) expect_val(&c, i, "k", CAIRN_QUORUM, b);
     }
 }
 
