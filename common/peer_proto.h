@@ -120,7 +120,8 @@ typedef struct peer_read_reply {
 /* Encoders append one whole frame to buf; KV_INVALID (buf unchanged) when
  * the frame would exceed max_body (0 = KV_FRAME_DEFAULT_MAX) or a field is
  * out of range (hello with an empty node name; hello/hello_ok type given
- * as anything else). */
+ * as anything else; a status outside kv_status_t; an empty key; a tombstone
+ * with a value): an encoder refuses whatever its decoder would refuse. */
 kv_status_t peer_encode_hello(kv_buf_t *buf, peer_msg_t type, uint64_t hlc,
                               const peer_hello_t *h, uint32_t max_body);
 kv_status_t peer_encode_refuse(kv_buf_t *buf, uint64_t hlc,
@@ -148,8 +149,9 @@ kv_status_t peer_decode_head(const kv_frame_t *f, peer_head_t *out);
 
 /* Decoders: KV_PROTO when the type does not match, an argument is missing,
  * of the wrong type or out of range (a status outside kv_status_t, a port
- * above 65535, a version above UINT32_MAX, a tombstone with a value, an
- * empty key or node name). Slices point into the frame. */
+ * above 65535, a version above UINT32_MAX, a tombstone with a value or a
+ * live cell with a nil one, an empty key or node name). Slices point into
+ * the frame. *head and the result are written only on success. */
 kv_status_t peer_decode_hello(const kv_frame_t *f, peer_head_t *head,
                               peer_hello_t *out); /* HELLO or HELLO_OK */
 kv_status_t peer_decode_refuse(const kv_frame_t *f, peer_head_t *head,

@@ -1,0 +1,313 @@
+/* peer_proto.c -- encoding and decoding of node-to-node messages
+ * (peer_proto.h).
+ *
+ * DESIGN  Encoders check their fields first, so a refused message leaves the
+ *         buffer as it was, then pack straight into the caller's buffer
+ *         through the frame writer; the hlc is always the frame's first
+ *         argument. Decoders read the head (type range, hlc) once, then the
+ *         typed arguments, and check every range (status, port, version,
+ *         non-empty key or node name, tombstone iff the value is nil), so
+ *         nothing the peer sent reaches the node unchecked. An encoder refuses
+ *         what its decoder would refuse, so a node never sends a frame its
+ *         peer must drop the connection over. Results are written only on
+ *         success. Arguments past the known ones are ignored (forward
+ *         compatible).
+ */
+#include "peer_proto.h"
+
+/* Index of the first message-specific argument: args[0] is the hlc. */
+#define ARG0 1u
+
+static void pack_slice_str(msgpack_packer *pk, kv_slice_t s)
+{
+    msgpack_pack_str(pk, s.len);
+    msgpack_pack_str_body(pk, s.data, s.len);
+}
+
+static void pack_bool(msgpack_packer *pk, bool b)
+{
+    if (b) msgpack_pack_true(pk);
+    else msgpack_pack_false(pk);
+}
+
+/* Start a peer frame: [type, msg_id, hlc, ...nargs more]. */
+static void peer_begin(kv_frame_writer_t *w, kv_buf_t *buf, peer_msg_t type,
+                       uint64_t msg_id, uint64_t hlc, uint32_t nargs)
+{
+    kv_frame_begin(w, buf, (uint32_t)type, msg_id, 1 + nargs);
+    msgpack_pack_uint64(&w->pk, hlc);
+}
+
+static bool status_ok(kv_status_t s)
+{
+    return (unsigned)s < (unsigned)KV_STATUS_COUNT_;
+}
+
+/* A cell its decoder accepts: a tombstone carries no value. */
+static bool cell_ok(const peer_cell_t *c)
+{
+    return !c->tombstone || c->value.len == 0;
+}
+
+/* ts, tombstone, expire_ms, value|nil */
+static void pack_cell(msgpack_packer *pk, const peer_cell_t *c)
+{
+    msgpack_pack_uint64(pk, c->ts);
+    pack_bool(pk, c->tombstone);
+    msgpack_pack_uint64(pk, c->expire_ms);
+    if (c->tombstone) msgpack_pack_nil(pk);
+    else kv_pack_bytes(pk, c->value);
+}
+
+kv_status_t peer_encode_hello(kv_buf_t *buf, peer_msg_t type, uint64_t hlc,
+                              const peer_hello_t *h, uint32_t max_body)
+{
+    if (type != PEER_HELLO && type != PEER_HELLO_OK) return KV_INVALID;
+    if (h->node_name.len == 0) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, type, 0, hlc, 7);
+    msgpack_pack_uint32(&w.pk, h->version);
+    pack_slice_str(&w.pk, h->cluster);
+    pack_slice_str(&w.pk, h->node_name);
+    pack_slice_str(&w.pk, h->node_id);
+    msgpack_pack_uint64(&w.pk, h->ring_digest);
+    msgpack_pack_uint16(&w.pk, h->client_port);
+    msgpack_pack_uint16(&w.pk, h->admin_port);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_refuse(kv_buf_t *buf, uint64_t hlc,
+                               const peer_refuse_t *r, uint32_t max_body)
+{
+    if (!status_ok(r->status)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_REFUSE, 0, hlc, 2);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    pack_slice_str(&w.pk, r->message);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_ping(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_PING, msg_id, hlc, 0);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_pong(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             uint64_t load_bytes, uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_PONG, msg_id, hlc, 1);
+    msgpack_pack_uint64(&w.pk, load_bytes);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_mutation(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                 const peer_mutation_t *m, uint32_t max_body)
+{
+    if (m->key.len == 0 || !cell_ok(&m->cell)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MUTATION, msg_id, hlc, 5);
+    kv_pack_bytes(&w.pk, m->key);
+    pack_cell(&w.pk, &m->cell);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_mutation_reply(kv_buf_t *buf, uint64_t msg_id,
+                                       uint64_t hlc,
+                                       const peer_mutation_reply_t *r,
+                                       uint32_t max_body)
+{
+    if (!status_ok(r->status)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MUTATION_REPLY, msg_id, hlc, 2);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    msgpack_pack_uint64(&w.pk, r->superseded_by);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_read(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                             kv_slice_t key, uint32_t max_body)
+{
+    if (key.len == 0) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_READ, msg_id, hlc, 1);
+    kv_pack_bytes(&w.pk, key);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_read_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   const peer_read_reply_t *r,
+                                   uint32_t max_body)
+{
+    if (!status_ok(r->status) || !cell_ok(&r->cell)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_READ_REPLY, msg_id, hlc, 5);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    pack_cell(&w.pk, &r->cell);
+    return kv_frame_end(&w, max_body);
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+static kv_status_t arg_u32(const kv_frame_t *f, uint32_t i, uint32_t *out)
+{
+    uint64_t v;
+    KV_RET(kv_arg_u64(f, i, &v));
+    if (v > UINT32_MAX) return KV_PROTO;
+    *out = (uint32_t)v;
+    return KV_OK;
+}
+
+static kv_status_t arg_port(const kv_frame_t *f, uint32_t i, uint16_t *out)
+{
+    uint64_t v;
+    KV_RET(kv_arg_u64(f, i, &v));
+    if (v > UINT16_MAX) return KV_PROTO;
+    *out = (uint16_t)v;
+    return KV_OK;
+}
+
+static kv_status_t arg_status(const kv_frame_t *f, uint32_t i, kv_status_t *out)
+{
+    uint64_t v;
+    KV_RET(kv_arg_u64(f, i, &v));
+    if (v >= KV_STATUS_COUNT_) return KV_PROTO;
+    *out = (kv_status_t)v;
+    return KV_OK;
+}
+
+static kv_status_t arg_nonempty(const kv_frame_t *f, uint32_t i, kv_slice_t *out)
+{
+    KV_RET(kv_arg_bytes(f, i, out));
+    return out->len ? KV_OK : KV_PROTO;
+}
+
+/* ts, tombstone, expire_ms, value|nil at args[i..i+4). */
+static kv_status_t arg_cell(const kv_frame_t *f, uint32_t i, peer_cell_t *out)
+{
+    peer_cell_t c;
+    bool present;
+    KV_RET(kv_arg_u64(f, i, &c.ts));
+    KV_RET(kv_arg_bool(f, i + 1, &c.tombstone));
+    KV_RET(kv_arg_u64(f, i + 2, &c.expire_ms));
+    KV_RET(kv_arg_opt_bytes(f, i + 3, &c.value, &present));
+    if (present == c.tombstone) return KV_PROTO;
+    *out = c;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_head(const kv_frame_t *f, peer_head_t *out)
+{
+    peer_head_t h;
+    if (f->type < PEER_HELLO || f->type > PEER_TYPE_LAST) return KV_PROTO;
+    KV_RET(kv_arg_u64(f, 0, &h.hlc));
+    h.type = (peer_msg_t)f->type;
+    h.msg_id = f->request_id;
+    *out = h;
+    return KV_OK;
+}
+
+/* The head of a frame that must be of type want or also. */
+static kv_status_t head_of(const kv_frame_t *f, peer_msg_t want,
+                           peer_msg_t also, peer_head_t *out)
+{
+    if (f->type != (uint32_t)want && f->type != (uint32_t)also) return KV_PROTO;
+    return peer_decode_head(f, out);
+}
+
+kv_status_t peer_decode_hello(const kv_frame_t *f, peer_head_t *head,
+                              peer_hello_t *out)
+{
+    peer_head_t hd;
+    peer_hello_t h;
+    KV_RET(head_of(f, PEER_HELLO, PEER_HELLO_OK, &hd));
+    KV_RET(arg_u32(f, ARG0, &h.version));
+    KV_RET(kv_arg_bytes(f, ARG0 + 1, &h.cluster));
+    KV_RET(arg_nonempty(f, ARG0 + 2, &h.node_name));
+    KV_RET(kv_arg_bytes(f, ARG0 + 3, &h.node_id));
+    KV_RET(kv_arg_u64(f, ARG0 + 4, &h.ring_digest));
+    KV_RET(arg_port(f, ARG0 + 5, &h.client_port));
+    KV_RET(arg_port(f, ARG0 + 6, &h.admin_port));
+    *head = hd;
+    *out = h;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_refuse(const kv_frame_t *f, peer_head_t *head,
+                               peer_refuse_t *out)
+{
+    peer_head_t hd;
+    peer_refuse_t r;
+    KV_RET(head_of(f, PEER_REFUSE, PEER_REFUSE, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(kv_arg_bytes(f, ARG0 + 1, &r.message));
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_pong(const kv_frame_t *f, peer_head_t *head,
+                             uint64_t *load_bytes)
+{
+    peer_head_t hd;
+    uint64_t load;
+    KV_RET(head_of(f, PEER_PONG, PEER_PONG, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &load));
+    *head = hd;
+    *load_bytes = load;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_mutation(const kv_frame_t *f, peer_head_t *head,
+                                 peer_mutation_t *out)
+{
+    peer_head_t hd;
+    peer_mutation_t m;
+    KV_RET(head_of(f, PEER_MUTATION, PEER_MUTATION, &hd));
+    KV_RET(arg_nonempty(f, ARG0, &m.key));
+    KV_RET(arg_cell(f, ARG0 + 1, &m.cell));
+    *head = hd;
+    *out = m;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_mutation_reply(const kv_frame_t *f, peer_head_t *head,
+                                       peer_mutation_reply_t *out)
+{
+    peer_head_t hd;
+    peer_mutation_reply_t r;
+    KV_RET(head_of(f, PEER_MUTATION_REPLY, PEER_MUTATION_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &r.superseded_by));
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_read(const kv_frame_t *f, peer_head_t *head,
+                             kv_slice_t *key)
+{
+    peer_head_t hd;
+    kv_slice_t k;
+    KV_RET(head_of(f, PEER_READ, PEER_READ, &hd));
+    KV_RET(arg_nonempty(f, ARG0, &k));
+    *head = hd;
+    *key = k;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_read_reply(const kv_frame_t *f, peer_head_t *head,
+                                   peer_read_reply_t *out)
+{
+    peer_head_t hd;
+    peer_read_reply_t r;
+    KV_RET(head_of(f, PEER_READ_REPLY, PEER_READ_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(arg_cell(f, ARG0 + 1, &r.cell));
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
