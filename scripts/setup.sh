@@ -11,6 +11,8 @@ PACKAGES=(
   libjemalloc-dev libcmocka-dev libyaml-dev
   # engine benchmark peers (bench/)
   librocksdb-dev libleveldb-dev
+  # tests that run a node with a shifted wall clock
+  faketime
 )
 
 missing=()
