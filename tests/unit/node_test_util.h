@@ -33,6 +33,7 @@ typedef struct node_proc {
     char dir[PATH_MAX];      /* test directory */
     char data_dir[PATH_MAX + 16]; /* dir/data */
     char log[PATH_MAX + 16];      /* dir/cairnd.log */
+    const char *bin;              /* the daemon to run; NULL: CAIRND_PATH */
 } node_proc_t;
 
 #define MAX_PROCS 8
@@ -95,8 +96,9 @@ static inline void proc_spawn_env(node_proc_t *p, const char *const *extra,
     snprintf(cport, sizeof cport, "%u", p->client_port);
     snprintf(pport, sizeof pport, "%u", p->peer_port);
     snprintf(aport, sizeof aport, "%u", p->admin_port);
+    const char *bin = p->bin ? p->bin : CAIRND_PATH;
     const char *argv[64] = {
-        CAIRND_PATH, "--data-dir", p->data_dir, "--client-port", cport,
+        bin, "--data-dir", p->data_dir, "--client-port", cport,
         "--peer-port", pport, "--admin-port", aport, "--listen-address",
         "127.0.0.1", "--cluster-name", "test", "--log-level",
         getenv("CAIRN_TEST_LOG_LEVEL") ? getenv("CAIRN_TEST_LOG_LEVEL") : "warn",
@@ -115,7 +117,7 @@ static inline void proc_spawn_env(node_proc_t *p, const char *const *extra,
             close(fd);
         }
         for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
-        execv(CAIRND_PATH, (char *const *)argv);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     p->pid = pid;
