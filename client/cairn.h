@@ -79,7 +79,10 @@ typedef struct cairn_options {
     const char *cluster_name;           /* default "cairn" */
     const char *client_name;            /* shown by the node; default "libcairn" */
     cairn_consistency_t consistency;    /* default CAIRN_QUORUM */
-    uint32_t timeout_ms;                /* per request; default 2000 */
+    uint32_t timeout_ms;                /* per request; default 2000. The node
+                                           answers Timeout when it passes; the
+                                           client gives up by itself 250 ms
+                                           later if the node is silent */
     uint32_t connect_timeout_ms;        /* per node and handshake; default 2000 */
 } cairn_options_t;
 

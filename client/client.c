@@ -372,7 +372,12 @@ static cairn_future_t *submit(cairn_client_t *c, req_kind_t kind, const void *ke
         client_complete(c, f, CAIRN_INVALID, msg, NULL, 0);
         return f;
     }
-    f->deadline_ns = client_now_ns(c) + (uint64_t)f->timeout_ms * 1000000u;
+    /* The node enforces timeout_ms and answers Timeout with what it knows
+     * (how many replicas acknowledged); the client's own deadline is a
+     * backstop for a node that does not answer at all, so it allows the
+     * node's answer a moment to arrive. */
+    f->deadline_ns = client_now_ns(c) +
+                     ((uint64_t)f->timeout_ms + CLIENT_TIMEOUT_GRACE_MS) * 1000000u;
 
     pthread_mutex_lock(&c->mu);
     if (c->closing) {

@@ -4,6 +4,10 @@
 #ifndef CAIRN_CLIENT_INT_H
 #define CAIRN_CLIENT_INT_H
 
+/* How long past a request's timeout_ms the client waits for the node's own
+ * Timeout answer before giving up locally. */
+#define CLIENT_TIMEOUT_GRACE_MS 250u
+
 #define KV_LOG_MODULE "client"
 #include "cairn.h"
 
