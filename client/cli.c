@@ -323,7 +323,18 @@ static void print_ring(const cairn_ring_t *r)
     printf("Ring: %zu node%s, replication factor %u", r->nnodes, r->nnodes == 1 ? "" : "s",
            r->replication_factor);
     if (r->nnodes) printf(", answered by %s (marked *)", self_name(r));
-    printf("\n\n");
+    printf("\n");
+    if (r->nnodes > 1) {
+        /* the ring's balance: most-owning node over least-owning node */
+        double lo = 1, hi = 0;
+        for (size_t i = 0; i < r->nnodes; i++) {
+            double o = r->nodes[i].ownership;
+            if (o < lo) lo = o;
+            if (o > hi) hi = o;
+        }
+        if (lo > 0) printf("Balance: most/least ownership %.3f\n", hi / lo);
+    }
+    printf("\n");
     table_t t;
     table_init(&t, 8);
     const char *head[] = {"Name", "Address", "Rack", "State", "Load", "Owns",

@@ -110,9 +110,9 @@ Try it (the tool talks to the first contact point that answers):
   build/client/cairn put greeting hello
   build/client/cairn get greeting
   build/client/cairn -c ALL del greeting
-  build/client/cairn -H 127.0.0.2 info                (one node's view of itself)
+  build/client/cairn status                            (every node, up or down)
+  build/client/cairn endpoints greeting                (the replicas of a key)
   curl -s 127.0.0.2:$ADMIN_PORT/metrics | head          (Prometheus metrics of node2)
-Until nodes replicate, each node answers from its own storage only.
 Benchmark it: scripts/bench-cluster.sh
 
 Stop it (data kept):      scripts/stop-local.sh
