@@ -5,6 +5,7 @@
  * by a QUORUM read; a write through a node whose wall clock is hours behind
  * (libfaketime); deadlines; peers refused for another cluster name or ring. */
 #include "node_test_util.h"
+#include "cli_test_util.h"
 
 #include <sys/stat.h>
 
@@ -439,6 +440,80 @@ static void test_cluster_refuses_other_cluster_and_other_ring(void **state)
     ASSERT_ST(put_via(&c, 0, "k", "v", CAIRN_ONE, 2000, NULL), CAIRN_OK);
 }
 
+/* ---- the tools ---------------------------------------------------------- */
+
+static int count_lines_with(const char *text, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", (int)KV_MIN(len, sizeof buf - 1), line);
+        if (strstr(buf, a) && (!b || strstr(buf, b))) n++;
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static void test_cluster_status_ring_and_endpoints_tools(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "tools");
+    cluster_start(&c, NULL);
+    wait_all_up(&c);
+    char hp[32];
+    snprintf(hp, sizeof hp, "127.0.0.1:%u", c.n[0]->client_port);
+    kv_buf_t out = {0}, err = {0};
+
+    const char *status[] = {"-H", hp, "--cluster", "test", "status", NULL};
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(count_lines_with((char *)out.data, "UP", c.names[i]), 1);
+    assert_non_null(strstr((char *)out.data, "replication factor 3"));
+
+    const char *ring[] = {"-H", hp, "--cluster", "test", "ring", NULL};
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, ring, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    const char *bal = strstr((char *)out.data, "most/least ownership ");
+    assert_non_null(bal);
+    double ratio = strtod(bal + strlen("most/least ownership "), NULL);
+    print_message("ring balance (3 nodes, 16 tokens): %.3f\n", ratio);
+    assert_true(ratio >= 1.0 && ratio <= 1.3);
+    /* every token listed: 16 per node */
+    int per_node[NODES] = {0};
+    for (const char *line = (char *)out.data; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        char tok[32], name[16];
+        if (sscanf(line, "%31[0-9] %15s", tok, name) == 2 && name[0] == 'n' &&
+            name[1] >= '1' && name[1] < '1' + NODES)
+            per_node[name[1] - '1']++;
+        line = nl ? nl + 1 : NULL;
+    }
+    for (int i = 0; i < NODES; i++) assert_int_equal(per_node[i], 16);
+
+    const char *ep[] = {"-H", hp, "--cluster", "test", "endpoints", "some-key", NULL};
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, ep, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(count_lines_with((char *)out.data, c.names[i], "UP"), 1);
+
+    /* a dead node shows as DOWN, and in the key's endpoints */
+    proc_kill(c.n[2], SIGKILL);
+    wait_peer(&c, 0, 2, 0);
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_int_equal(count_lines_with((char *)out.data, "DOWN", "n3"), 1);
+    assert_int_equal(count_lines_with((char *)out.data, "UP", "n1"), 1);
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, ep, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_int_equal(count_lines_with((char *)out.data, "n3", "DOWN"), 1);
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,6 +525,7 @@ int main(void)
         node_test(test_cluster_skewed_node_is_refused),
         node_test(test_cluster_write_through_a_lagging_clock_is_not_lost),
         node_test(test_cluster_refuses_other_cluster_and_other_ring),
+        node_test(test_cluster_status_ring_and_endpoints_tools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
