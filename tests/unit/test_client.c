@@ -1198,6 +1198,7 @@ static void test_cli_ring_status_endpoints_against_a_node(void **state)
     assert_int_equal(cli_view(path, s, "ring", NULL, &out, &err), 0);
     assert_string_equal((const char *)out.data,
         "Ring: 3 nodes, replication factor 3, answered by n2 (marked *)\n"
+        "Balance: most/least ownership 1.000\n"
         "\n"
         "Name  Address        Rack  State  Load     Owns    Owns(effective)  Tokens\n"
         "n1    [::1]:9042     -     DOWN   0B       33.33%  66.67%           2\n"
