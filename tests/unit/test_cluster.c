@@ -173,6 +173,21 @@ static void expect_val(tcluster_t *c, int i, const char *k,
                  cairn_consistency_name(cl), buf, want);
 }
 
+/* SIGTERM every running node and require a clean drain (exit 0). In the
+ * sanitizer build a leak or an error at shutdown makes the exit non-zero, so
+ * this checks that every request's and link's state was freed. */
+static void cluster_stop_clean(tcluster_t *c)
+{
+    for (int i = 0; i < NODES; i++)
+        if (c->n[i]->pid > 0) proc_kill(c->n[i], SIGTERM);
+    for (int i = 0; i < NODES; i++) {
+        if (c->n[i]->pid <= 0) continue;
+        int rc = proc_wait_exit(c->n[i], 20000);
+        if (rc != 0) fail_msg("%s exited %d after SIGTERM; see %s", c->names[i],
+                              rc, c->n[i]->log);
+    }
+}
+
 /* ---- healthy ----------------------------------------------------------- */
 
 static void test_cluster_every_level_on_every_node(void **state)
@@ -208,6 +223,7 @@ static void test_cluster_every_level_on_every_node(void **state)
     cairn_close(cc);
     for (int i = 0; i < NODES; i++)
         ASSERT_ST(get_via(&c, i, "gone", CAIRN_ALL, NULL, 0, NULL), CAIRN_NOT_FOUND);
+    cluster_stop_clean(&c);
 }
 
 /* ---- nodes stopped ----------------------------------------------------- */
@@ -285,6 +301,7 @@ static void test_cluster_quorum_read_repairs_a_stale_replica(void **state)
     expect_val(&c, 2, "k", CAIRN_QUORUM, "new");
     assert_true(scrape(c.n[2], "cairn_coordinator_read_repairs_total") >= repairs0 + 1);
     expect_val(&c, 2, "k", CAIRN_ONE, "new");
+    cluster_stop_clean(&c);
 }
 
 /* ---- deadlines --------------------------------------------------------- */
@@ -316,6 +333,7 @@ static void test_cluster_write_times_out_when_replicas_hang(void **state)
     /* late replies are dropped cleanly and the cluster goes on */
     ASSERT_ST(put_via(&c, 0, "k", "v2", CAIRN_ALL, 5000, NULL), CAIRN_OK);
     expect_val(&c, 1, "k", CAIRN_ALL, "v2");
+    cluster_stop_clean(&c);
 }
 
 /* ---- clock skew (libfaketime) ------------------------------------------ */
