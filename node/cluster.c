@@ -449,7 +449,7 @@ static void unavailable(node_cluster_t *cl, node_req_t *r, const uint32_t *reps,
                                      : p->last_error[0] ? p->last_error : "down",
                         i + 1 < nrep ? "," : "");
     }
-    metrics_counter_add(cl->m.coord_unavailable, 1);
+    metrics_counter_add(busy ? cl->m.queue_full : cl->m.coord_unavailable, 1);
     node_req_finish(r, busy ? KV_BUSY : KV_UNAVAILABLE, 0, NULL, msg);
 }
 

@@ -336,6 +336,63 @@ static void test_cluster_write_times_out_when_replicas_hang(void **state)
     cluster_stop_clean(&c);
 }
 
+/* A peer that stops reading (hung, but not yet past peer_timeout_ms) fills
+ * its bounded output queue; requests that need it then fail Overloaded
+ * instead of growing the node's memory. */
+static void test_cluster_full_peer_queue_answers_overloaded(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "queue");
+    const char *extra[] = {"--peer-timeout-ms", "60000", "--max-value-bytes",
+                           "32KiB", "--max-key-bytes", "1KiB",
+                           "--max-frame-bytes", "64KiB",
+                           "--peer-queue-bytes", "64KiB", NULL};
+    for (int i = 0; i < NODES; i++) node_spawn(&c, i, extra, NULL);
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
+    wait_all_up(&c);
+    proc_kill(c.n[1], SIGSTOP);
+    proc_kill(c.n[2], SIGSTOP);
+    char *big = kv_malloc(30000);
+    memset(big, 'x', 29999);
+    big[29999] = 0;
+    cairn_client_t *cc = client_of(&c, 0);
+    cairn_request_opts_t one = {.consistency = CAIRN_ONE, .timeout_ms = 2000};
+    cairn_request_opts_t quorum = {.consistency = CAIRN_QUORUM, .timeout_ms = 50};
+    cairn_status_t st = CAIRN_OK;
+    int i;
+    /* ONE is met by n1 itself; every write is also queued to n2 and n3
+     * until their queues (and the kernel's socket buffers) are full. A
+     * QUORUM probe every 25 writes times out (the hung peers never ack)
+     * until the queues are full. */
+    for (i = 1; i <= 5000; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "fill-%d", i);
+        assert_int_equal(cairn_put(cc, k, (size_t)kl, big, 29999, &one), CAIRN_OK);
+        if (i % 25) continue;
+        st = cairn_put(cc, "q", 1, "v", 1, &quorum);
+        if (st != CAIRN_TIMEOUT) break;
+    }
+    print_message("queues full after %d writes of 30 KB\n", i);
+    if (st != CAIRN_OVERLOADED)
+        fail_msg("QUORUM write: %s (%s), want Overloaded", cairn_status_name(st),
+                 cairn_last_error(cc));
+    assert_non_null(strstr(cairn_last_error(cc), "queue full"));
+    assert_true(scrape(c.n[0], "cairn_peer_queue_full_total") >= 1);
+    cairn_close(cc);
+    kv_free(big);
+    /* once the peers read again, their queues drain and QUORUM works */
+    proc_kill(c.n[1], SIGCONT);
+    proc_kill(c.n[2], SIGCONT);
+    uint64_t t0 = now_ms();
+    while (put_via(&c, 0, "q", "after", CAIRN_QUORUM, 2000, NULL) != CAIRN_OK) {
+        if (now_ms() - t0 > 20000) fail_msg("QUORUM did not recover: %s", last_err);
+        sleep_ms(50);
+    }
+    expect_val(&c, 1, "q", CAIRN_ALL, "after");
+    cluster_stop_clean(&c);
+}
+
 /* ---- clock skew (libfaketime) ------------------------------------------ */
 
 static const char *faketime_lib(void)
@@ -540,6 +597,7 @@ int main(void)
         node_test(test_cluster_nodes_stopped_sigkill),
         node_test(test_cluster_quorum_read_repairs_a_stale_replica),
         node_test(test_cluster_write_times_out_when_replicas_hang),
+        node_test(test_cluster_full_peer_queue_answers_overloaded),
         node_test(test_cluster_skewed_node_is_refused),
         node_test(test_cluster_write_through_a_lagging_clock_is_not_lost),
         node_test(test_cluster_refuses_other_cluster_and_other_ring),
