@@ -83,8 +83,9 @@ typedef struct node_member {
  * node_members_free). An empty initial_cluster yields one member: this node
  * (node_name at listen_address:peer_port in rack). KV_INVALID with
  * kv_errmsg() for a malformed entry, a name listed twice, the same
- * host:port twice, or a list that does not name node_name, or names it at
- * another peer_port or rack than this node's settings. */
+ * host:port twice (host names compared without case), or a list that does
+ * not name node_name, or names it at another peer_port or rack than this
+ * node's settings. */
 kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
                                 size_t *n);
 void node_members_free(node_member_t *m, size_t n);

@@ -146,7 +146,8 @@ kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
         }
         for (size_t j = 0; j < n; j++) {
             bool same_name = !strcmp(m[j].name, m[n].name);
-            bool same_addr = !strcmp(m[j].host, m[n].host) &&
+            /* host names (and IPv6 hex digits) are case-insensitive */
+            bool same_addr = !strcasecmp(m[j].host, m[n].host) &&
                              m[j].peer_port == m[n].peer_port;
             if (same_name || same_addr) {
                 kv_errmsg_set("initial_cluster: %s listed twice",

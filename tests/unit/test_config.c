@@ -86,6 +86,7 @@ static void test_config_defaults_match_the_contract(void **state)
     assert_int_equal(c.admin_port, 7072);
     assert_string_equal(c.data_dir, "./data");
     assert_string_equal(c.seeds, "");
+    assert_string_equal(c.initial_cluster, "");
     assert_string_equal(c.rack, "rack1");
     assert_int_equal(c.num_tokens, 16);
     assert_int_equal(c.replication_factor, 3);
@@ -100,6 +101,8 @@ static void test_config_defaults_match_the_contract(void **state)
     assert_int_equal(c.drain_timeout_ms, 10000);
     assert_int_equal(c.idle_timeout_ms, 0);
     assert_int_equal(c.max_clock_offset_ms, 500);
+    assert_int_equal(c.peer_timeout_ms, 2000);
+    assert_int_equal(c.peer_queue_bytes, 64u << 20);
     assert_int_equal(c.memtable_bytes, 64u << 20);
     assert_int_equal(c.cache_bytes, 32u << 20);
     assert_int_equal(c.gc_grace_seconds, 864000);
@@ -575,16 +578,22 @@ static char *capture(void (*fn)(const node_config_t *, FILE *),
     return text; /* libc malloc: free() */
 }
 
+static void print_config_fn(const node_config_t *c, FILE *f)
+{
+    node_config_print(c, f);
+}
+
 static void test_config_help_lists_every_setting(void **state)
 {
     (void)state;
     static const char *SETTINGS[] = {
         "cluster_name", "node_name", "listen_address", "client_port",
-        "peer_port", "admin_port", "data_dir", "seeds", "rack", "num_tokens",
-        "replication_factor", "sync", "sync_period_ms", "max_key_bytes",
-        "max_value_bytes", "max_frame_bytes", "max_connections",
-        "max_inflight", "request_timeout_ms", "drain_timeout_ms",
-        "idle_timeout_ms", "max_clock_offset_ms", "memtable_bytes",
+        "peer_port", "admin_port", "data_dir", "seeds", "initial_cluster",
+        "rack", "num_tokens", "replication_factor", "sync", "sync_period_ms",
+        "max_key_bytes", "max_value_bytes", "max_frame_bytes",
+        "max_connections", "max_inflight", "request_timeout_ms",
+        "drain_timeout_ms", "idle_timeout_ms", "max_clock_offset_ms",
+        "peer_timeout_ms", "peer_queue_bytes", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
     };
     char *help = capture(NULL, NULL);
@@ -626,11 +635,21 @@ static void test_config_help_lists_every_setting(void **state)
         node_config_deinit(&c);
     }
     free(help);
-}
-
-static void print_config_fn(const node_config_t *c, FILE *f)
-{
-    node_config_print(c, f);
+    /* and the list above is every setting: --print-config writes one
+     * "name: value" line per setting, so a new one shows up here */
+    node_config_t c;
+    node_config_init(&c);
+    char *text = capture(print_config_fn, &c);
+    size_t lines = 0;
+    for (const char *l = text; *l;) {
+        const char *nl = strchr(l, '\n');
+        assert_non_null(nl);
+        if (*l != '#') lines++;
+        l = nl + 1;
+    }
+    free(text);
+    node_config_deinit(&c);
+    assert_int_equal(lines, KV_ARRAY_LEN(SETTINGS));
 }
 
 static void assert_configs_equal(const node_config_t *a, const node_config_t *b)
@@ -655,11 +674,17 @@ static void test_config_print_round_trips(void **state)
                       "--seeds=a:1,[::1]:2", "--sync=periodic",
                       "--max-value-bytes=1000001", "--cache-bytes=0",
                       "--memtable-bytes=3GiB", "--idle-timeout-ms=60000",
-                      "--listen-address=::"),
+                      "--listen-address=::",
+                      "--initial-cluster=n-7=127.0.0.1:7071,x=[::1]:7071@r2",
+                      "--peer-timeout-ms=150", "--peer-queue-bytes=1GiB"),
              NOENV, NULL),
         KV_OK);
     char *text = capture(print_config_fn, &c);
     assert_non_null(strstr(text, "cluster_name: \"prod\"\n"));
+    assert_non_null(strstr(
+        text, "initial_cluster: \"n-7=127.0.0.1:7071,x=[::1]:7071@r2\"\n"));
+    assert_non_null(strstr(text, "peer_timeout_ms: 150\n"));
+    assert_non_null(strstr(text, "peer_queue_bytes: 1GiB\n"));
     assert_non_null(strstr(text, "memtable_bytes: 3GiB\n"));
     assert_non_null(strstr(text, "max_value_bytes: 1000001\n"));
     const char *path = write_config(dir, text);
@@ -668,6 +693,7 @@ static void test_config_print_round_trips(void **state)
                      KV_OK);
     assert_string_equal(back.data_dir, c.data_dir);
     assert_int_equal(back.memtable_bytes, UINT64_C(3) << 30);
+    assert_string_equal(back.initial_cluster, c.initial_cluster);
     assert_configs_equal(&c, &back);
 
     /* defaults round-trip too, and an empty string stays a string */
@@ -723,6 +749,15 @@ static void set_log_bad(node_config_t *c) { set_str(&c->log_level, "loud"); }
 static void set_seeds_bad(node_config_t *c) { set_str(&c->seeds, "a,,b"); }
 static void set_seeds_space(node_config_t *c) { set_str(&c->seeds, "a, b"); }
 static void set_seeds_port(node_config_t *c) { set_str(&c->seeds, "a:99999"); }
+static void set_peer_timeout_low(node_config_t *c) { c->peer_timeout_ms = 99; }
+static void set_peer_queue_small(node_config_t *c)
+{
+    c->peer_queue_bytes = c->max_frame_bytes - 1;
+}
+static void set_initial_bad(node_config_t *c)
+{
+    set_str(&c->initial_cluster, "nobody=h:1");
+}
 
 static void test_config_validate_checks_each_rule(void **state)
 {
@@ -750,6 +785,9 @@ static void test_config_validate_checks_each_rule(void **state)
         {set_seeds_bad, {"seeds", "''"}},
         {set_seeds_space, {"seeds", "' b'"}},
         {set_seeds_port, {"seeds", "a:99999"}},
+        {set_peer_timeout_low, {"peer_timeout_ms", "99"}},
+        {set_peer_queue_small, {"peer_queue_bytes", "max_frame_bytes"}},
+        {set_initial_bad, {"initial_cluster", "does not list"}},
     };
     for (size_t i = 0; i < KV_ARRAY_LEN(CASES); i++) {
         node_config_t c;
@@ -780,6 +818,365 @@ static void test_config_validate_checks_each_rule(void **state)
     expect_error(KV_INVALID, ARGV("--num-tokens=300"), NOENV, "num_tokens");
 }
 
+/* ---- initial_cluster and the peer settings ------------------------------ */
+
+typedef struct want_member {
+    const char *name, *host;
+    uint16_t port;
+    const char *rack;
+} want_member_t;
+
+/* node_config_members of C must give exactly WANT[0, n), in list order. */
+static void expect_members(const node_config_t *c, const want_member_t *want,
+                           size_t n)
+{
+    node_member_t *m = NULL;
+    size_t got = 0;
+    kv_errmsg_clear();
+    if (node_config_members(c, &m, &got) != KV_OK)
+        fail_msg("'%s': %s", c->initial_cluster, kv_errmsg());
+    assert_non_null(m);
+    assert_int_equal(got, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(m[i].name, want[i].name);
+        assert_string_equal(m[i].host, want[i].host);
+        assert_int_equal(m[i].peer_port, want[i].port);
+        assert_string_equal(m[i].rack, want[i].rack);
+    }
+    node_members_free(m, got);
+}
+
+/* Load node n1 (peer_port 7071, rack1 unless flags say otherwise) with
+ * initial_cluster LIST plus EXTRA flags; must succeed. */
+static void load_cluster(node_config_t *c, const char *list, const char *extra)
+{
+    char flag[512];
+    flag_eq(flag, sizeof flag, "--initial-cluster", list);
+    kv_status_t rc = extra ? load(c, ARGV("--node-name=n1", flag, (char *)extra),
+                                  NOENV, NULL)
+                           : load(c, ARGV("--node-name=n1", flag), NOENV, NULL);
+    if (rc != KV_OK) fail_msg("'%s': %s", list, kv_errmsg());
+    assert_string_equal(c->initial_cluster, list);
+}
+
+static void test_config_initial_cluster_parses_every_field(void **state)
+{
+    (void)state;
+    node_config_t c;
+    node_config_init(&c);
+
+    /* without racks: every member is in the default rack */
+    load_cluster(&c, "n1=10.0.0.1:7071,n2=node-2.example:7081,n3=[::1]:7071",
+                 NULL);
+    const want_member_t plain[] = {
+        {"n1", "10.0.0.1", 7071, "rack1"},
+        {"n2", "node-2.example", 7081, "rack1"},
+        {"n3", "::1", 7071, "rack1"},
+    };
+    expect_members(&c, plain, 3);
+
+    /* with racks (this node's own rack must match --rack) */
+    load_cluster(&c, "n1=10.0.0.1:7071@r-a,n2=10.0.0.2:65535@r.b,"
+                     "n3=[fe80::1:2]:1@rack_3",
+                 "--rack=r-a");
+    const want_member_t racks[] = {
+        {"n1", "10.0.0.1", 7071, "r-a"},
+        {"n2", "10.0.0.2", 65535, "r.b"},
+        {"n3", "fe80::1:2", 1, "rack_3"},
+    };
+    expect_members(&c, racks, 3);
+
+    /* mixed, this node not first, an explicit rack1 */
+    load_cluster(&c, "a_0=h:9000@east,n1=[::1]:7071@rack1,Z.9=h:9001",
+                 NULL);
+    const want_member_t mixed[] = {
+        {"a_0", "h", 9000, "east"},
+        {"n1", "::1", 7071, "rack1"},
+        {"Z.9", "h", 9001, "rack1"},
+    };
+    expect_members(&c, mixed, 3);
+
+    /* a list of this node alone */
+    load_cluster(&c, "n1=127.0.0.1:7071", NULL);
+    const want_member_t alone[] = {{"n1", "127.0.0.1", 7071, "rack1"}};
+    expect_members(&c, alone, 1);
+
+    /* the same host at two ports, and 64-character names are fine */
+    load_cluster(&c, "n1=h:7071,"
+                     "a234567890123456789012345678901234567890123456789012345678901234"
+                     "=h:7072@"
+                     "b234567890123456789012345678901234567890123456789012345678901234",
+                 NULL);
+    const want_member_t longn[] = {
+        {"n1", "h", 7071, "rack1"},
+        {"a234567890123456789012345678901234567890123456789012345678901234", "h",
+         7072, "b234567890123456789012345678901234567890123456789012345678901234"},
+    };
+    expect_members(&c, longn, 2);
+    node_config_deinit(&c);
+}
+
+static void test_config_initial_cluster_empty_is_this_node(void **state)
+{
+    (void)state;
+    node_config_t c;
+    node_config_init(&c);
+    assert_int_equal(load(&c, ARGV("--node-name=solo", "--listen-address=10.1.2.3",
+                                   "--peer-port=9001", "--rack=r5"),
+                          NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster, "");
+    const want_member_t me[] = {{"solo", "10.1.2.3", 9001, "r5"}};
+    expect_members(&c, me, 1);
+    /* the defaults: the host name at 127.0.0.1:7071 in rack1 */
+    node_config_deinit(&c);
+    node_config_init(&c);
+    const want_member_t def[] = {{c.node_name, "127.0.0.1", 7071, "rack1"}};
+    expect_members(&c, def, 1);
+    /* an explicitly empty flag is the same */
+    assert_int_equal(load(&c, ARGV("--initial-cluster=", "--node-name=x"),
+                          NOENV, NULL),
+                     KV_OK);
+    const want_member_t x[] = {{"x", "127.0.0.1", 7071, "rack1"}};
+    expect_members(&c, x, 1);
+    node_config_deinit(&c);
+}
+
+static void test_config_initial_cluster_rejects_bad_lists(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *list;
+        const char *needle; /* besides "initial_cluster" */
+    } CASES[] = {
+        /* malformed entries: the message quotes the entry */
+        {"n1=h:7071,n2h:7072", "'n2h:7072'"},          /* no '=' */
+        {"n1h:7071", "'n1h:7071'"},
+        {"n1=h:7071,n2=h2", "'n2=h2'"},                /* no port */
+        {"n1=h:7071,n2=h2:", "'n2=h2:'"},
+        {"n1=h:7071,n2=h2@r1", "'n2=h2@r1'"},
+        {"n1=h:7071,n2=[::1]", "'n2=[::1]'"},
+        {"n1=h:7071,n2=[::1]@r", "'n2=[::1]@r'"},
+        {"n1=h:7071,n2=::1:7072", "'n2=::1:7072'"},    /* v6 needs [] */
+        {"n1=h:7071,n2=h2:0", "'n2=h2:0'"},            /* port range */
+        {"n1=h:7071,n2=h2:70000", "'n2=h2:70000'"},
+        {"n1=h:7071,n2=h2:65536", "'n2=h2:65536'"},
+        {"n1=h:7071,n2=h2:99999999999999999999999", "'n2=h2:9999"},
+        {"n1=h:7071,n2=h2:70x1", "'n2=h2:70x1'"},      /* non-digits */
+        {"n1=h:7071,n2=h2:abc", "'n2=h2:abc'"},
+        {"n1=h:7071,n2=h2:-1", "'n2=h2:-1'"},
+        {"n1=h:7071,n2=h2:+7072", "'n2=h2:+7072'"},
+        {"n1=h:7071,n2=h2:7072:1", "'n2=h2:7072:1'"},
+        {"n1=h:7071,n2=:7072", "'n2=:7072'"},          /* no host */
+        {"n1=h:7071,n2=[]:7072", "'n2=[]:7072'"},
+        {"n1=h:7071,n2=[::1:7072", "'n2=[::1:7072'"},
+        {"n1=h:7071,n2=[::1]x:7072", "'n2=[::1]x:7072'"},
+        {"n1=h:7071,n/2=h2:7072", "'n/2=h2:7072'"},    /* name chars */
+        {"n1=h:7071,n 2=h2:7072", "'n 2=h2:7072'"},
+        {"n1=h:7071,n@2=h2:7072", "'n@2=h2:7072'"},
+        {"n1=h:7071,=h2:7072", "'=h2:7072'"},
+        {"n1=h:7071,"
+         "a2345678901234567890123456789012345678901234567890123456789012345"
+         "=h2:7072", "'a234567890"},
+        {"n1=h:7071,n2=h2:7072@r/1", "'n2=h2:7072@r/1'"}, /* rack chars */
+        {"n1=h:7071,n2=h2:7072@", "'n2=h2:7072@'"},
+        {"n1=h:7071,n2=h2:7072@r@s", "'n2=h2:7072@r@s'"},
+        {"n1=h:7071,n2=h 2:7072", "'n2=h 2:7072'"},    /* spaces */
+        {"n1=h:7071, n2=h2:7072", "' n2=h2:7072'"},
+        {"n1=h:7071,", "''"},                          /* empty entries */
+        {",n1=h:7071", "''"},
+        {"n1=h:7071,,n2=h2:7072", "''"},
+        {",", "''"},
+        /* duplicates */
+        {"n1=h:7071,n2=h2:7072,n2=h3:7073", "n2 listed twice"},
+        {"n1=h:7071,n1=h2:7071", "n1 listed twice"},
+        {"n1=h:7071,n2=h2:7072,n3=h2:7072", "address is listed twice"},
+        {"n1=h:7071,n2=h:7071", "address is listed twice"},
+        {"n1=h:7071,n2=[::1]:7072@a,n3=[::1]:7072@b", "address is listed twice"},
+        /* host names and IPv6 hex digits are case-insensitive */
+        {"n1=h:7071,n2=Node.Example:7072,n3=node.example:7072",
+         "address is listed twice"},
+        {"n1=h:7071,n2=[FE80::A]:7072,n3=[fe80::a]:7072",
+         "address is listed twice"},
+        /* this node */
+        {"n2=h2:7072,n3=h3:7073", "does not list this node"},
+        {"N1=h:7071", "'n1'"},
+        {"n1=h:7999,n2=h2:7072", "peer_port 7071"},
+        {"n2=h2:7072,n1=h:7071@r2", "rack rack1"},
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(CASES); i++) {
+        char flag[512];
+        flag_eq(flag, sizeof flag, "--initial-cluster", CASES[i].list);
+        node_config_t c;
+        node_config_init(&c);
+        kv_status_t rc = load(&c, ARGV("--node-name=n1", flag), NOENV, NULL);
+        if (rc != KV_INVALID)
+            fail_msg("'%s' gave %s, want INVALID", CASES[i].list,
+                     kv_status_str(rc));
+        if (!strstr(kv_errmsg(), "initial_cluster") ||
+            !strstr(kv_errmsg(), CASES[i].needle))
+            fail_msg("'%s': message '%s' lacks 'initial_cluster' or '%s'",
+                     CASES[i].list, kv_errmsg(), CASES[i].needle);
+        /* a failed load leaves the config as it was */
+        assert_string_equal(c.initial_cluster, "");
+        /* node_config_members refuses the same list, and gives nothing */
+        set_str(&c.node_name, "n1");
+        set_str(&c.initial_cluster, CASES[i].list);
+        node_member_t *m = (node_member_t *)&c; /* must be reset */
+        size_t n = 99;
+        kv_errmsg_clear();
+        assert_int_equal(node_config_members(&c, &m, &n), KV_INVALID);
+        assert_null(m);
+        assert_int_equal(n, 0);
+        assert_non_null(strstr(kv_errmsg(), "initial_cluster"));
+        node_config_deinit(&c);
+    }
+    /* this node's peer_port or rack given by flag, against the list */
+    expect_error(KV_INVALID,
+                 ARGV("--node-name=n1", "--peer-port=7999",
+                      "--initial-cluster=n1=h:7071,n2=h2:7072"),
+                 NOENV, "initial_cluster", "n1", "7071", "peer_port 7999");
+    expect_error(KV_INVALID,
+                 ARGV("--node-name=n1", "--rack=r2",
+                      "--initial-cluster=n1=h:7071,n2=h2:7072@r2"),
+                 NOENV, "initial_cluster", "n1", "rack rack1", "rack r2");
+    /* the source of the bad value does not matter: the environment too */
+    expect_error(KV_INVALID, ARGV("--node-name=n1"),
+                 ENV("CAIRN_INITIAL_CLUSTER=n1=h:7071,n2=h2:0"),
+                 "initial_cluster", "'n2=h2:0'");
+    /* --print-config shows a list that would not start */
+    node_config_t c;
+    node_config_init(&c);
+    node_action_t a;
+    assert_int_equal(load(&c, ARGV("--print-config", "--initial-cluster=x"),
+                          NOENV, &a),
+                     KV_OK);
+    assert_int_equal(a, NODE_PRINT_CONFIG);
+    assert_string_equal(c.initial_cluster, "x");
+    assert_int_equal(node_config_validate(&c), KV_INVALID);
+    assert_non_null(strstr(kv_errmsg(), "initial_cluster"));
+    node_config_deinit(&c);
+}
+
+static void test_config_initial_cluster_may_be_a_yaml_list(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("config-initial");
+    node_config_t c;
+    node_config_init(&c);
+    const char *path = write_config(dir,
+        "node_name: n1\n"
+        "rack: r1\n"
+        "initial_cluster:\n"
+        "  - n1=10.0.0.1:7071@r1\n"
+        "  - \"n2=10.0.0.2:7071@r2\"\n"
+        "  - 'n3=[::1]:7072'\n");
+    assert_int_equal(load(&c, ARGV("--config", (char *)path), NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster,
+                        "n1=10.0.0.1:7071@r1,n2=10.0.0.2:7071@r2,n3=[::1]:7072");
+    const want_member_t list[] = {
+        {"n1", "10.0.0.1", 7071, "r1"},
+        {"n2", "10.0.0.2", 7071, "r2"},
+        {"n3", "::1", 7072, "rack1"},
+    };
+    expect_members(&c, list, 3);
+
+    /* flow style */
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster: [n1=a:7071, n2=b:7071@x]\n");
+    assert_int_equal(load(&c, ARGV("--config", (char *)path), NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster, "n1=a:7071,n2=b:7071@x");
+    const want_member_t flow[] = {{"n1", "a", 7071, "rack1"},
+                                  {"n2", "b", 7071, "x"}};
+    expect_members(&c, flow, 2);
+
+    /* one string in the file works as well */
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster: n1=a:7071,n2=b:7071\n");
+    assert_int_equal(load(&c, ARGV("--config", (char *)path), NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster, "n1=a:7071,n2=b:7071");
+
+    /* an empty list is this node alone */
+    path = write_config(dir, "node_name: n1\ninitial_cluster: []\n");
+    assert_int_equal(load(&c, ARGV("--config", (char *)path), NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster, "");
+    const want_member_t me[] = {{"n1", "127.0.0.1", 7071, "rack1"}};
+    expect_members(&c, me, 1);
+
+    /* a flag overrides the file's list */
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster:\n  - n1=a:7071\n  - n2=b:7071\n");
+    assert_int_equal(load(&c, ARGV("--config", (char *)path,
+                                   "--initial-cluster=n1=z:7071"),
+                          NOENV, NULL),
+                     KV_OK);
+    assert_string_equal(c.initial_cluster, "n1=z:7071");
+
+    /* a bad item is refused naming the setting */
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster:\n  - n1=a:7071\n  - n2=b\n");
+    expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV,
+                 "initial_cluster", "'n2=b'");
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster:\n  - n1=a:7071\n  - n1=b:7072\n");
+    expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV,
+                 "initial_cluster", "n1 listed twice");
+    /* items must be single values */
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster:\n  - n1=a:7071\n  - [n2=b:7071]\n");
+    expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV,
+                 "initial_cluster", "line 4");
+    path = write_config(dir, "node_name: n1\n"
+                             "initial_cluster:\n  n1: a:7071\n");
+    expect_error(KV_INVALID, ARGV("--config", (char *)path), NOENV,
+                 "initial_cluster", "a mapping", "line 3");
+    node_config_deinit(&c);
+    test_rmrf(dir);
+}
+
+static void test_config_peer_timeout_and_queue_limits(void **state)
+{
+    (void)state;
+    expect_error(KV_INVALID, ARGV("--peer-timeout-ms=99"), NOENV,
+                 "peer_timeout_ms", "99", "100");
+    expect_error(KV_INVALID, ARGV("--peer-timeout-ms=0"), NOENV,
+                 "peer_timeout_ms");
+    expect_error(KV_INVALID, NOARGS, ENV("CAIRN_PEER_TIMEOUT_MS=2s"),
+                 "peer_timeout_ms", "CAIRN_PEER_TIMEOUT_MS");
+    expect_error(KV_INVALID, ARGV("--peer-queue-bytes=1MiB"), NOENV,
+                 "peer_queue_bytes", "max_frame_bytes");
+    /* one byte short of the (default) frame limit */
+    expect_error(KV_INVALID, ARGV("--peer-queue-bytes=33554431"), NOENV,
+                 "peer_queue_bytes", "33554431", "max_frame_bytes");
+    /* the rule follows max_frame_bytes */
+    expect_error(KV_INVALID,
+                 ARGV("--max-frame-bytes=128MiB", "--peer-queue-bytes=64MiB"),
+                 NOENV, "peer_queue_bytes", "max_frame_bytes");
+    expect_error(KV_INVALID, ARGV("--peer-queue-bytes=12XB"), NOENV,
+                 "peer_queue_bytes", "--peer-queue-bytes");
+
+    /* the boundaries are fine */
+    node_config_t c;
+    node_config_init(&c);
+    assert_int_equal(load(&c, ARGV("--peer-timeout-ms=100",
+                                   "--peer-queue-bytes=32MiB"),
+                          NOENV, NULL),
+                     KV_OK);
+    assert_int_equal(c.peer_timeout_ms, 100);
+    assert_int_equal(c.peer_queue_bytes, 32u << 20);
+    assert_int_equal(load(&c, ARGV("--max-frame-bytes=1MiB",
+                                   "--max-value-bytes=512KiB",
+                                   "--peer-queue-bytes=1MiB"),
+                          NOENV, NULL),
+                     KV_OK);
+    assert_int_equal(c.peer_queue_bytes, 1u << 20);
+    node_config_deinit(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -804,6 +1201,11 @@ int main(void)
         kv_unit_test(test_config_help_lists_every_setting),
         kv_unit_test(test_config_print_round_trips),
         kv_unit_test(test_config_validate_checks_each_rule),
+        kv_unit_test(test_config_initial_cluster_parses_every_field),
+        kv_unit_test(test_config_initial_cluster_empty_is_this_node),
+        kv_unit_test(test_config_initial_cluster_rejects_bad_lists),
+        kv_unit_test(test_config_initial_cluster_may_be_a_yaml_list),
+        kv_unit_test(test_config_peer_timeout_and_queue_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
