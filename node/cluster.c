@@ -621,10 +621,10 @@ static void register_metrics(node_cluster_t *cl)
                      "Mutations stored as a replica.", METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_replica_reads_total",
                      "Reads answered as a replica.", METRIC_COUNTER, NULL);
-    static const char *const reasons[6] = {"cluster_name", "unknown_node",
+    static const char *const reasons[7] = {"cluster_name", "unknown_node",
                                            "version", "ring", "clock_skew",
-                                           "malformed"};
-    for (int i = 0; i < 6; i++)
+                                           "malformed", "handshake_timeout"};
+    for (int i = 0; i < 7; i++)
         cl->m.refused[i] = metrics_series(m, "cairn_peer_handshakes_refused_total",
                                           L(reasons[i]));
     cl->m.skew_refused = metrics_series(m, "cairn_peer_clock_skew_refused_total", NULL);

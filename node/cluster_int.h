@@ -67,7 +67,7 @@ struct node_cluster {
     kv_rng_t rng;
     struct {
         metric_series_t *skew_refused, *queue_full, *connects;
-        metric_series_t *refused[6]; /* handshake refusals by reason */
+        metric_series_t *refused[7]; /* handshake refusals by reason */
         metric_series_t *coord_unavailable, *coord_timeouts;
         metric_series_t *coord_read_repairs, *coord_hints, *coord_dropped;
         metric_series_t *replica_writes, *replica_reads;
@@ -83,6 +83,7 @@ enum {
     PEER_REFUSED_RING,
     PEER_REFUSED_CLOCK,
     PEER_REFUSED_MALFORMED,
+    PEER_REFUSED_TIMEOUT,
 };
 
 /* ---- cluster.c --------------------------------------------------------- */

@@ -242,7 +242,9 @@ static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
     size_t nl = KV_MIN(h->node_name.len, RING_MAX_NAME);
     memcpy(name, h->node_name.data, nl);
     name[nl] = 0;
-    if (ring_node_find(cl->ring, name, member) != KV_OK ||
+    /* the whole name must match: not a prefix cut at a NUL or the limit */
+    if (h->node_name.len > RING_MAX_NAME || memchr(name, 0, nl) ||
+        ring_node_find(cl->ring, name, member) != KV_OK ||
         *member == cl->self) {
         snprintf(msg, cap, "node '%.64s' is not a member of this cluster "
                  "(initial_cluster)", name);
@@ -604,6 +606,19 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     uint64_t now = now_ns();
     uint64_t timeout_ns = (uint64_t)cl->node->cfg->peer_timeout_ms * 1000000u;
+    /* An inbound connection must introduce itself within peer_timeout_ms:
+     * a silent or half-sent handshake does not hold a socket and a frame
+     * buffer forever. */
+    for (peer_link_t *l = cl->links, *next; l; l = next) {
+        next = l->next;
+        if (!l->outbound && !l->ready && now - l->opened_ns > timeout_ns) {
+            KV_LOG(KV_WARN, "peer connection from %s sent no handshake within "
+                   "peer_timeout_ms (%u ms); closing", l->addr,
+                   cl->node->cfg->peer_timeout_ms);
+            metrics_counter_add(cl->m.refused[PEER_REFUSED_TIMEOUT], 1);
+            link_close(l);
+        }
+    }
     for (uint32_t i = 0; i < cl->npeers; i++) {
         node_peer_t *p = &cl->peers[i];
         peer_link_t *l = p->out;

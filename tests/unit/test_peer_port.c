@@ -245,9 +245,11 @@ static double scrape(const node_proc_t *p, const char *series)
 }
 
 static const char *const REASONS[] = {"cluster_name", "unknown_node", "version",
-                                      "ring", "clock_skew", "malformed"};
+                                      "ring", "clock_skew", "malformed",
+                                      "handshake_timeout"};
 
-/* cairn_peer_handshakes_refused_total must be WANT[i] for REASONS[i]. */
+/* cairn_peer_handshakes_refused_total must be WANT[i] for REASONS[i]; the
+ * handshake timeouts (last reason) must be 0 unless a test says otherwise. */
 static void expect_refusals(const node_proc_t *p, const int want[6])
 {
     kv_buf_t body = {0};
@@ -783,6 +785,56 @@ static void test_peer_port_serves_a_member(void **state)
     expect_refusals(p, none);
 }
 
+/* ---- connections that never introduce themselves ------------------------ */
+
+static void test_peer_port_closes_silent_and_half_handshakes(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("peer-silent");
+    const char *extra[] = {"--node-name", "solo", "--peer-timeout-ms", "300", NULL};
+    proc_start(p, extra);
+    pconn_t silent, half;
+    pc_open(&silent, p->peer_port);
+    pc_open(&half, p->peer_port);
+    /* a length promising 1 MiB, then only a little of it */
+    uint8_t hdr[4 + 100] = {0x00, 0x10, 0x00, 0x00};
+    assert_true(send_bytes(half.fd, hdr, sizeof hdr));
+    uint64_t t0 = now_ms();
+    pc_expect_closed(&silent, "a connection that sent nothing");
+    pc_expect_closed(&half, "a connection that sent part of a frame");
+    uint64_t took = now_ms() - t0;
+    assert_true(took >= 250 && took < CLOSE_WAIT_MS);
+    pc_close(&silent);
+    pc_close(&half);
+    assert_int_equal(
+        scrape(p, "cairn_peer_handshakes_refused_total{reason=\"handshake_timeout\"}"), 2);
+    expect_serving(p, "after-silence");
+}
+
+/* A name must match whole: "ghost\0evil" is not ghost. */
+static void test_peer_port_refuses_a_name_with_a_nul(void **state)
+{
+    (void)state;
+    uint64_t digest;
+    node_proc_t *p = start_with_ghost("peer-nul", &digest);
+    pconn_t c;
+    pc_open(&c, p->peer_port);
+    peer_hello_t h = {
+        .version = CAIRN_PEER_PROTO_VERSION,
+        .cluster = kv_slice_str("test"),
+        .node_name = kv_slice("ghost\0evil", 10),
+        .node_id = kv_slice_str("0123456789abcdef0123456789abcdef"),
+        .ring_digest = digest,
+        .client_port = 1,
+        .admin_port = 2,
+    };
+    assert_int_equal(peer_encode_hello(&c.out, PEER_HELLO, hlc_now_wall(), &h, 0),
+                     KV_OK);
+    pc_flush(&c);
+    pc_expect_refuse(&c, KV_DENIED, "not a member", "a name with a NUL");
+    pc_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +842,8 @@ int main(void)
         node_test(test_peer_port_refuses_requests_before_hello),
         node_test(test_peer_port_refuses_bad_hellos),
         node_test(test_peer_port_serves_a_member),
+        node_test(test_peer_port_closes_silent_and_half_handshakes),
+        node_test(test_peer_port_refuses_a_name_with_a_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
