@@ -258,27 +258,27 @@ void cluster_on_read(node_cluster_t *cl, peer_link_t *from, uint64_t msg_id,
     replica_read(cl, op_new(cl, from, cl->self, msg_id, true), key);
 }
 
+/* Peer replies arrive from the link's read callback, never inside
+ * cluster_drive, so they go to the coordinator directly (it copies what it
+ * keeps) without a replica_op. */
 void cluster_on_mutation_reply(node_cluster_t *cl, uint32_t from,
                                uint64_t msg_id, const peer_mutation_reply_t *r)
 {
-    replica_op_t *op = op_new(cl, NULL, from, msg_id, false);
-    op->result = r->status;
-    op->superseded_by = r->superseded_by;
-    op_answer_coord(cl, op);
+    kv_assert(!cl->driving);
+    coord_on_mutation_reply(cl->coord, now_ms(), from, msg_id, r->status,
+                            r->superseded_by);
+    cluster_drive(cl);
 }
 
 void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
                            const peer_read_reply_t *r)
 {
-    replica_op_t *op = op_new(cl, NULL, from, msg_id, true);
-    op->result = r->status;
-    if (r->status == KV_OK) {
-        op->value.ts = r->cell.ts;
-        op->value.tombstone = r->cell.tombstone;
-        op->value.expire_ms = r->cell.expire_ms;
-        kv_buf_append(&op->value.value, r->cell.value.data, r->cell.value.len);
-    }
-    op_answer_coord(cl, op);
+    kv_assert(!cl->driving);
+    eng_cell_t cell = {.ts = r->cell.ts, .tombstone = r->cell.tombstone,
+                       .expire_ms = r->cell.expire_ms, .value = r->cell.value};
+    coord_on_read_reply(cl->coord, now_ms(), from, msg_id, r->status,
+                        r->status == KV_OK ? &cell : NULL);
+    cluster_drive(cl);
 }
 
 /* ---- coordinator actions ----------------------------------------------- */
@@ -647,23 +647,17 @@ static void register_metrics(node_cluster_t *cl)
     }
 }
 
-static void counter_to(metric_series_t *s, uint64_t now, uint64_t *last)
-{
-    if (now > *last) metrics_counter_add(s, now - *last);
-    *last = now;
-}
-
 void node_cluster_metrics_refresh(node_t *n)
 {
     node_cluster_t *cl = n->cluster;
     if (!cl || !cl->coord) return;
     coord_stats_t s;
     coord_get_stats(cl->coord, &s);
-    counter_to(cl->m.coord_timeouts, s.timeouts, &cl->m.last.timeouts);
-    counter_to(n->m.superseded_retries, s.restamps, &cl->m.last.restamps);
-    counter_to(cl->m.coord_read_repairs, s.read_repairs, &cl->m.last.read_repairs);
-    counter_to(cl->m.coord_hints, s.hints, &cl->m.last.hints);
-    counter_to(cl->m.coord_dropped, s.dropped_replies, &cl->m.last.dropped_replies);
+    metrics_counter_mirror(cl->m.coord_timeouts, s.timeouts, &cl->m.last.timeouts);
+    metrics_counter_mirror(n->m.superseded_retries, s.restamps, &cl->m.last.restamps);
+    metrics_counter_mirror(cl->m.coord_read_repairs, s.read_repairs, &cl->m.last.read_repairs);
+    metrics_counter_mirror(cl->m.coord_hints, s.hints, &cl->m.last.hints);
+    metrics_counter_mirror(cl->m.coord_dropped, s.dropped_replies, &cl->m.last.dropped_replies);
 }
 
 kv_status_t node_cluster_open(node_t *n)

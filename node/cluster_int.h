@@ -55,6 +55,7 @@ struct node_cluster {
     struct event *deadline_ev;
     struct event *heartbeat_ev;
     struct evconnlistener *listener;
+    struct event *accept_retry; /* re-enables the listener after EMFILE */
     struct evdns_base *dns;
     peer_link_t *links;     /* every open peer connection, both directions */
     bool driving;           /* inside cluster_drive: coordinator input waits */

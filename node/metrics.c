@@ -262,6 +262,12 @@ void metrics_counter_unit(metrics_t *m, const char *name, double unit)
     mt->unit = unit;
 }
 
+void metrics_counter_mirror(metric_series_t *s, uint64_t now, uint64_t *last)
+{
+    if (now > *last) metrics_counter_add(s, now - *last);
+    *last = now;
+}
+
 void metrics_counter_add(metric_series_t *s, uint64_t n)
 {
     kv_assert(s->metric->type == METRIC_COUNTER);

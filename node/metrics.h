@@ -39,6 +39,9 @@ metric_series_t *metrics_series(metrics_t *m, const char *name,
                                 const char *const *label_values);
 
 void metrics_counter_add(metric_series_t *s, uint64_t n);
+/* Mirror a counter kept elsewhere (engine, coordinator statistics): add
+ * what `now` gained since *last, then remember it. */
+void metrics_counter_mirror(metric_series_t *s, uint64_t now, uint64_t *last);
 /* Counters count whole numbers; a counter of fractions of a base unit
  * (milliseconds of a _seconds_total) counts in its own unit and is rendered
  * multiplied by `unit` (0.001). Call right after registering. */

@@ -214,6 +214,14 @@ void node_cluster_close(node_t *n);
 void node_cluster_metrics_refresh(node_t *n);
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out);
 
+/* server.c: bind a listener on listen_address:port (setting names the port
+ * in errors: KV_INVALID for an unresolvable address, KV_IO when the port
+ * cannot be bound), and format a peer address as host:port / [v6]:port. */
+kv_status_t node_listen(node_t *n, const char *setting, uint16_t port,
+                        evconnlistener_cb cb, void *arg,
+                        struct evconnlistener **out);
+void node_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
+
 /* Called when a connection closes or a request finishes during a drain. */
 void node_drain_check(node_t *n);
 

@@ -46,19 +46,16 @@
 #define KV_LOG_MODULE "peer"
 #include "cluster_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdarg.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/dns.h>
-#include <netdb.h>
 
 #define PEER_BACKOFF_MIN_MS 100u
 #define PEER_BACKOFF_MAX_MS 5000u
@@ -106,7 +103,7 @@ void peer_link_unref(peer_link_t *l)
 
 static void schedule_retry(node_cluster_t *cl, node_peer_t *p);
 
-static void peer_set_up(node_cluster_t *cl, node_peer_t *p, bool up)
+static void peer_set_up(node_peer_t *p, bool up)
 {
     if (p->up == up) return;
     p->up = up;
@@ -118,7 +115,6 @@ static void peer_set_up(node_cluster_t *cl, node_peer_t *p, bool up)
         KV_LOG(KV_WARN, "peer %s (%s:%u) is down: %s", p->name, p->host,
                p->peer_port, p->last_error[0] ? p->last_error : "connection lost");
     }
-    (void)cl;
 }
 
 /* Record why a member is unreachable; log a change of reason once. */
@@ -152,7 +148,7 @@ static void link_close(peer_link_t *l)
         node_peer_t *p = &cl->peers[l->peer];
         if (p->out == l) {
             p->out = NULL;
-            peer_set_up(cl, p, false);
+            peer_set_up(p, false);
             if (cl->node->state != NODE_STOPPED) schedule_retry(cl, p);
         }
     }
@@ -407,7 +403,7 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         p->backoff_ms = PEER_BACKOFF_MIN_MS;
         p->last_heard_ns = now_ns();
         p->next_ping_ns = p->last_heard_ns;
-        peer_set_up(cl, p, true);
+        peer_set_up(p, true);
         return;
     }
     metrics_counter_add(p->m_recv, 1);
@@ -656,18 +652,8 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     node_cluster_t *cl = arg;
     (void)lis;
     (void)socklen;
-    char host[INET6_ADDRSTRLEN] = "?", addr[72];
-    uint16_t port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(addr, sizeof addr, "%s:%u", host, port);
+    char addr[72];
+    node_addr_str(sa, addr, sizeof addr);
     if (cl->node->state == NODE_STOPPED) {
         evutil_closesocket(fd);
         return;
@@ -683,12 +669,23 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     link_new(cl, bev, false, NO_PEER, addr);
 }
 
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_cluster_t *cl = arg;
+    (void)fd;
+    (void)what;
+    if (cl->listener) evconnlistener_enable(cl->listener);
+}
+
+/* accept() failed (EMFILE ...): pause for a moment rather than spin. */
 static void accept_error_cb(struct evconnlistener *lis, void *arg)
 {
-    (void)arg;
-    KV_LOG(KV_WARN, "peer accept failed: %s",
-           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    (void)lis;
+    node_cluster_t *cl = arg;
+    KV_LOG(KV_WARN, "peer accept failed: %s; pausing the peer listener for "
+           "100 ms", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    evconnlistener_disable(lis);
+    struct timeval tv = {0, 100000};
+    evtimer_add(cl->accept_retry, &tv);
 }
 
 kv_status_t peer_start(node_cluster_t *cl)
@@ -697,28 +694,10 @@ kv_status_t peer_start(node_cluster_t *cl)
     const node_config_t *cfg = n->cfg;
     kv_rng_seed(&cl->rng, now_ns() ^ (uint64_t)(uintptr_t)cl);
     cl->hb_interval_ms = KV_MAX(20u, cfg->peer_timeout_ms / 5);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE}, *ai = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", cfg->peer_port);
-    int gerr = getaddrinfo(cfg->listen_address, port, &hints, &ai);
-    if (gerr != 0) {
-        kv_errmsg_set("listen_address '%s': %s", cfg->listen_address,
-                      gai_strerror(gerr));
-        return KV_INVALID;
-    }
-    cl->listener = evconnlistener_new_bind(
-        n->base, accept_cb, cl,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 512,
-        ai->ai_addr, (int)ai->ai_addrlen);
-    int err = errno;
-    freeaddrinfo(ai);
-    if (!cl->listener) {
-        kv_errmsg_set("peer_port: cannot listen on %s:%u: %s",
-                      cfg->listen_address, cfg->peer_port, strerror(err));
-        return KV_IO;
-    }
+    KV_RET(node_listen(n, "peer_port", cfg->peer_port, accept_cb, cl,
+                       &cl->listener));
     evconnlistener_set_error_cb(cl->listener, accept_error_cb);
+    cl->accept_retry = evtimer_new(n->base, accept_retry_cb, cl);
     /* Names (docker-compose service names) resolve without blocking the
      * loop; numeric addresses need no resolver at all. */
     cl->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
@@ -750,6 +729,8 @@ void peer_stop(node_cluster_t *cl)
         cl->peers[i].retry_ev = NULL;
     }
     while (cl->links) link_close(cl->links);
+    if (cl->accept_retry) event_free(cl->accept_retry);
+    cl->accept_retry = NULL;
     if (cl->listener) evconnlistener_free(cl->listener);
     cl->listener = NULL;
     if (cl->dns) evdns_base_free(cl->dns, 0);

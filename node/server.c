@@ -96,12 +96,6 @@ static const char *const perr_names[NODE_PERR_COUNT_] = {
     "wrong_cluster", "bad_version", "unknown_type",
 };
 
-static void counter_to(metric_series_t *s, uint64_t now, uint64_t *last)
-{
-    if (now > *last) metrics_counter_add(s, now - *last);
-    *last = now;
-}
-
 static void metrics_refresh(void *arg, metrics_t *m)
 {
     node_t *n = arg;
@@ -117,14 +111,14 @@ static void metrics_refresh(void *arg, metrics_t *m)
     metrics_gauge_set(em->live, (double)s.live_bytes);
     for (int i = 0; i < 7; i++)
         metrics_gauge_set(em->tables[i], (double)s.tables_per_level[i]);
-    counter_to(em->flushes, s.flushes, &em->last.flushes);
-    counter_to(em->compactions, s.compactions, &em->last.compactions);
-    counter_to(em->hits, s.cache_hits, &em->last.cache_hits);
-    counter_to(em->misses, s.cache_misses, &em->last.cache_misses);
-    counter_to(em->syncs, s.wal_syncs, &em->last.wal_syncs);
-    counter_to(em->groups, s.wal_group_writes, &em->last.wal_group_writes);
+    metrics_counter_mirror(em->flushes, s.flushes, &em->last.flushes);
+    metrics_counter_mirror(em->compactions, s.compactions, &em->last.compactions);
+    metrics_counter_mirror(em->hits, s.cache_hits, &em->last.cache_hits);
+    metrics_counter_mirror(em->misses, s.cache_misses, &em->last.cache_misses);
+    metrics_counter_mirror(em->syncs, s.wal_syncs, &em->last.wal_syncs);
+    metrics_counter_mirror(em->groups, s.wal_group_writes, &em->last.wal_group_writes);
     /* whole milliseconds, rendered in seconds (metrics_counter_unit) */
-    counter_to(em->stalls, s.write_stalls_ms, &em->last.write_stalls_ms);
+    metrics_counter_mirror(em->stalls, s.write_stalls_ms, &em->last.write_stalls_ms);
     metrics_gauge_set(em->hlc_gauge, (double)hlc_wall_ms(hlc_last(n->hlc)) / 1000.0);
 }
 
@@ -409,23 +403,29 @@ err:
 
 /* ---- listener ---------------------------------------------------------- */
 
+void node_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    snprintf(buf, cap, "?");
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    }
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                       struct sockaddr *sa, int socklen, void *arg)
 {
     node_t *n = arg;
     (void)l;
     (void)socklen;
-    char peer[64] = "?";
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(peer, sizeof peer, "%s:%u", host, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(peer, sizeof peer, "[%s]:%u", host, ntohs(in6->sin6_port));
-    }
+    char peer[64];
+    node_addr_str(sa, peer, sizeof peer);
     node_conn_accept(n, fd, peer);
 }
 
@@ -450,29 +450,38 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(n->accept_retry, &tv);
 }
 
-static kv_status_t listen_client(node_t *n)
+kv_status_t node_listen(node_t *n, const char *setting, uint16_t port,
+                        evconnlistener_cb cb, void *arg,
+                        struct evconnlistener **out)
 {
     const node_config_t *cfg = n->cfg;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE}, *ai = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", cfg->client_port);
-    int gerr = getaddrinfo(cfg->listen_address, port, &hints, &ai);
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    int gerr = getaddrinfo(cfg->listen_address, portstr, &hints, &ai);
     if (gerr != 0) {
         kv_errmsg_set("listen_address '%s': %s", cfg->listen_address, gai_strerror(gerr));
         return KV_INVALID;
     }
-    n->listener = evconnlistener_new_bind(
-        n->base, accept_cb, n,
+    *out = evconnlistener_new_bind(
+        n->base, cb, arg,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 512,
         ai->ai_addr, (int)ai->ai_addrlen);
     int err = errno;
     freeaddrinfo(ai);
-    if (!n->listener) {
-        kv_errmsg_set("client_port: cannot listen on %s:%u: %s", cfg->listen_address,
-                      cfg->client_port, strerror(err));
+    if (!*out) {
+        kv_errmsg_set("%s: cannot listen on %s:%u: %s", setting,
+                      cfg->listen_address, port, strerror(err));
         return KV_IO;
     }
+    return KV_OK;
+}
+
+static kv_status_t listen_client(node_t *n)
+{
+    KV_RET(node_listen(n, "client_port", n->cfg->client_port, accept_cb, n,
+                       &n->listener));
     evconnlistener_set_error_cb(n->listener, accept_error_cb);
     return KV_OK;
 }
