@@ -765,9 +765,10 @@ kv_status_t node_cluster_open(node_t *n)
     cluster_view_refresh(cl);
     KV_ERR(rc = gossip_glue_start(cl, mem, nm));
     KV_LOG(KV_INFO, "member %s (generation %" PRIu64 ", %s, %u token(s)); %zu "
-           "founder(s) in initial_cluster; the ring has %u node(s)",
-           cfg->node_name, cl->generation, gossip_status_str(sv.status),
-           sv.ntokens, nm, ring_node_count(cl->ring));
+           "founder(s) in initial_cluster; the ring has %u node(s); "
+           "settings digest %016" PRIx64, cfg->node_name, cl->generation,
+           gossip_status_str(sv.status), sv.ntokens, nm,
+           ring_node_count(cl->ring), cl->cfg_digest);
 err:
     kv_free(ftok);
     node_saved_free(&sv);
