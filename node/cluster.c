@@ -527,6 +527,9 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
         const uint64_t *tokens;
         size_t nt = ring_node_tokens(cl->ring, i, &tokens);
         bool full;
+        bool up = p->self || peer_usable(cl, i, &full) || full;
+        /* Until gossip: every node is a founding member that owns its
+         * ranges, and liveness is the peer link's. */
         nodes[i] = (proto_ring_node_t){
             .name = kv_slice_str(p->name),
             .node_id = kv_slice_str(p->node_id),
@@ -534,13 +537,16 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
             .rack = kv_slice_str(p->rack),
             .client_port = p->client_port,
             .admin_port = p->admin_port,
-            .up = p->self || peer_usable(cl, i, &full) || full,
+            .up = up,
             .load_bytes = p->load_bytes,
             .ownership_ppm = (uint32_t)(ring_ownership(cl->ring, i) * 1e6 + 0.5),
             .effective_ppm =
                 (uint32_t)(ring_effective_ownership(cl->ring, i) * 1e6 + 0.5),
             .tokens = tokens,
             .ntokens = nt,
+            .status = PROTO_NODE_NORMAL,
+            .liveness = up ? PROTO_LIVE_ALIVE : PROTO_LIVE_DEAD,
+            .in_ring = true,
         };
     }
     *out = (proto_ring_t){
