@@ -177,9 +177,36 @@ void cairn_future_free(cairn_future_t *f);
 typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);
 cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg);
 
+/* What a node announces about its place in the cluster. */
+typedef enum {
+    CAIRN_NODE_JOINING = 0, /* a member, not yet owning ranges */
+    CAIRN_NODE_NORMAL = 1,  /* owns its ranges */
+    CAIRN_NODE_LEAVING = 2, /* handing its ranges over */
+    CAIRN_NODE_LEFT = 3,    /* gone from the ring for good */
+} cairn_node_status_t;
+
+/* What the answering node's failure detector says about a node. */
+typedef enum {
+    CAIRN_ALIVE = 0,
+    CAIRN_SUSPECT = 1, /* missed its probes; may still refute */
+    CAIRN_DEAD = 2,
+} cairn_liveness_t;
+
+/* "joining", "normal", "leaving", "left" ("?" for anything else). */
+const char *cairn_node_status_name(cairn_node_status_t s);
+/* "alive", "suspect", "dead" ("?" for anything else). */
+const char *cairn_liveness_name(cairn_liveness_t l);
+
 /* One node of the cluster as the connected node sees it. The strings are
  * NUL-terminated copies owned by the ring; rack is "" when the node has
- * none. host and client_port are where clients reach the node. */
+ * none. host and client_port are where clients reach the node.
+ *
+ * The fields from status on came with gossip membership and are appended,
+ * so every earlier field keeps its offset; the struct grew, so a program
+ * built against the older header must be rebuilt (libcairn is a static
+ * library: it always is). A node older than them answers without them and
+ * the library fills in what its answer meant: status NORMAL, liveness
+ * ALIVE if up else DEAD, phi 0, generation 0, in_ring true. */
 typedef struct cairn_ring_node {
     char *name, *node_id, *host, *rack;
     uint16_t client_port, admin_port;
@@ -189,6 +216,14 @@ typedef struct cairn_ring_node {
     double effective_ownership; /* fraction it holds as any replica */
     uint64_t *tokens;           /* ascending */
     size_t ntokens;
+    cairn_node_status_t status; /* as the node announces it */
+    cairn_liveness_t liveness;  /* at the answering node */
+    double phi;                 /* phi-accrual suspicion at the answering
+                                   node (resolution 0.001); 0 for itself and
+                                   before any heartbeat */
+    uint64_t generation;        /* the node's current start; larger after a
+                                   restart; 0 = not known */
+    bool in_ring;               /* owns token ranges (false while joining) */
 } cairn_ring_node_t;
 
 typedef struct cairn_ring {
@@ -201,7 +236,8 @@ typedef struct cairn_ring {
     size_t nreplicas;
 } cairn_ring_t;
 
-/* Ask the connected node for the ring: every node with its tokens,
+/* Ask the connected node for the ring: every node it knows (members that
+ * do not own ranges yet included: see in_ring) with its tokens, status,
  * liveness, load and ownership; with key non-NULL also the key's token and
  * replicas (klen may be 0: the empty key). A blocking call with the
  * client's default timeout. On CAIRN_OK *out holds the ring, to release

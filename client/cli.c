@@ -16,6 +16,14 @@
  *         (an empty rack prints as "-", loads as "1.50KiB"), so `awk` splits
  *         every row into the same fields. Nodes are listed by name, so the
  *         output does not depend on which node answered.
+ *
+ *         `status` follows nodetool: rows start with two letters, U/D (up
+ *         at the answering node) then N/J/L (the node's announced status:
+ *         normal, joining, leaving), so `grep '^UN'` finds the healthy
+ *         members. A node that has LEFT is not a row (it owns nothing and
+ *         will not come back under that identity) but is named in a
+ *         footnote, so it is not silently hidden either. `ring` lists only
+ *         nodes that own ranges (in_ring) and names the others below.
  * THREADING  Single-threaded (libcairn runs its own I/O thread).
  */
 #include <errno.h>
@@ -43,11 +51,16 @@ static void usage(FILE *out)
 "  put KEY -        store the bytes read from stdin (binary-safe)\n"
 "  del KEY          delete KEY\n"
 "  info             the node's INFO items, one \"name: value\" per line\n"
-"  status           the cluster as the node sees it: per node UP/DOWN, name,\n"
-"                   address, load, tokens, effective ownership, rack\n"
-"  ring             every node (name, address, rack, UP/DOWN, load, owns,\n"
-"                   effective ownership, tokens; * marks the node that\n"
-"                   answered), then every token and its node, ascending\n"
+"  status           the cluster as the node sees it, one row per member:\n"
+"                   state (U/D = up/down, then N/J/L = normal/joining/\n"
+"                   leaving: UN, DN, UJ ...), name, address, load, tokens,\n"
+"                   effective ownership (? while not in the ring), host id,\n"
+"                   rack, and liveness when not plainly alive (suspect,\n"
+"                   dead, phi=N.N); nodes that left are named below\n"
+"  ring             the nodes that own ranges (name, address, rack, UP/DOWN,\n"
+"                   load, owns, effective ownership, tokens; * marks the\n"
+"                   node that answered), the members not in the ring, then\n"
+"                   every token and its node, ascending\n"
 "  endpoints KEY    the token of KEY and its replicas, primary first\n"
 "\n"
 "Options:\n"
@@ -318,16 +331,38 @@ static int by_token(const void *a, const void *b)
     return (x->node > y->node) - (x->node < y->node);
 }
 
+/* The nodes that are not in the ring (joining, left), as a footnote:
+ * "Not in the ring: n4 (joining), n5 (left)". Nothing when there are none. */
+static void print_not_in_ring(const cairn_ring_t *r, const size_t *order)
+{
+    const char *sep = "\nNot in the ring: ";
+    for (size_t k = 0; k < r->nnodes; k++) {
+        const cairn_ring_node_t *n = &r->nodes[order[k]];
+        if (n->in_ring) continue;
+        printf("%s%s (%s)", sep, n->name, cairn_node_status_name(n->status));
+        sep = ", ";
+    }
+    if (*sep == ',') printf("\n");
+}
+
+/* Only the nodes that own ranges: a joining node has no place on the ring
+ * yet (cairn status lists it). */
 static void print_ring(const cairn_ring_t *r)
 {
-    printf("Ring: %zu node%s, replication factor %u", r->nnodes, r->nnodes == 1 ? "" : "s",
+    size_t *order = nodes_by_name(r);
+    size_t nring = 0;
+    for (size_t i = 0; i < r->nnodes; i++) nring += r->nodes[i].in_ring;
+    printf("Ring: %zu node%s, replication factor %u", nring, nring == 1 ? "" : "s",
            r->replication_factor);
-    if (r->nnodes) printf(", answered by %s (marked *)", self_name(r));
+    if (r->nnodes)
+        printf(", answered by %s %s", self_name(r),
+               r->nodes[r->self].in_ring ? "(marked *)" : "(not in the ring)");
     printf("\n");
-    if (r->nnodes > 1) {
+    if (nring > 1) {
         /* the ring's balance: most-owning node over least-owning node */
         double lo = 1, hi = 0;
         for (size_t i = 0; i < r->nnodes; i++) {
+            if (!r->nodes[i].in_ring) continue;
             double o = r->nodes[i].ownership;
             if (o < lo) lo = o;
             if (o > hi) hi = o;
@@ -342,31 +377,35 @@ static void print_ring(const cairn_ring_t *r)
     table_row(&t, head);
     const char **suffix = calloc(r->nnodes + 1, sizeof *suffix);
     if (!suffix) abort();
-    size_t *order = nodes_by_name(r);
-    size_t ntokens = 0;
+    size_t ntokens = 0, row = 1;
     for (size_t k = 0; k < r->nnodes; k++) {
         const cairn_ring_node_t *n = &r->nodes[order[k]];
+        if (!n->in_ring) continue;
         char addr[300], load[32], owns[32], eff[32], toks[32];
         node_address(n, addr, sizeof addr);
         human_bytes(n->load_bytes, load, sizeof load);
         snprintf(owns, sizeof owns, "%.2f%%", n->ownership * 100);
         snprintf(eff, sizeof eff, "%.2f%%", n->effective_ownership * 100);
         snprintf(toks, sizeof toks, "%zu", n->ntokens);
-        const char *row[] = {n->name, addr, or_dash(n->rack), n->up ? "UP" : "DOWN",
-                             load, owns, eff, toks};
-        table_row(&t, row);
-        if (order[k] == r->self) suffix[k + 1] = "*";
+        const char *cells[] = {n->name, addr, or_dash(n->rack), n->up ? "UP" : "DOWN",
+                               load, owns, eff, toks};
+        table_row(&t, cells);
+        if (order[k] == r->self) suffix[row] = "*";
+        row++;
         ntokens += n->ntokens;
     }
     table_print(&t, suffix);
     table_free(&t);
     free(suffix);
+    print_not_in_ring(r, order);
 
     token_owner_t *all = xmalloc(ntokens * sizeof *all);
     size_t m = 0;
-    for (size_t i = 0; i < r->nnodes; i++)
+    for (size_t i = 0; i < r->nnodes; i++) {
+        if (!r->nodes[i].in_ring) continue;
         for (size_t j = 0; j < r->nodes[i].ntokens; j++)
             all[m++] = (token_owner_t){r->nodes[i].tokens[j], i};
+    }
     qsort(all, ntokens, sizeof *all, by_token);
     printf("\n%-20s  %s\n", "Token", "Node");
     for (size_t i = 0; i < ntokens; i++)
@@ -375,29 +414,83 @@ static void print_ring(const cairn_ring_t *r)
     free(order);
 }
 
-static void print_status(const cairn_ring_t *r)
+/* nodetool's two letters: U/D from up, then N/J/L from the announced
+ * status (LEFT nodes are not rows). */
+static void node_state(const cairn_ring_node_t *n, char out[3])
 {
-    printf("Cluster: %zu node%s, replication factor %u\n\n", r->nnodes,
-           r->nnodes == 1 ? "" : "s", r->replication_factor);
-    table_t t;
-    table_init(&t, 7);
-    const char *head[] = {"State", "Name", "Address", "Load", "Tokens",
-                          "Owns(effective)", "Rack"};
-    table_row(&t, head);
+    out[0] = n->up ? 'U' : 'D';
+    switch (n->status) {
+    case CAIRN_NODE_NORMAL: out[1] = 'N'; break;
+    case CAIRN_NODE_JOINING: out[1] = 'J'; break;
+    case CAIRN_NODE_LEAVING: out[1] = 'L'; break;
+    default: out[1] = '?'; break;
+    }
+    out[2] = 0;
+}
+
+/* "-" for a node plainly alive; else what the failure detector says:
+ * "suspect", "dead", with ",phi=8.3" when phi is known; "phi=9.1" alone
+ * for a node still alive by SWIM whose phi has passed the threshold. */
+static void node_liveness(const cairn_ring_node_t *n, char *out, size_t len)
+{
+    bool plain = n->liveness == CAIRN_ALIVE && n->up;
+    if (plain) {
+        snprintf(out, len, "-");
+        return;
+    }
+    int k = 0;
+    if (n->liveness != CAIRN_ALIVE)
+        k = snprintf(out, len, "%s", cairn_liveness_name(n->liveness));
+    if (n->phi > 0)
+        snprintf(out + k, len - (size_t)k, "%sphi=%.1f", k ? "," : "", n->phi);
+    else if (k == 0)
+        snprintf(out, len, "down");
+}
+
+/* nodetool status: a legend, then one row per member; nodes that have
+ * left are not rows but a footnote. */
+static void print_status(const cairn_ring_t *r, const char *cluster)
+{
     size_t *order = nodes_by_name(r);
+    size_t nleft = 0;
+    for (size_t i = 0; i < r->nnodes; i++) nleft += r->nodes[i].status == CAIRN_NODE_LEFT;
+    size_t nlisted = r->nnodes - nleft;
+    printf("Cluster: %s, %zu node%s, replication factor %u", cluster, nlisted,
+           nlisted == 1 ? "" : "s", r->replication_factor);
+    if (r->nnodes) printf(", answered by %s", self_name(r));
+    printf("\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining\n");
+    table_t t;
+    table_init(&t, 9);
+    const char *head[] = {"--", "Name", "Address", "Load", "Tokens",
+                          "Owns(effective)", "Host-ID", "Rack", "Liveness"};
+    table_row(&t, head);
     for (size_t k = 0; k < r->nnodes; k++) {
         const cairn_ring_node_t *n = &r->nodes[order[k]];
-        char addr[300], load[32], eff[32], toks[32];
+        if (n->status == CAIRN_NODE_LEFT) continue;
+        char state[3], addr[300], load[32], eff[32], toks[32], live[64];
+        node_state(n, state);
         node_address(n, addr, sizeof addr);
         human_bytes(n->load_bytes, load, sizeof load);
-        snprintf(eff, sizeof eff, "%.2f%%", n->effective_ownership * 100);
+        if (n->in_ring) snprintf(eff, sizeof eff, "%.2f%%", n->effective_ownership * 100);
+        else snprintf(eff, sizeof eff, "?");
         snprintf(toks, sizeof toks, "%zu", n->ntokens);
-        const char *row[] = {n->up ? "UP" : "DOWN", n->name, addr, load, toks, eff,
-                             or_dash(n->rack)};
-        table_row(&t, row);
+        node_liveness(n, live, sizeof live);
+        const char *cells[] = {state, n->name, addr, load, toks, eff,
+                               or_dash(n->node_id), or_dash(n->rack), live};
+        table_row(&t, cells);
     }
     table_print(&t, NULL);
     table_free(&t);
+    if (nleft) {
+        const char *sep = "\nLeft the cluster (not listed): ";
+        for (size_t k = 0; k < r->nnodes; k++) {
+            const cairn_ring_node_t *n = &r->nodes[order[k]];
+            if (n->status != CAIRN_NODE_LEFT) continue;
+            printf("%s%s", sep, n->name);
+            sep = ", ";
+        }
+        printf("\n");
+    }
     free(order);
 }
 
@@ -427,7 +520,7 @@ static int print_endpoints(const cairn_ring_t *r, const char *key)
 
 typedef enum { VIEW_RING, VIEW_STATUS, VIEW_ENDPOINTS } view_t;
 
-static int cmd_view(cairn_client_t *c, view_t v, const char *key)
+static int cmd_view(cairn_client_t *c, view_t v, const char *key, const char *cluster)
 {
     cairn_ring_t r;
     cairn_status_t st = cairn_ring(c, key, key ? strlen(key) : 0, &r);
@@ -435,7 +528,7 @@ static int cmd_view(cairn_client_t *c, view_t v, const char *key)
     int rc = 0;
     switch (v) {
     case VIEW_RING: print_ring(&r); break;
-    case VIEW_STATUS: print_status(&r); break;
+    case VIEW_STATUS: print_status(&r, cluster); break;
     case VIEW_ENDPOINTS: rc = print_endpoints(&r, key); break;
     }
     cairn_ring_free(&r);
@@ -547,11 +640,11 @@ int main(int argc, char **argv)
         st = cairn_delete(c, args[0], strlen(args[0]), &ro);
         if (st != CAIRN_OK) rc = fail(st, cairn_last_error(c));
     } else if (!strcmp(cmd, "status")) {
-        rc = cmd_view(c, VIEW_STATUS, NULL);
+        rc = cmd_view(c, VIEW_STATUS, NULL, o.cluster_name);
     } else if (!strcmp(cmd, "ring")) {
-        rc = cmd_view(c, VIEW_RING, NULL);
+        rc = cmd_view(c, VIEW_RING, NULL, o.cluster_name);
     } else if (!strcmp(cmd, "endpoints")) {
-        rc = cmd_view(c, VIEW_ENDPOINTS, args[0]);
+        rc = cmd_view(c, VIEW_ENDPOINTS, args[0], o.cluster_name);
     } else {
         rc = cmd_info(c);
     }

@@ -80,6 +80,27 @@ const char *cairn_consistency_name(cairn_consistency_t cl)
     return "?";
 }
 
+const char *cairn_node_status_name(cairn_node_status_t s)
+{
+    switch (s) {
+    case CAIRN_NODE_JOINING: return "joining";
+    case CAIRN_NODE_NORMAL: return "normal";
+    case CAIRN_NODE_LEAVING: return "leaving";
+    case CAIRN_NODE_LEFT: return "left";
+    }
+    return "?";
+}
+
+const char *cairn_liveness_name(cairn_liveness_t l)
+{
+    switch (l) {
+    case CAIRN_ALIVE: return "alive";
+    case CAIRN_SUSPECT: return "suspect";
+    case CAIRN_DEAD: return "dead";
+    }
+    return "?";
+}
+
 /* A node's status to the client's. Failures inside the node that have no
  * client status of their own (IO, NOSPACE, CORRUPT, NOMEM ...) mean it
  * cannot serve the request: Unavailable; the message keeps the detail. */

@@ -398,6 +398,11 @@ static void ring_convert(const proto_ring_t *in, cairn_ring_t *out)
         d->load_bytes = s->load_bytes;
         d->ownership = s->ownership_ppm / 1e6;
         d->effective_ownership = s->effective_ppm / 1e6;
+        d->status = (cairn_node_status_t)s->status;
+        d->liveness = (cairn_liveness_t)s->liveness;
+        d->phi = s->phi_milli / 1e3;
+        d->generation = s->generation;
+        d->in_ring = s->in_ring;
         if (s->ntokens) {
             d->tokens = kv_memdup(s->tokens, s->ntokens * sizeof *s->tokens);
             d->ntokens = s->ntokens;

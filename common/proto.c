@@ -248,7 +248,17 @@ kv_status_t proto_decode_info_reply(const kv_frame_t *f, uint64_t *hlc,
 
 /* ---- RING -------------------------------------------------------------- */
 
-#define RING_NODE_FIELDS 11
+uint32_t proto_phi_milli(double phi)
+{
+    if (!(phi > 0)) return 0; /* negative, zero or NaN */
+    if (phi >= (double)UINT32_MAX / 1000.0) return UINT32_MAX;
+    double m = phi * 1000.0 + 0.5;
+    return m >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+}
+
+#define RING_NODE_FIELDS_MIN 11 /* up to the tokens: what every node sends */
+#define RING_NODE_FIELDS 16     /* ... then status, liveness, phi_milli,
+                                   generation, in_ring */
 #define RING_PPM_ONE 1000000u
 #define RING_EFFECTIVE_MAX (RING_PPM_ONE * 32u) /* RF is at most 32 (ring.h) */
 
@@ -271,7 +281,8 @@ static bool ring_valid(const proto_ring_t *r)
     for (size_t i = 0; i < r->nnodes; i++) {
         const proto_ring_node_t *n = &r->nodes[i];
         if (n->ownership_ppm > RING_PPM_ONE || n->effective_ppm > RING_EFFECTIVE_MAX ||
-            n->ntokens > UINT32_MAX)
+            n->ntokens > UINT32_MAX || n->status > PROTO_NODE_LEFT ||
+            n->liveness > PROTO_LIVE_DEAD)
             return false;
     }
     return true;
@@ -304,6 +315,12 @@ kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
         msgpack_pack_uint32(&w.pk, n->effective_ppm);
         msgpack_pack_array(&w.pk, n->ntokens);
         for (size_t t = 0; t < n->ntokens; t++) msgpack_pack_uint64(&w.pk, n->tokens[t]);
+        msgpack_pack_uint8(&w.pk, n->status);
+        msgpack_pack_uint8(&w.pk, n->liveness);
+        msgpack_pack_uint32(&w.pk, n->phi_milli);
+        msgpack_pack_uint64(&w.pk, n->generation);
+        if (n->in_ring) msgpack_pack_true(&w.pk);
+        else msgpack_pack_false(&w.pk);
     }
     msgpack_pack_array(&w.pk, r->nreplicas);
     for (size_t i = 0; i < r->nreplicas; i++) msgpack_pack_uint32(&w.pk, r->replicas[i]);
@@ -338,9 +355,12 @@ static kv_status_t obj_bytes(const msgpack_object *o, kv_slice_t *out)
 }
 
 /* One node = [name, node_id, host, client_port, admin_port, rack, up,
- * load_bytes, ownership_ppm, effective_ppm, [token...]]; fields past these
- * are ignored. Allocates n->tokens (bounded by the frame: every token took
- * at least one byte of it and a msgpack_object already). */
+ * load_bytes, ownership_ppm, effective_ppm, [token...], status, liveness,
+ * phi_milli, generation, in_ring]; the last five may be missing (an older
+ * node: the defaults say what its answer meant), fields past them are
+ * ignored. Allocates n->tokens (bounded by the frame: every token took at
+ * least one byte of it and a msgpack_object already), after every other
+ * field has been checked. */
 static kv_status_t decode_ring_node(const msgpack_object_array *a, proto_ring_node_t *n)
 {
     const msgpack_object *o = a->ptr;
@@ -364,6 +384,30 @@ static kv_status_t decode_ring_node(const msgpack_object_array *a, proto_ring_no
     const msgpack_object_array *toks = &o[10].via.array;
     for (uint32_t t = 0; t < toks->size; t++)
         if (toks->ptr[t].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return KV_PROTO;
+
+    n->status = PROTO_NODE_NORMAL;
+    n->liveness = n->up ? PROTO_LIVE_ALIVE : PROTO_LIVE_DEAD;
+    n->phi_milli = 0;
+    n->generation = 0;
+    n->in_ring = true;
+    if (a->size > 11) {
+        KV_RET(obj_u64(&o[11], PROTO_NODE_LEFT, &v));
+        n->status = (uint8_t)v;
+    }
+    if (a->size > 12) {
+        KV_RET(obj_u64(&o[12], PROTO_LIVE_DEAD, &v));
+        n->liveness = (uint8_t)v;
+    }
+    if (a->size > 13) {
+        KV_RET(obj_u64(&o[13], UINT32_MAX, &v));
+        n->phi_milli = (uint32_t)v;
+    }
+    if (a->size > 14) KV_RET(obj_u64(&o[14], UINT64_MAX, &n->generation));
+    if (a->size > 15) {
+        if (o[15].type != MSGPACK_OBJECT_BOOLEAN) return KV_PROTO;
+        n->in_ring = o[15].via.boolean;
+    }
+
     if (toks->size) {
         uint64_t *tokens = kv_malloc(toks->size * sizeof *tokens);
         for (uint32_t t = 0; t < toks->size; t++) tokens[t] = toks->ptr[t].via.u64;
@@ -389,10 +433,10 @@ kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc, proto_ri
     KV_RET(kv_arg_array(f, 4, &nodes));
     KV_RET(kv_arg_array(f, 5, &replicas));
     /* Check the shape before allocating: then every node below took at
-     * least RING_NODE_FIELDS + 1 bytes of the frame. */
+     * least RING_NODE_FIELDS_MIN + 1 bytes of the frame. */
     for (uint32_t i = 0; i < nodes->size; i++) {
         const msgpack_object *o = &nodes->ptr[i];
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RING_NODE_FIELDS)
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RING_NODE_FIELDS_MIN)
             return KV_PROTO;
     }
     if (nodes->size == 0 ? self != 0 : self >= nodes->size) return KV_PROTO;

@@ -17,7 +17,8 @@
  *   RING_REPLY [102, id, hlc, replication_factor, self, key_token,
  *               [node...], [replica...]]
  *     node = [name, node_id, host, client_port, admin_port, rack, up,
- *             load_bytes, ownership_ppm, effective_ppm, [token...]]
+ *             load_bytes, ownership_ppm, effective_ppm, [token...],
+ *             status, liveness, phi_milli, generation, in_ring]
  *
  * key and value are msgpack bin; names and messages str. cl is a
  * consistency level (1 ONE, 2 QUORUM, 3 ALL); timeout_ms 0 means the node's
@@ -40,7 +41,18 @@
  * empty list, where it is 0. ownership_ppm is at most 1000000 and
  * effective_ppm at most 1000000 * 32 (the largest replication factor);
  * names, host and rack are str; up is a bool; tokens are unsigned ints.
- * Elements appended to a node's array by a later version are ignored.
+ *
+ * The last five node fields come from gossip and may be missing (a node
+ * older than them sends eleven): status is what the node announces
+ * (proto_node_status_t, at most LEFT), liveness what the answering node's
+ * failure detector says (proto_liveness_t, at most DEAD), phi_milli its
+ * phi-accrual value x 1000 (u32, saturated), generation the node's start
+ * generation (u64, 0 = not known) and in_ring whether it owns token ranges
+ * (bool). When they are missing the decoder fills in status NORMAL,
+ * liveness ALIVE if up else DEAD, phi 0, generation 0 and in_ring true:
+ * what an older node's answer meant. Each may be missing on its own, from
+ * the end. Elements appended to a node's array by a later version are
+ * ignored.
  *
  * Compatibility: a receiver ignores arguments past the ones it knows, so
  * later versions may append arguments; a request of an unknown type gets a
@@ -122,6 +134,25 @@ typedef struct proto_info_item {
     uint64_t num;
 } proto_info_item_t;
 
+/* A node's status as it announces it (gossip_status_t's values). */
+typedef enum {
+    PROTO_NODE_JOINING = 0,
+    PROTO_NODE_NORMAL = 1,
+    PROTO_NODE_LEAVING = 2,
+    PROTO_NODE_LEFT = 3,
+} proto_node_status_t;
+
+/* A node's liveness at the answering node (gossip_liveness_t's values). */
+typedef enum {
+    PROTO_LIVE_ALIVE = 0,
+    PROTO_LIVE_SUSPECT = 1,
+    PROTO_LIVE_DEAD = 2,
+} proto_liveness_t;
+
+/* phi as the wire carries it: x 1000, rounded, saturated at UINT32_MAX;
+ * 0 for a negative value or NaN. */
+uint32_t proto_phi_milli(double phi);
+
 /* One node of a RING_REPLY. tokens: ascending. */
 typedef struct proto_ring_node {
     kv_slice_t name, node_id, host, rack;
@@ -132,6 +163,11 @@ typedef struct proto_ring_node {
     uint32_t effective_ppm; /* as any replica, 0..1000000 * min(RF, nodes) */
     const uint64_t *tokens;
     size_t ntokens;
+    uint8_t status;         /* proto_node_status_t */
+    uint8_t liveness;       /* proto_liveness_t */
+    uint32_t phi_milli;     /* phi x 1000 (proto_phi_milli) */
+    uint64_t generation;    /* 0 = not known */
+    bool in_ring;           /* owns token ranges */
 } proto_ring_node_t;
 
 typedef struct proto_ring {
@@ -165,7 +201,8 @@ kv_status_t proto_encode_ring(kv_buf_t *buf, uint64_t id, const kv_slice_t *key,
                               uint32_t max_body);
 /* RING_REPLY: also KV_INVALID (buf unchanged) for a reply the decoder
  * would refuse: self or a replica index out of range, a ppm above its
- * bound. */
+ * bound, a status above LEFT or a liveness above DEAD. Every node is sent
+ * with all sixteen fields. */
 kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
                                     const proto_ring_t *r, uint32_t max_body);
 
@@ -189,7 +226,8 @@ kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key,
 /* RING_REPLY: fills *out; nodes, their tokens and replicas are allocated
  * with kv_malloc (slices point into the frame) and released with
  * proto_ring_free. KV_PROTO on a bad shape, self or a replica index out of
- * range, a ppm above its bound, a port above 65535; then nothing is
+ * range, a ppm above its bound, a port above 65535, a status, liveness or
+ * phi_milli out of range; then nothing is
  * allocated, *out is zeroed (proto_ring_free on it is harmless) and *hlc
  * is untouched. Tokens are passed on in the order received. */
 kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc,

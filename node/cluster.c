@@ -539,6 +539,7 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
         for (uint32_t j = 0; j < nring && p->in_ring; j++)
             if (cl->ring_slot[j] == i) ri = j;
         bool full;
+        bool up = p->self || peer_usable(cl, i, &full) || full;
         nodes[i] = (proto_ring_node_t){
             .name = kv_slice_str(p->name),
             .node_id = kv_slice_str(p->node_id),
@@ -546,7 +547,7 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
             .rack = kv_slice_str(p->rack),
             .client_port = p->client_port,
             .admin_port = p->admin_port,
-            .up = p->self || peer_usable(cl, i, &full) || full,
+            .up = up,
             .load_bytes = p->load_bytes,
             .ownership_ppm = ri == RING_NO_NODE ? 0 :
                 (uint32_t)(ring_ownership(cl->ring, ri) * 1e6 + 0.5),
@@ -554,6 +555,13 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
                 (uint32_t)(ring_effective_ownership(cl->ring, ri) * 1e6 + 0.5),
             .tokens = known ? m.tokens : NULL,
             .ntokens = known ? m.ntokens : 0,
+            .status = (uint8_t)(known ? m.status : p->status),
+            .liveness = (uint8_t)(known ? m.liveness : GOSSIP_DEAD),
+            .phi_milli = known ? (m.phi * 1000 >= 4e9 ? UINT32_MAX
+                                                      : (uint32_t)(m.phi * 1000))
+                               : 0,
+            .generation = known ? m.generation : 0,
+            .in_ring = ri != RING_NO_NODE,
         };
     }
     *out = (proto_ring_t){

@@ -67,7 +67,8 @@ typedef struct fake {
     bool closed;       /* answer CLOSED (draining) */
     int ring_mode;     /* RING: 0 the view, 1 a malformed RING_REPLY,
                           2 REPLY PROTO (an old node), 3 REPLY OK,
-                          4 an empty ring */
+                          4 an empty ring, 5 an old node's reply (no
+                          gossip fields), 6 the view from n4 */
     /* statistics (under mu) */
     int hellos;
     int requests;
@@ -171,34 +172,83 @@ static void fake_send(fake_t *s, fake_conn_t *c, kv_buf_t *frame, int delay_ms, 
 }
 
 /* The fake's view of the ring: listed out of name order, answered by n2
- * (index 2); n3's tokens arrive unsorted; n1 is down, has no rack and an
- * IPv6 host. With a key: token 4242 + its length, replicas n1, n2, n3. */
+ * (index 2); n3's tokens arrive unsorted and it is suspect; n1 is dead,
+ * has no rack and an IPv6 host; n4 is joining (a member, not in the ring
+ * yet); n5 has left. With a key: token 4242 + its length, replicas n1, n2,
+ * n3. */
 static const uint64_t fake_tokens_n3[] = {900, 100};
 static const uint64_t fake_tokens_n1[] = {200, UINT64_MAX};
 static const uint64_t fake_tokens_n2[] = {50};
 
+/* An old node's RING_REPLY: nodes of eleven fields, without gossip's
+ * (n1 up, n2 down). */
+static void fake_old_ring_reply(fake_t *s, uint64_t id, kv_buf_t *out)
+{
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, out, MSG_RING_REPLY, id, 6);
+    msgpack_pack_uint64(&w.pk, s->hlc);
+    msgpack_pack_uint32(&w.pk, 2);
+    msgpack_pack_uint32(&w.pk, 0);
+    msgpack_pack_uint64(&w.pk, 0);
+    msgpack_pack_array(&w.pk, 2);
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_array(&w.pk, 11);
+        kv_pack_str(&w.pk, i ? "n2" : "n1");
+        kv_pack_str(&w.pk, i ? "id-2" : "id-1");
+        kv_pack_str(&w.pk, "127.0.0.1");
+        msgpack_pack_uint16(&w.pk, (uint16_t)(7070 + 10 * i));
+        msgpack_pack_uint16(&w.pk, (uint16_t)(7072 + 10 * i));
+        kv_pack_str(&w.pk, "rack1");
+        if (i) msgpack_pack_false(&w.pk);
+        else msgpack_pack_true(&w.pk);
+        msgpack_pack_uint64(&w.pk, 2048);
+        msgpack_pack_uint32(&w.pk, 500000);
+        msgpack_pack_uint32(&w.pk, 1000000);
+        msgpack_pack_array(&w.pk, 1);
+        msgpack_pack_uint64(&w.pk, i ? 1000 : 10);
+    }
+    msgpack_pack_array(&w.pk, 0);
+    kv_assert(kv_frame_end(&w, 0) == KV_OK);
+}
+
 static void fake_ring_reply(fake_t *s, uint64_t id, bool has_key, kv_slice_t key,
                             kv_buf_t *out)
 {
-    proto_ring_node_t nodes[3] = {
+    proto_ring_node_t nodes[5] = {
         {.name = kv_slice_str("n3"), .node_id = kv_slice_str("id-3"),
          .host = kv_slice_str("10.0.0.3"), .rack = kv_slice_str("r1"),
          .client_port = 7070, .admin_port = 7072, .up = true, .load_bytes = 1536,
          .ownership_ppm = 333334, .effective_ppm = 1000000,
-         .tokens = fake_tokens_n3, .ntokens = 2},
+         .tokens = fake_tokens_n3, .ntokens = 2, .status = PROTO_NODE_NORMAL,
+         .liveness = PROTO_LIVE_SUSPECT, .phi_milli = 3250,
+         .generation = 1700000000003ULL, .in_ring = true},
         {.name = kv_slice_str("n1"), .node_id = kv_slice_str("id-1"),
          .host = kv_slice_str("::1"), .rack = kv_slice(NULL, 0),
          .client_port = 9042, .admin_port = 9043, .up = false, .load_bytes = 0,
          .ownership_ppm = 333333, .effective_ppm = 666667,
-         .tokens = fake_tokens_n1, .ntokens = 2},
+         .tokens = fake_tokens_n1, .ntokens = 2, .status = PROTO_NODE_NORMAL,
+         .liveness = PROTO_LIVE_DEAD, .phi_milli = 12345678,
+         .generation = 1700000000001ULL, .in_ring = true},
         {.name = kv_slice_str("n2"), .node_id = kv_slice_str("id-2"),
          .host = kv_slice_str("10.0.0.2"), .rack = kv_slice_str("r2"),
          .client_port = 7070, .admin_port = 7072, .up = true,
          .load_bytes = 5ULL << 30, .ownership_ppm = 333333, .effective_ppm = 1333333,
-         .tokens = fake_tokens_n2, .ntokens = 1},
+         .tokens = fake_tokens_n2, .ntokens = 1, .status = PROTO_NODE_NORMAL,
+         .liveness = PROTO_LIVE_ALIVE, .phi_milli = 0,
+         .generation = 1700000000002ULL, .in_ring = true},
+        {.name = kv_slice_str("n4"), .node_id = kv_slice_str("id-4"),
+         .host = kv_slice_str("10.0.0.4"), .rack = kv_slice_str("r1"),
+         .client_port = 7070, .admin_port = 7072, .up = true, .load_bytes = 0,
+         .status = PROTO_NODE_JOINING, .liveness = PROTO_LIVE_ALIVE,
+         .phi_milli = 400, .generation = 1700000000004ULL, .in_ring = false},
+        {.name = kv_slice_str("n5"), .node_id = kv_slice_str("id-5"),
+         .host = kv_slice_str("10.0.0.5"), .rack = kv_slice_str("r2"),
+         .client_port = 7070, .admin_port = 7072, .up = false, .load_bytes = 0,
+         .status = PROTO_NODE_LEFT, .liveness = PROTO_LIVE_DEAD,
+         .phi_milli = 0, .generation = 1700000000005ULL, .in_ring = false},
     };
     static const uint32_t replicas[] = {1, 2, 0};
-    proto_ring_t r = {.replication_factor = 3, .self = 2, .nodes = nodes, .nnodes = 3};
+    proto_ring_t r = {.replication_factor = 3, .self = 2, .nodes = nodes, .nnodes = 5};
     if (has_key) {
         r.key_token = 4242 + key.len;
         r.replicas = replicas;
@@ -226,6 +276,13 @@ static void fake_ring_reply(fake_t *s, uint64_t id, bool has_key, kv_slice_t key
         r.nnodes = 0;
         r.self = 0;
         r.nreplicas = 0;
+        kv_assert(proto_encode_ring_reply(out, id, s->hlc, &r, 0) == KV_OK);
+        break;
+    case 5:
+        fake_old_ring_reply(s, id, out);
+        break;
+    case 6:
+        r.self = 3; /* answered by the joining node */
         kv_assert(proto_encode_ring_reply(out, id, s->hlc, &r, 0) == KV_OK);
         break;
     case 2:
@@ -934,8 +991,9 @@ static void test_client_ring_lists_nodes_tokens_and_replicas(void **state)
     assert_int_equal(r.key_token, 0);
     assert_int_equal(r.nreplicas, 0);
     assert_null(r.replicas);
-    assert_int_equal(r.nnodes, 3);
+    assert_int_equal(r.nnodes, 5);
     const cairn_ring_node_t *n3 = &r.nodes[0], *n1 = &r.nodes[1], *n2 = &r.nodes[2];
+    const cairn_ring_node_t *n4 = &r.nodes[3], *n5 = &r.nodes[4];
     assert_string_equal(n3->name, "n3");
     assert_string_equal(n3->node_id, "id-3");
     assert_string_equal(n3->host, "10.0.0.3");
@@ -956,6 +1014,25 @@ static void test_client_ring_lists_nodes_tokens_and_replicas(void **state)
     assert_true(n1->effective_ownership == 0.666667);
     assert_true(n2->load_bytes == 5ULL << 30);
     assert_true(n2->effective_ownership == 1.333333);
+    /* gossip's view: status, liveness, phi, generation, ring membership */
+    assert_int_equal(n3->status, CAIRN_NODE_NORMAL);
+    assert_int_equal(n3->liveness, CAIRN_SUSPECT);
+    assert_true(n3->phi == 3.25);
+    assert_true(n3->generation == 1700000000003ULL);
+    assert_true(n3->in_ring);
+    assert_int_equal(n1->liveness, CAIRN_DEAD);
+    assert_true(n1->phi == 12345.678);
+    assert_int_equal(n2->liveness, CAIRN_ALIVE);
+    assert_true(n2->phi == 0);
+    assert_string_equal(n4->name, "n4");
+    assert_int_equal(n4->status, CAIRN_NODE_JOINING);
+    assert_true(n4->up);
+    assert_false(n4->in_ring);
+    assert_int_equal(n4->ntokens, 0);
+    assert_null(n4->tokens);
+    assert_int_equal(n5->status, CAIRN_NODE_LEFT);
+    assert_false(n5->in_ring);
+    assert_true(n5->generation == 1700000000005ULL);
     cairn_ring_free(&r);
     assert_null(r.nodes);
     assert_int_equal(r.nnodes, 0);
@@ -983,6 +1060,51 @@ static void test_client_ring_lists_nodes_tokens_and_replicas(void **state)
 
     cairn_close(c);
     fake_stop(s);
+}
+
+/* A node older than gossip sends no status or liveness: the library
+ * reports what its answer meant. */
+static void test_client_ring_from_an_old_node_has_defaults(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    FAKE_SET(s, ring_mode, 5);
+    cairn_client_t *c = connect_fake(s, 2000);
+    cairn_ring_t r;
+    assert_int_equal(cairn_ring(c, NULL, 0, &r), CAIRN_OK);
+    assert_int_equal(r.nnodes, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const cairn_ring_node_t *n = &r.nodes[i];
+        assert_int_equal(n->up, i == 0);
+        assert_int_equal(n->status, CAIRN_NODE_NORMAL);
+        assert_int_equal(n->liveness, i == 0 ? CAIRN_ALIVE : CAIRN_DEAD);
+        assert_true(n->phi == 0);
+        assert_true(n->generation == 0);
+        assert_true(n->in_ring);
+        assert_int_equal(n->ntokens, 1);
+    }
+    cairn_ring_free(&r);
+    cairn_close(c);
+    fake_stop(s);
+}
+
+static void test_client_node_status_and_liveness_names_are_stable(void **state)
+{
+    (void)state;
+    assert_string_equal(cairn_node_status_name(CAIRN_NODE_JOINING), "joining");
+    assert_string_equal(cairn_node_status_name(CAIRN_NODE_NORMAL), "normal");
+    assert_string_equal(cairn_node_status_name(CAIRN_NODE_LEAVING), "leaving");
+    assert_string_equal(cairn_node_status_name(CAIRN_NODE_LEFT), "left");
+    assert_string_equal(cairn_node_status_name((cairn_node_status_t)4), "?");
+    assert_string_equal(cairn_liveness_name(CAIRN_ALIVE), "alive");
+    assert_string_equal(cairn_liveness_name(CAIRN_SUSPECT), "suspect");
+    assert_string_equal(cairn_liveness_name(CAIRN_DEAD), "dead");
+    assert_string_equal(cairn_liveness_name((cairn_liveness_t)3), "?");
+    /* the public values are the wire's */
+    assert_int_equal(CAIRN_NODE_JOINING, PROTO_NODE_JOINING);
+    assert_int_equal(CAIRN_NODE_LEFT, PROTO_NODE_LEFT);
+    assert_int_equal(CAIRN_SUSPECT, PROTO_LIVE_SUSPECT);
+    assert_int_equal(CAIRN_DEAD, PROTO_LIVE_DEAD);
 }
 
 static void test_client_ring_bad_or_missing_replies_fail_cleanly(void **state)
@@ -1205,6 +1327,8 @@ static void test_cli_ring_status_endpoints_against_a_node(void **state)
         "n2    10.0.0.2:7070  r2    UP     5.00GiB  33.33%  133.33%          1       *\n"
         "n3    10.0.0.3:7070  r1    UP     1.50KiB  33.33%  100.00%          2\n"
         "\n"
+        "Not in the ring: n4 (joining), n5 (left)\n"
+        "\n"
         "Token                 Node\n"
         "50                    n2\n"
         "100                   n3\n"
@@ -1215,12 +1339,16 @@ static void test_cli_ring_status_endpoints_against_a_node(void **state)
 
     assert_int_equal(cli_view(path, s, "status", NULL, &out, &err), 0);
     assert_string_equal((const char *)out.data,
-        "Cluster: 3 nodes, replication factor 3\n"
+        "Cluster: cairn, 4 nodes, replication factor 3, answered by n2\n"
+        "Status=Up/Down\n"
+        "|/ State=Normal/Leaving/Joining\n"
+        "--  Name  Address        Load     Tokens  Owns(effective)  Host-ID  Rack  Liveness\n"
+        "DN  n1    [::1]:9042     0B       2       66.67%           id-1     -     dead,phi=12345.7\n"
+        "UN  n2    10.0.0.2:7070  5.00GiB  1       133.33%          id-2     r2    -\n"
+        "UN  n3    10.0.0.3:7070  1.50KiB  2       100.00%          id-3     r1    suspect,phi=3.2\n"
+        "UJ  n4    10.0.0.4:7070  0B       0       ?                id-4     r1    -\n"
         "\n"
-        "State  Name  Address        Load     Tokens  Owns(effective)  Rack\n"
-        "DOWN   n1    [::1]:9042     0B       2       66.67%           -\n"
-        "UP     n2    10.0.0.2:7070  5.00GiB  1       133.33%          r2\n"
-        "UP     n3    10.0.0.3:7070  1.50KiB  2       100.00%          r1\n");
+        "Left the cluster (not listed): n5\n");
 
     assert_int_equal(cli_view(path, s, "endpoints", "user:1", &out, &err), 0);
     assert_string_equal((const char *)out.data,
@@ -1232,6 +1360,40 @@ static void test_cli_ring_status_endpoints_against_a_node(void **state)
         "n3    10.0.0.3:7070  r1    UP\n");
     assert_int_equal(FAKE_STAT(s, last_ring_has_key), 1);
     assert_string_equal(s->last_ring_key, "user:1"); /* the fake is idle now */
+
+    /* asked through the joining node: it is not on the ring it prints */
+    FAKE_SET(s, ring_mode, 6);
+    assert_int_equal(cli_view(path, s, "ring", NULL, &out, &err), 0);
+    assert_non_null(strstr((const char *)out.data,
+                           "Ring: 3 nodes, replication factor 3, answered by n4 "
+                           "(not in the ring)\n"));
+    assert_null(strstr((const char *)out.data, "*"));
+    assert_int_equal(cli_view(path, s, "status", NULL, &out, &err), 0);
+    assert_non_null(strstr((const char *)out.data, "answered by n4\n"));
+
+    /* an old node's answer (no gossip fields) reads as before */
+    FAKE_SET(s, ring_mode, 5);
+    assert_int_equal(cli_view(path, s, "status", NULL, &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Cluster: cairn, 2 nodes, replication factor 2, answered by n1\n"
+        "Status=Up/Down\n"
+        "|/ State=Normal/Leaving/Joining\n"
+        "--  Name  Address         Load     Tokens  Owns(effective)  Host-ID  Rack   Liveness\n"
+        "UN  n1    127.0.0.1:7070  2.00KiB  1       100.00%          id-1     rack1  -\n"
+        "DN  n2    127.0.0.1:7080  2.00KiB  1       100.00%          id-2     rack1  dead\n");
+    assert_int_equal(cli_view(path, s, "ring", NULL, &out, &err), 0);
+    assert_string_equal((const char *)out.data,
+        "Ring: 2 nodes, replication factor 2, answered by n1 (marked *)\n"
+        "Balance: most/least ownership 1.000\n"
+        "\n"
+        "Name  Address         Rack   State  Load     Owns    Owns(effective)  Tokens\n"
+        "n1    127.0.0.1:7070  rack1  UP     2.00KiB  50.00%  100.00%          1       *\n"
+        "n2    127.0.0.1:7080  rack1  DOWN   2.00KiB  50.00%  100.00%          1\n"
+        "\n"
+        "Token                 Node\n"
+        "10                    n1\n"
+        "1000                  n2\n");
+    FAKE_SET(s, ring_mode, 0);
 
     /* wrong arguments, and a node that cannot answer: exit 2 */
     assert_int_equal(cli_view(path, s, "endpoints", NULL, &out, &err), 2);
@@ -1280,6 +1442,8 @@ int main(void)
         kv_unit_test(test_client_draining_node_answers_closed_then_next_node),
         kv_unit_test(test_client_info_lists_node_items),
         kv_unit_test(test_client_ring_lists_nodes_tokens_and_replicas),
+        kv_unit_test(test_client_ring_from_an_old_node_has_defaults),
+        kv_unit_test(test_client_node_status_and_liveness_names_are_stable),
         kv_unit_test(test_client_ring_bad_or_missing_replies_fail_cleanly),
         kv_unit_test(test_client_close_completes_outstanding_futures),
         kv_unit_test(test_client_rejects_bad_requests_locally),

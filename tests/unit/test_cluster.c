@@ -555,8 +555,8 @@ static void test_cluster_status_ring_and_endpoints_tools(void **state)
     assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
     kv_buf_append_u8(&out, 0);
     for (int i = 0; i < NODES; i++)
-        assert_int_equal(count_lines_with((char *)out.data, "UP", c.names[i]), 1);
-    assert_non_null(strstr((char *)out.data, "replication factor 3"));
+        assert_int_equal(count_lines_with((char *)out.data, "UN  ", c.names[i]), 1);
+    assert_non_null(strstr((char *)out.data, "Cluster: test, 3 nodes, replication factor 3"));
 
     const char *ring[] = {"-H", hp, "--cluster", "test", "ring", NULL};
     assert_int_equal(run_cli(CAIRN_CLI_PATH, ring, NULL, 0, &out, &err), 0);
@@ -589,8 +589,8 @@ static void test_cluster_status_ring_and_endpoints_tools(void **state)
     wait_peer(&c, 0, 2, 0);
     assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
     kv_buf_append_u8(&out, 0);
-    assert_int_equal(count_lines_with((char *)out.data, "DOWN", "n3"), 1);
-    assert_int_equal(count_lines_with((char *)out.data, "UP", "n1"), 1);
+    assert_int_equal(count_lines_with((char *)out.data, "DN  ", "n3"), 1);
+    assert_int_equal(count_lines_with((char *)out.data, "UN  ", "n1"), 1);
     assert_int_equal(run_cli(CAIRN_CLI_PATH, ep, NULL, 0, &out, &err), 0);
     kv_buf_append_u8(&out, 0);
     assert_int_equal(count_lines_with((char *)out.data, "n3", "DOWN"), 1);

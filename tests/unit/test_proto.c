@@ -3,6 +3,8 @@
  * arguments appended by a later version are ignored. */
 #include "test_util.h"
 
+#include <math.h>
+
 #include "frame.h"
 #include "proto.h"
 
@@ -614,7 +616,8 @@ static const uint64_t ring_tokens_a[] = {5, 1ULL << 40, UINT64_MAX};
 static const uint64_t ring_tokens_b[] = {0, 77};
 static const uint64_t ring_tokens_c[] = {1234567890123ULL};
 
-/* A three-node ring; the second node is down and has no rack. */
+/* A three-node ring; the second node is down (dead, phi saturated) and has
+ * no rack; the third is a suspect that has not joined the ring yet. */
 static void ring_sample(proto_ring_node_t nodes[3])
 {
     memset(nodes, 0, 3 * sizeof *nodes);
@@ -623,19 +626,25 @@ static void ring_sample(proto_ring_node_t nodes[3])
         .host = kv_slice_str("10.0.0.1"), .rack = kv_slice_str("r1"),
         .client_port = 7070, .admin_port = 65535, .up = true,
         .load_bytes = UINT64_MAX, .ownership_ppm = 1000000,
-        .effective_ppm = 32000000, .tokens = ring_tokens_a, .ntokens = 3};
+        .effective_ppm = 32000000, .tokens = ring_tokens_a, .ntokens = 3,
+        .status = PROTO_NODE_NORMAL, .liveness = PROTO_LIVE_ALIVE, .phi_milli = 0,
+        .generation = 1700000000123ULL, .in_ring = true};
     nodes[1] = (proto_ring_node_t){
         .name = kv_slice_str("n2"), .node_id = kv_slice_str("id-2"),
         .host = kv_slice_str("::1"), .rack = kv_slice(NULL, 0),
         .client_port = 0, .admin_port = 7072, .up = false,
         .load_bytes = 0, .ownership_ppm = 0, .effective_ppm = 0,
-        .tokens = ring_tokens_b, .ntokens = 2};
+        .tokens = ring_tokens_b, .ntokens = 2,
+        .status = PROTO_NODE_LEAVING, .liveness = PROTO_LIVE_DEAD,
+        .phi_milli = UINT32_MAX, .generation = UINT64_MAX, .in_ring = true};
     nodes[2] = (proto_ring_node_t){
         .name = kv_slice_str("n3"), .node_id = kv_slice_str("id-3"),
         .host = kv_slice_str("h3"), .rack = kv_slice_str("rack-three"),
         .client_port = 1, .admin_port = 2, .up = true,
         .load_bytes = 4096, .ownership_ppm = 333333, .effective_ppm = 999999,
-        .tokens = ring_tokens_c, .ntokens = 1};
+        .tokens = ring_tokens_c, .ntokens = 1,
+        .status = PROTO_NODE_JOINING, .liveness = PROTO_LIVE_SUSPECT,
+        .phi_milli = 8250, .generation = 0, .in_ring = false};
 }
 
 static void assert_ring_equal(const proto_ring_t *got, const proto_ring_t *want)
@@ -658,6 +667,11 @@ static void assert_ring_equal(const proto_ring_t *got, const proto_ring_t *want)
         assert_int_equal(g->effective_ppm, w->effective_ppm);
         assert_int_equal(g->ntokens, w->ntokens);
         for (size_t t = 0; t < w->ntokens; t++) assert_true(g->tokens[t] == w->tokens[t]);
+        assert_int_equal(g->status, w->status);
+        assert_int_equal(g->liveness, w->liveness);
+        assert_int_equal(g->phi_milli, w->phi_milli);
+        assert_true(g->generation == w->generation);
+        assert_int_equal(g->in_ring, w->in_ring);
     }
     assert_int_equal(got->nreplicas, want->nreplicas);
     for (size_t i = 0; i < want->nreplicas; i++)
@@ -722,6 +736,14 @@ static void test_proto_ring_reply_round_trips(void **state)
     nodes[1].tokens = NULL;
     nodes[1].ntokens = 0;
     ring_round_trip(&r);
+    /* a node that has left, and every field at its other extreme */
+    nodes[1].status = PROTO_NODE_LEFT;
+    nodes[1].liveness = PROTO_LIVE_ALIVE;
+    nodes[1].phi_milli = 1;
+    nodes[1].generation = 1;
+    nodes[1].in_ring = false;
+    nodes[2].in_ring = true;
+    ring_round_trip(&r);
 }
 
 static void test_proto_ring_reply_encoder_refuses_what_decoder_would(void **state)
@@ -750,6 +772,12 @@ static void test_proto_ring_reply_encoder_refuses_what_decoder_would(void **stat
     nodes[2].effective_ppm = 32000001;
     assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_INVALID);
     nodes[2].effective_ppm = 0;
+    nodes[2].status = PROTO_NODE_LEFT + 1;
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_INVALID);
+    nodes[2].status = PROTO_NODE_LEFT;
+    nodes[2].liveness = PROTO_LIVE_DEAD + 1;
+    assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 0), KV_INVALID);
+    nodes[2].liveness = PROTO_LIVE_DEAD;
     assert_int_equal(b.len, 3);
     /* too large for max_body */
     assert_int_equal(proto_encode_ring_reply(&b, 1, 1, &good, 64), KV_INVALID);
@@ -769,7 +797,10 @@ typedef enum {
     RB_HOST_INT, RB_RACK_NIL, RB_CLIENT_PORT, RB_ADMIN_PORT, RB_PORT_NEG,
     RB_UP_INT, RB_LOAD_NEG, RB_OWN_PPM, RB_EFF_PPM, RB_OWN_STR, RB_TOKENS_MAP,
     RB_TOKEN_NEG, RB_TOKEN_STR, RB_TOKEN_NIL, RB_REPLICAS_NIL, RB_REPLICA_OUT,
-    RB_REPLICA_NEG, RB_REPLICA_BIG, RB_REPLICA_STR, RB_TRUNCATED, RB_COUNT_
+    RB_REPLICA_NEG, RB_REPLICA_BIG, RB_REPLICA_STR, RB_TRUNCATED,
+    RB_STATUS_BIG, RB_STATUS_NEG, RB_STATUS_STR, RB_LIVENESS_BIG,
+    RB_LIVENESS_NIL, RB_PHI_BIG, RB_PHI_FLOAT, RB_GENERATION_NEG,
+    RB_IN_RING_INT, RB_IN_RING_NIL, RB_COUNT_
 } ring_bad_t;
 static ring_bad_t ring_bad;
 
@@ -780,7 +811,7 @@ static void pk_ring_node(msgpack_packer *pk, int idx)
         kv_pack_str(pk, "n2");
         return;
     }
-    msgpack_pack_array(pk, bad && ring_bad == RB_NODE_SHORT ? 10 : 11);
+    msgpack_pack_array(pk, bad && ring_bad == RB_NODE_SHORT ? 10 : 16);
     if (bad && ring_bad == RB_NAME_INT) msgpack_pack_uint8(pk, 2);
     else kv_pack_str(pk, idx ? "n2" : "n1");
     if (bad && ring_bad == RB_NODE_ID_NIL) msgpack_pack_nil(pk);
@@ -806,15 +837,31 @@ static void pk_ring_node(msgpack_packer *pk, int idx)
     if (bad && ring_bad == RB_NODE_SHORT) return; /* no token list */
     if (bad && ring_bad == RB_TOKENS_MAP) {
         msgpack_pack_map(pk, 0);
-        return;
+    } else {
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint64(pk, idx ? 200 : 100);
+        if (bad && ring_bad == RB_TOKEN_NEG) msgpack_pack_int64(pk, -300);
+        else if (bad && ring_bad == RB_TOKEN_STR) kv_pack_str(pk, "300");
+        else if (bad && ring_bad == RB_TOKEN_NIL) msgpack_pack_nil(pk);
+        else msgpack_pack_uint64(pk, idx ? 300 : 150);
+        msgpack_pack_uint64(pk, idx ? UINT64_MAX : 175);
     }
-    msgpack_pack_array(pk, 3);
-    msgpack_pack_uint64(pk, idx ? 200 : 100);
-    if (bad && ring_bad == RB_TOKEN_NEG) msgpack_pack_int64(pk, -300);
-    else if (bad && ring_bad == RB_TOKEN_STR) kv_pack_str(pk, "300");
-    else if (bad && ring_bad == RB_TOKEN_NIL) msgpack_pack_nil(pk);
-    else msgpack_pack_uint64(pk, idx ? 300 : 150);
-    msgpack_pack_uint64(pk, idx ? UINT64_MAX : 175);
+    /* status, liveness, phi_milli, generation, in_ring */
+    if (bad && ring_bad == RB_STATUS_BIG) msgpack_pack_uint8(pk, PROTO_NODE_LEFT + 1);
+    else if (bad && ring_bad == RB_STATUS_NEG) msgpack_pack_int8(pk, -1);
+    else if (bad && ring_bad == RB_STATUS_STR) kv_pack_str(pk, "normal");
+    else msgpack_pack_uint8(pk, PROTO_NODE_LEFT);
+    if (bad && ring_bad == RB_LIVENESS_BIG) msgpack_pack_uint8(pk, PROTO_LIVE_DEAD + 1);
+    else if (bad && ring_bad == RB_LIVENESS_NIL) msgpack_pack_nil(pk);
+    else msgpack_pack_uint8(pk, PROTO_LIVE_DEAD);
+    if (bad && ring_bad == RB_PHI_BIG) msgpack_pack_uint64(pk, (uint64_t)UINT32_MAX + 1);
+    else if (bad && ring_bad == RB_PHI_FLOAT) msgpack_pack_double(pk, 8.25);
+    else msgpack_pack_uint32(pk, UINT32_MAX);
+    if (bad && ring_bad == RB_GENERATION_NEG) msgpack_pack_int64(pk, -2);
+    else msgpack_pack_uint64(pk, UINT64_MAX);
+    if (bad && ring_bad == RB_IN_RING_INT) msgpack_pack_uint8(pk, 1);
+    else if (bad && ring_bad == RB_IN_RING_NIL) msgpack_pack_nil(pk);
+    else msgpack_pack_false(pk);
 }
 
 static uint32_t pk_ring_nargs(void)
@@ -876,6 +923,11 @@ static void test_proto_bad_ring_replies_are_proto_errors(void **state)
             assert_int_equal(out.nodes[1].ntokens, 3);
             assert_true(out.nodes[1].tokens[2] == UINT64_MAX);
             assert_int_equal(out.nreplicas, 2);
+            assert_int_equal(out.nodes[1].status, PROTO_NODE_LEFT);
+            assert_int_equal(out.nodes[1].liveness, PROTO_LIVE_DEAD);
+            assert_int_equal(out.nodes[1].phi_milli, UINT32_MAX);
+            assert_true(out.nodes[1].generation == UINT64_MAX);
+            assert_false(out.nodes[1].in_ring);
             proto_ring_free(&out);
         } else {
             if (rc != KV_PROTO) fail_msg("case %d decoded (%s)", c, kv_status_str(rc));
@@ -936,36 +988,64 @@ static void test_proto_bad_ring_replies_are_proto_errors(void **state)
     kv_buf_deinit(&b);
 }
 
-static void test_proto_ring_reply_ignores_appended_fields(void **state)
+/* One node entry of n fields (10..18): the eleven every version sends,
+ * then status JOINING, liveness SUSPECT, phi_milli 7500, generation 42,
+ * in_ring false, then two fields from a later version; 10 is one short. */
+static void pk_node_fields(msgpack_packer *pk, uint32_t n, const char *name, bool up)
 {
-    (void)state;
-    kv_buf_t b = {0};
+    msgpack_pack_array(pk, n);
+    kv_pack_str(pk, name);
+    kv_pack_str(pk, "id");
+    kv_pack_str(pk, "h");
+    msgpack_pack_uint16(pk, 1);
+    msgpack_pack_uint16(pk, 2);
+    kv_pack_str(pk, "r");
+    if (up) msgpack_pack_true(pk);
+    else msgpack_pack_false(pk);
+    msgpack_pack_uint64(pk, 3);
+    msgpack_pack_uint32(pk, 4);
+    msgpack_pack_uint32(pk, 5);
+    if (n < 11) return;
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_uint64(pk, 6);
+    if (n > 11) msgpack_pack_uint8(pk, PROTO_NODE_JOINING);
+    if (n > 12) msgpack_pack_uint8(pk, PROTO_LIVE_SUSPECT);
+    if (n > 13) msgpack_pack_uint32(pk, 7500);
+    if (n > 14) msgpack_pack_uint64(pk, 42);
+    if (n > 15) msgpack_pack_false(pk);
+    if (n > 16) kv_pack_str(pk, "dc1");
+    if (n > 17) msgpack_pack_map(pk, 0);
+}
+
+/* A RING_REPLY whose nodes have nfields[i] fields each (node i named
+ * "n<i>", up when i is even). */
+static void ring_reply_of_widths(kv_buf_t *b, const uint32_t *nfields, size_t n,
+                                 bool extra_arg)
+{
     kv_frame_writer_t w;
-    kv_frame_begin(&w, &b, MSG_RING_REPLY, 4, 7);
+    kv_frame_begin(&w, b, MSG_RING_REPLY, 4, extra_arg ? 7 : 6);
     msgpack_pack_uint64(&w.pk, 1);
     msgpack_pack_uint32(&w.pk, 3);
     msgpack_pack_uint32(&w.pk, 0);
     msgpack_pack_uint64(&w.pk, 9);
-    msgpack_pack_array(&w.pk, 1);
-    msgpack_pack_array(&w.pk, 13); /* two fields a later version added */
-    kv_pack_str(&w.pk, "n1");
-    kv_pack_str(&w.pk, "id");
-    kv_pack_str(&w.pk, "h");
-    msgpack_pack_uint16(&w.pk, 1);
-    msgpack_pack_uint16(&w.pk, 2);
-    kv_pack_str(&w.pk, "r");
-    msgpack_pack_false(&w.pk);
-    msgpack_pack_uint64(&w.pk, 3);
-    msgpack_pack_uint32(&w.pk, 4);
-    msgpack_pack_uint32(&w.pk, 5);
-    msgpack_pack_array(&w.pk, 1);
-    msgpack_pack_uint64(&w.pk, 6);
-    kv_pack_str(&w.pk, "dc1");
-    msgpack_pack_map(&w.pk, 0);
+    msgpack_pack_array(&w.pk, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "n%zu", i);
+        pk_node_fields(&w.pk, nfields[i], name, i % 2 == 0);
+    }
     msgpack_pack_array(&w.pk, 1);
     msgpack_pack_uint32(&w.pk, 0);
-    kv_pack_str(&w.pk, "future"); /* an appended argument */
+    if (extra_arg) kv_pack_str(&w.pk, "future"); /* an appended argument */
     assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+}
+
+static void test_proto_ring_reply_ignores_appended_fields(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    const uint32_t widths[] = {18}; /* two fields a later version added */
+    ring_reply_of_widths(&b, widths, 1, true);
     kv_frame_t f;
     decode_one(&b, &f);
     proto_ring_t out;
@@ -976,12 +1056,18 @@ static void test_proto_ring_reply_ignores_appended_fields(void **state)
     assert_int_equal(out.nodes[0].effective_ppm, 5);
     assert_int_equal(out.nodes[0].ntokens, 1);
     assert_int_equal(out.nodes[0].tokens[0], 6);
+    assert_int_equal(out.nodes[0].status, PROTO_NODE_JOINING);
+    assert_int_equal(out.nodes[0].liveness, PROTO_LIVE_SUSPECT);
+    assert_int_equal(out.nodes[0].phi_milli, 7500);
+    assert_int_equal(out.nodes[0].generation, 42);
+    assert_false(out.nodes[0].in_ring);
     assert_int_equal(out.nreplicas, 1);
     proto_ring_free(&out);
     kv_frame_release(&f);
 
     /* RING with an appended argument */
     kv_buf_clear(&b);
+    kv_frame_writer_t w;
     kv_frame_begin(&w, &b, MSG_RING, 4, 2);
     msgpack_pack_nil(&w.pk);
     msgpack_pack_true(&w.pk);
@@ -993,6 +1079,66 @@ static void test_proto_ring_reply_ignores_appended_fields(void **state)
     assert_false(has);
     kv_frame_release(&f);
     kv_buf_deinit(&b);
+}
+
+/* A node older than gossip sends eleven fields: the decoder fills in what
+ * its answer meant (a founding member that owns its ranges, alive exactly
+ * when up). Fields missing from the end are defaulted one by one, and nodes
+ * of different widths may share a reply (a mixed-version cluster). */
+static void test_proto_ring_reply_old_entries_decode_with_defaults(void **state)
+{
+    (void)state;
+    const uint32_t widths[] = {11, 11, 12, 13, 14, 15, 16};
+    kv_buf_t b = {0};
+    ring_reply_of_widths(&b, widths, KV_ARRAY_LEN(widths), false);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_ring_t out;
+    uint64_t hlc = 0;
+    assert_int_equal(proto_decode_ring_reply(&f, &hlc, &out), KV_OK);
+    assert_int_equal(hlc, 1);
+    assert_int_equal(out.nnodes, KV_ARRAY_LEN(widths));
+    for (size_t i = 0; i < out.nnodes; i++) {
+        const proto_ring_node_t *n = &out.nodes[i];
+        uint32_t wd = widths[i];
+        assert_int_equal(n->up, i % 2 == 0);
+        assert_int_equal(n->ntokens, 1);
+        assert_int_equal(n->status, wd > 11 ? PROTO_NODE_JOINING : PROTO_NODE_NORMAL);
+        assert_int_equal(n->liveness, wd > 12 ? PROTO_LIVE_SUSPECT
+                                      : n->up ? PROTO_LIVE_ALIVE
+                                              : PROTO_LIVE_DEAD);
+        assert_int_equal(n->phi_milli, wd > 13 ? 7500 : 0);
+        assert_int_equal(n->generation, wd > 14 ? 42 : 0);
+        assert_int_equal(n->in_ring, wd <= 15);
+    }
+    proto_ring_free(&out);
+    kv_frame_release(&f);
+
+    /* ten fields is still too few */
+    kv_buf_clear(&b);
+    const uint32_t short_w[] = {16, 10};
+    ring_reply_of_widths(&b, short_w, 2, false);
+    decode_one(&b, &f);
+    assert_int_equal(proto_decode_ring_reply(&f, &hlc, &out), KV_PROTO);
+    assert_null(out.nodes);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_phi_milli_rounds_and_saturates(void **state)
+{
+    (void)state;
+    assert_int_equal(proto_phi_milli(0), 0);
+    assert_int_equal(proto_phi_milli(-3.5), 0);
+    assert_int_equal(proto_phi_milli(NAN), 0);
+    assert_int_equal(proto_phi_milli(-INFINITY), 0);
+    assert_int_equal(proto_phi_milli(0.0004), 0);
+    assert_int_equal(proto_phi_milli(0.0006), 1);
+    assert_int_equal(proto_phi_milli(8.25), 8250);
+    assert_int_equal(proto_phi_milli(4294967.0), 4294967000u);
+    assert_int_equal(proto_phi_milli(4294967.295), UINT32_MAX);
+    assert_int_equal(proto_phi_milli(1e300), UINT32_MAX);
+    assert_int_equal(proto_phi_milli(INFINITY), UINT32_MAX);
 }
 
 static void test_proto_consistency_names_parse(void **state)
@@ -1029,6 +1175,8 @@ int main(void)
         kv_unit_test(test_proto_ring_reply_encoder_refuses_what_decoder_would),
         kv_unit_test(test_proto_bad_ring_replies_are_proto_errors),
         kv_unit_test(test_proto_ring_reply_ignores_appended_fields),
+        kv_unit_test(test_proto_ring_reply_old_entries_decode_with_defaults),
+        kv_unit_test(test_proto_phi_milli_rounds_and_saturates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
