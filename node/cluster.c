@@ -538,8 +538,9 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
         uint32_t ri = RING_NO_NODE;
         for (uint32_t j = 0; j < nring && p->in_ring; j++)
             if (cl->ring_slot[j] == i) ri = j;
-        bool full;
-        bool up = p->self || peer_usable(cl, i, &full) || full;
+        /* up is gossip's verdict (not DEAD, phi below the threshold), as
+         * nodetool shows it; the coordinator also needs the connection */
+        bool up = p->self || (known && m.up);
         nodes[i] = (proto_ring_node_t){
             .name = kv_slice_str(p->name),
             .node_id = kv_slice_str(p->node_id),

@@ -587,9 +587,16 @@ static void test_cluster_status_ring_and_endpoints_tools(void **state)
     /* a dead node shows as DOWN, and in the key's endpoints */
     proc_kill(c.n[2], SIGKILL);
     wait_peer(&c, 0, 2, 0);
-    assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
-    kv_buf_append_u8(&out, 0);
-    assert_int_equal(count_lines_with((char *)out.data, "DN  ", "n3"), 1);
+    /* status shows gossip's verdict, which takes a few seconds (SWIM
+     * suspicion, phi) where the connection drop was immediate */
+    uint64_t t0 = now_ms();
+    for (;;) {
+        assert_int_equal(run_cli(CAIRN_CLI_PATH, status, NULL, 0, &out, &err), 0);
+        kv_buf_append_u8(&out, 0);
+        if (count_lines_with((char *)out.data, "DN  ", "n3") == 1) break;
+        if (now_ms() - t0 > 15000) fail_msg("n3 not DN after 15 s:\n%s", out.data);
+        sleep_ms(200);
+    }
     assert_int_equal(count_lines_with((char *)out.data, "UN  ", "n1"), 1);
     assert_int_equal(run_cli(CAIRN_CLI_PATH, ep, NULL, 0, &out, &err), 0);
     kv_buf_append_u8(&out, 0);
