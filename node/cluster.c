@@ -601,6 +601,9 @@ static void register_metrics(node_cluster_t *cl)
                      "Messages sent to a peer.", METRIC_COUNTER, L("peer"));
     metrics_register(m, "cairn_peer_messages_received_total",
                      "Messages received from a peer.", METRIC_COUNTER, L("peer"));
+    metrics_register(m, "cairn_gossip_phi", "Phi-accrual suspicion level per "
+                     "peer (down at phi_convict_threshold).", METRIC_GAUGE,
+                     L("peer"));
     metrics_register(m, "cairn_peer_connects_total",
                      "Outbound peer connection attempts.", METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_peer_clock_skew_refused_total",

@@ -75,7 +75,7 @@ struct gossip_glue {
     uint8_t *buf;
     pp_conn_t *pps;
     dns_entry_t dns[DNS_SLOTS];
-    char refusal[256];
+    char refusal[256];       /* the refusal last logged */
     uint64_t refusal_logged_ms;
     bool flushing;
     gossip_stats_t last;
@@ -296,8 +296,7 @@ void gossip_glue_on_pushpull(node_cluster_t *cl, peer_link_t *l,
     kv_buf_init(&reply);
     kv_status_t rc = gossip_on_pushpull(cl->gossip, now_ms(), body.data, body.len,
                                         &reply);
-    if (rc != KV_OK)
-        KV_LOG(KV_WARN, "refused a gossip exchange: %s", kv_errmsg());
+    (void)rc; /* a refusal is reported by gossip as an event */
     kv_buf_clear(b);
     if (peer_encode_pushpull(b, PEER_GOSSIP_PUSHPULL_REPLY, head.msg_id,
                              hlc_last(cl->node->hlc), kv_buf_slice(&reply),
@@ -373,13 +372,15 @@ static void log_event(gossip_glue_t *gl, const gossip_event_t *e)
         KV_LOG(KV_ERROR, "%s", t);
         break;
     case GOSSIP_EV_REFUSED: {
+        /* a refused node retries every second: say it again only when the
+         * reason changes, or every REFUSAL_LOG_MS */
         uint64_t now = now_ms();
-        if (strcmp(gl->refusal, gossip_refusal(gl->cl->gossip)) != 0 ||
+        if (strcmp(gl->refusal, t) != 0 ||
             now - gl->refusal_logged_ms >= REFUSAL_LOG_MS) {
             KV_LOG(KV_ERROR, "%s", t);
             gl->refusal_logged_ms = now;
+            snprintf(gl->refusal, sizeof gl->refusal, "%s", t);
         }
-        snprintf(gl->refusal, sizeof gl->refusal, "%s", gossip_refusal(gl->cl->gossip));
         break;
     }
     }
@@ -415,14 +416,13 @@ void gossip_glue_flush(node_cluster_t *cl)
         gossip_events(cl->gossip, &ne);
         if (na == 0 && ne == 0) break;
     }
-    if (!gossip_refusal(cl->gossip)[0]) gl->refusal[0] = 0;
     gl->flushing = false;
     schedule(gl);
 }
 
 const char *gossip_glue_refusal(const node_cluster_t *cl)
 {
-    return cl->glue ? cl->glue->refusal : "";
+    return cl->gossip ? gossip_refusal(cl->gossip) : "";
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -445,9 +445,6 @@ static void register_metrics(gossip_glue_t *gl)
     metrics_register(m, "cairn_gossip_probes_failed_total",
                      "SWIM probes that got no ack, direct or indirect.",
                      METRIC_COUNTER, NULL);
-    metrics_register(m, "cairn_gossip_phi", "Phi-accrual suspicion level per "
-                     "peer (down at phi_convict_threshold).", METRIC_GAUGE,
-                     L("peer"));
     metrics_register(m, "cairn_gossip_bytes_sent_total", "Gossip bytes sent.",
                      METRIC_COUNTER, L("transport"));
     metrics_register(m, "cairn_gossip_bytes_received_total",
