@@ -579,9 +579,13 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
     }
 }
 
+/* A founder refused by a seed (a seed from another cluster) logs it and
+ * goes on serving its own ranges; a joining node that the cluster refuses
+ * has nothing to serve. */
 const char *node_cluster_refusal(node_t *n)
 {
-    return n->cluster ? gossip_glue_refusal(n->cluster) : "";
+    node_cluster_t *cl = n->cluster;
+    return cl && !cl->founder ? gossip_glue_refusal(cl) : "";
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -733,6 +737,7 @@ kv_status_t node_cluster_open(node_t *n)
     size_t self_i = nm;
     for (size_t i = 0; i < nm; i++)
         if (!strcmp(mem[i].name, cfg->node_name)) self_i = i;
+    cl->founder = self_i < nm;
     if (sv.ntokens == 0 && self_i < nm) {
         sv.tokens = kv_calloc(cfg->num_tokens, sizeof *sv.tokens);
         memcpy(sv.tokens, ftok + self_i * cfg->num_tokens,

@@ -69,6 +69,7 @@ struct node_cluster {
     bool need_tokens;       /* joining: tokens chosen once the view is known */
     uint64_t view_since_ms; /* when a push-pull first succeeded (joining) */
     uint32_t founders;      /* initial_cluster members */
+    bool founder;           /* this node is one of them */
     coord_t *coord;
     struct event *deadline_ev;
     struct event *heartbeat_ev;

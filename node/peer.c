@@ -234,14 +234,6 @@ static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
         *st = KV_DENIED;
         return PEER_REFUSED_CLUSTER;
     }
-    if (h->ring_digest != cl->cfg_digest) {
-        snprintf(msg, cap, "node '%.*s' has other cluster-wide settings "
-                 "(replication_factor differs: digest %016" PRIx64 ", ours %016"
-                 PRIx64 ")", (int)KV_MIN(h->node_name.len, 64),
-                 (const char *)h->node_name.data, h->ring_digest, cl->cfg_digest);
-        *st = KV_INVALID;
-        return PEER_REFUSED_CONFIG;
-    }
     char name[RING_MAX_NAME + 1];
     size_t nl = KV_MIN(h->node_name.len, RING_MAX_NAME);
     memcpy(name, h->node_name.data, nl);
@@ -262,6 +254,14 @@ static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
                  (int)KV_MIN(h->node_id.len, 32), (const char *)h->node_id.data);
         *st = KV_DENIED;
         return PEER_REFUSED_DUPLICATE;
+    }
+    if (h->ring_digest != cl->cfg_digest) {
+        snprintf(msg, cap, "node '%.*s' has another cluster config: "
+                 "replication_factor differs (digest %016" PRIx64 ", ours %016"
+                 PRIx64 ")", (int)KV_MIN(h->node_name.len, 64),
+                 (const char *)h->node_name.data, h->ring_digest, cl->cfg_digest);
+        *st = KV_INVALID;
+        return PEER_REFUSED_CONFIG;
     }
     *member = p->idx;
     return -1;

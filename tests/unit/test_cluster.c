@@ -499,6 +499,8 @@ static void test_cluster_refuses_other_cluster_and_other_ring(void **state)
     snprintf(c.cluster, sizeof c.cluster, "test");
     const char *rf[] = {"--replication-factor", "2", NULL};
     node_spawn(&c, 2, rf, NULL);
+    /* each is a founder of its own view: refused by the others, each still
+     * serves (n1 alone at ONE below) */
     for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
     uint64_t t0 = now_ms();
     while (scrape(c.n[0], "cairn_peer_handshakes_refused_total{reason=\"cluster_name\"}") < 1 ||

@@ -588,12 +588,15 @@ static void test_config_help_lists_every_setting(void **state)
     (void)state;
     static const char *SETTINGS[] = {
         "cluster_name", "node_name", "listen_address", "client_port",
-        "peer_port", "admin_port", "data_dir", "seeds", "initial_cluster",
+        "peer_port", "admin_port", "data_dir", "advertise_address", "seeds",
+        "initial_cluster",
         "rack", "num_tokens", "replication_factor", "sync", "sync_period_ms",
         "max_key_bytes", "max_value_bytes", "max_frame_bytes",
         "max_connections", "max_inflight", "request_timeout_ms",
         "drain_timeout_ms", "idle_timeout_ms", "max_clock_offset_ms",
-        "peer_timeout_ms", "peer_queue_bytes", "memtable_bytes",
+        "peer_timeout_ms", "peer_queue_bytes", "gossip_probe_interval_ms",
+        "gossip_probe_timeout_ms", "gossip_interval_ms",
+        "gossip_pushpull_interval_ms", "phi_convict_threshold", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
     };
     char *help = capture(NULL, NULL);
@@ -674,7 +677,7 @@ static void test_config_print_round_trips(void **state)
                       "--seeds=a:1,[::1]:2", "--sync=periodic",
                       "--max-value-bytes=1000001", "--cache-bytes=0",
                       "--memtable-bytes=3GiB", "--idle-timeout-ms=60000",
-                      "--listen-address=::",
+                      "--listen-address=::", "--advertise-address=::1",
                       "--initial-cluster=n-7=127.0.0.1:7071,x=[::1]:7071@r2",
                       "--peer-timeout-ms=150", "--peer-queue-bytes=1GiB"),
              NOENV, NULL),
@@ -754,6 +757,14 @@ static void set_peer_queue_small(node_config_t *c)
 {
     c->peer_queue_bytes = c->max_frame_bytes - 1;
 }
+static void set_any_addr(node_config_t *c) { set_str(&c->listen_address, "0.0.0.0"); }
+static void set_probe_timeout_long(node_config_t *c)
+{
+    c->gossip_probe_timeout_ms = c->gossip_probe_interval_ms;
+}
+static void set_gossip_fast(node_config_t *c) { c->gossip_interval_ms = 5; }
+static void set_phi_zero(node_config_t *c) { c->phi_convict_threshold = 0; }
+static void set_phi_big(node_config_t *c) { c->phi_convict_threshold = 17; }
 static void set_initial_bad(node_config_t *c)
 {
     set_str(&c->initial_cluster, "nobody=h:1");
@@ -788,6 +799,11 @@ static void test_config_validate_checks_each_rule(void **state)
         {set_peer_timeout_low, {"peer_timeout_ms", "99"}},
         {set_peer_queue_small, {"peer_queue_bytes", "max_frame_bytes"}},
         {set_initial_bad, {"initial_cluster", "does not list"}},
+        {set_any_addr, {"advertise_address", "0.0.0.0"}},
+        {set_probe_timeout_long, {"gossip_probe_timeout_ms", "below"}},
+        {set_gossip_fast, {"gossip_interval_ms", "10"}},
+        {set_phi_zero, {"phi_convict_threshold", "1-16"}},
+        {set_phi_big, {"phi_convict_threshold", "17"}},
     };
     for (size_t i = 0; i < KV_ARRAY_LEN(CASES); i++) {
         node_config_t c;
@@ -819,6 +835,38 @@ static void test_config_validate_checks_each_rule(void **state)
 }
 
 /* ---- initial_cluster and the peer settings ------------------------------ */
+
+/* A node that is not a founder joins through seeds: its initial_cluster may
+ * list the founders without it, or be empty. Without seeds it may not. */
+static void test_config_joining_node_needs_seeds(void **state)
+{
+    (void)state;
+    node_config_t c;
+    node_config_init(&c);
+    set_str(&c.node_name, "n4");
+    set_str(&c.initial_cluster, "n1=10.0.0.1:7071,n2=10.0.0.2:7071");
+    node_member_t *m = NULL;
+    size_t n = 0;
+    assert_int_equal(node_config_members(&c, &m, &n), KV_INVALID);
+    assert_non_null(strstr(kv_errmsg(), "sets seeds"));
+    set_str(&c.seeds, "10.0.0.1");
+    assert_int_equal(node_config_members(&c, &m, &n), KV_OK);
+    assert_int_equal(n, 2); /* the founders, not this node */
+    assert_string_equal(m[0].name, "n1");
+    node_members_free(m, n);
+    set_str(&c.initial_cluster, "");
+    m = NULL;
+    assert_int_equal(node_config_members(&c, &m, &n), KV_OK);
+    assert_int_equal(n, 0);
+    node_members_free(m, n);
+    /* alone: no seeds, no list -> a cluster of this node */
+    set_str(&c.seeds, "");
+    assert_int_equal(node_config_members(&c, &m, &n), KV_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0].name, "n4");
+    node_members_free(m, n);
+    node_config_deinit(&c);
+}
 
 typedef struct want_member {
     const char *name, *host;
@@ -1201,6 +1249,7 @@ int main(void)
         kv_unit_test(test_config_help_lists_every_setting),
         kv_unit_test(test_config_print_round_trips),
         kv_unit_test(test_config_validate_checks_each_rule),
+        kv_unit_test(test_config_joining_node_needs_seeds),
         kv_unit_test(test_config_initial_cluster_parses_every_field),
         kv_unit_test(test_config_initial_cluster_empty_is_this_node),
         kv_unit_test(test_config_initial_cluster_rejects_bad_lists),
