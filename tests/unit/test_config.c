@@ -241,7 +241,8 @@ static void test_config_flags_take_both_spellings(void **state)
                           NOENV, NULL),
                      KV_INVALID); /* x=y is not a valid node name */
     assert_int_equal(load(&c, ARGV("--data-dir", "/d1", "--rack=r2",
-                                   "--seeds=", "--listen-address=0.0.0.0"),
+                                   "--seeds=", "--listen-address=0.0.0.0",
+                                   "--advertise-address=10.0.0.1"),
                           NOENV, NULL),
                      KV_OK);
     assert_string_equal(c.data_dir, "/d1");
