@@ -104,6 +104,17 @@ kv_status_t peer_encode_pong(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
     return kv_frame_end(&w, max_body);
 }
 
+kv_status_t peer_encode_pushpull(kv_buf_t *buf, peer_msg_t type, uint64_t msg_id,
+                                 uint64_t hlc, kv_slice_t body, uint32_t max_body)
+{
+    if (type != PEER_GOSSIP_PUSHPULL && type != PEER_GOSSIP_PUSHPULL_REPLY)
+        return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, type, msg_id, hlc, 1);
+    kv_pack_bytes(&w.pk, body);
+    return kv_frame_end(&w, max_body);
+}
+
 kv_status_t peer_encode_mutation(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
                                  const peer_mutation_t *m, uint32_t max_body)
 {
@@ -258,6 +269,18 @@ kv_status_t peer_decode_pong(const kv_frame_t *f, peer_head_t *head,
     KV_RET(kv_arg_u64(f, ARG0, &load));
     *head = hd;
     *load_bytes = load;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_pushpull(const kv_frame_t *f, peer_head_t *head,
+                                 kv_slice_t *body)
+{
+    peer_head_t hd;
+    kv_slice_t b;
+    KV_RET(head_of(f, PEER_GOSSIP_PUSHPULL, PEER_GOSSIP_PUSHPULL_REPLY, &hd));
+    KV_RET(kv_arg_bytes(f, ARG0, &b));
+    *head = hd;
+    *body = b;
     return KV_OK;
 }
 

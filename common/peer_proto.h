@@ -23,6 +23,8 @@
  *   READ           [212, msg_id, hlc, key]
  *   READ_REPLY     [213, msg_id, hlc, status, ts, tombstone, expire_ms,
  *                   value|nil]
+ *   GOSSIP_PUSHPULL       [220, msg_id, hlc, body]
+ *   GOSSIP_PUSHPULL_REPLY [221, msg_id, hlc, body]
  *
  * Types 220-229 are kept for gossip, 230-239 for hinted handoff, 240-249 for
  * streaming, 250-259 for repair. key and value are msgpack bin, names and
@@ -35,6 +37,12 @@
  * different initial_cluster, num_tokens or replication_factor;
  * KV_CLOCK_SKEW: the hello's clock is too far ahead). Nothing else may be
  * sent before the handshake completes.
+ *
+ * GOSSIP_PUSHPULL is the one frame that may open a connection without a
+ * handshake: gossip's full-state exchange (gossip/gossip.h; body is bin,
+ * gossip's own encoding, which carries the cluster name and version and is
+ * checked by gossip). The acceptor answers GOSSIP_PUSHPULL_REPLY and closes
+ * the connection; nothing else is sent on it.
  *
  * MUTATION stores a cell stamped by the coordinator: ts is the cell's HLC
  * stamp, tombstone marks a delete (value nil), expire_ms is the value's
@@ -64,6 +72,8 @@ typedef enum {
     PEER_READ = 212,
     PEER_READ_REPLY = 213,
     PEER_GOSSIP_FIRST = 220,    /* 220..229: gossip */
+    PEER_GOSSIP_PUSHPULL = 220,
+    PEER_GOSSIP_PUSHPULL_REPLY = 221,
     PEER_HINT_FIRST = 230,      /* 230..239: hinted handoff */
     PEER_STREAM_FIRST = 240,    /* 240..249: streaming */
     PEER_REPAIR_FIRST = 250,    /* 250..259: anti-entropy repair */
@@ -141,6 +151,12 @@ kv_status_t peer_encode_read(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
 kv_status_t peer_encode_read_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
                                    const peer_read_reply_t *r,
                                    uint32_t max_body);
+
+/* GOSSIP_PUSHPULL / GOSSIP_PUSHPULL_REPLY (type): body is gossip's bytes. */
+kv_status_t peer_encode_pushpull(kv_buf_t *buf, peer_msg_t type, uint64_t msg_id,
+                                 uint64_t hlc, kv_slice_t body, uint32_t max_body);
+kv_status_t peer_decode_pushpull(const kv_frame_t *f, peer_head_t *head,
+                                 kv_slice_t *body);
 
 /* The head of any peer frame: KV_PROTO when the type is outside
  * 200..PEER_TYPE_LAST or the hlc argument is missing or not an unsigned

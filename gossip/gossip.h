@@ -312,6 +312,10 @@ typedef struct gossip_stats {
 
 void gossip_get_stats(const gossip_t *g, gossip_stats_t *out);
 
+/* Check the state machine's invariants (tests call it after every step):
+ * KV_OK, or KV_CORRUPT with kv_errmsg() saying which one broke. */
+kv_status_t gossip_validate(const gossip_t *g);
+
 /* ---- phi accrual (also used alone) ------------------------------------ */
 
 typedef struct gossip_phi gossip_phi_t;

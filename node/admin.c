@@ -92,6 +92,10 @@ static void admin_ready(admin_t *a, struct evhttp_request *req)
     case ADMIN_DRAINING:
         admin_reply_text(req, 503, "Service Unavailable", "draining\n");
         return;
+    case ADMIN_REFUSED:
+        admin_reply_text(req, 503, "Service Unavailable",
+                         "refused by the cluster (see the log)\n");
+        return;
     }
     admin_reply_text(req, 503, "Service Unavailable", "unknown\n");
 }

@@ -16,7 +16,9 @@
 
 typedef struct admin admin_t;
 
-typedef enum { ADMIN_STARTING, ADMIN_SERVING, ADMIN_DRAINING } admin_state_t;
+/* REFUSED: running, but the cluster it tries to join refuses it (another
+ * cluster name, a node name already taken): /ready answers 503. */
+typedef enum { ADMIN_STARTING, ADMIN_SERVING, ADMIN_DRAINING, ADMIN_REFUSED } admin_state_t;
 
 typedef struct admin_hooks {
     /* the node's state for /ready */

@@ -441,7 +441,7 @@ static void unavailable(node_cluster_t *cl, node_req_t *r, const uint32_t *reps,
                        proto_cl_str(r->cl), need, nrep, live,
                        busy ? "have room in their queues" : "are reachable");
     for (size_t i = 0; i < nrep && len > 0 && (size_t)len < sizeof msg; i++) {
-        node_peer_t *p = &cl->peers[reps[i]];
+        node_peer_t *p = cl->peers[reps[i]];
         bool full;
         bool ok = peer_usable(cl, reps[i], &full);
         len += snprintf(msg + len, sizeof msg - (size_t)len, " %s (%s)%s",
@@ -465,6 +465,12 @@ void node_exec(node_t *n, node_req_t *r)
     uint32_t reps[RING_MAX_RF];
     bool alive[RING_MAX_RF];
     size_t nrep = ring_replicas(cl->ring, ring_key_token(key), reps, RING_MAX_RF);
+    if (nrep == 0) {
+        node_req_finish(r, KV_UNAVAILABLE, 0, NULL, "no node owns any range "
+                        "yet: the ring is empty");
+        return;
+    }
+    for (size_t i = 0; i < nrep; i++) reps[i] = cl->ring_slot[reps[i]];
     /* This node first when it is a replica: a read at ONE (or the first of a
      * QUORUM's answers) then comes from the local engine, without a hop. */
     for (size_t i = 1; i < nrep; i++) {
@@ -515,21 +521,26 @@ void node_exec(node_t *n, node_req_t *r)
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
 {
     node_cluster_t *cl = n->cluster;
-    if (!cl->desc) cl->desc = kv_calloc(cl->npeers, sizeof *cl->desc);
+    uint32_t nn = cl->npeers;
+    cl->desc = kv_realloc(cl->desc, (nn ? nn : 1) * sizeof *cl->desc);
     proto_ring_node_t *nodes = cl->desc;
     uint32_t *reps = cl->desc_reps;
-    uint32_t nn = cl->npeers;
     eng_stats_t s;
     eng_get_stats(cl->node->eng, &s);
-    cl->peers[cl->self].load_bytes = s.live_bytes;
+    cl->peers[cl->self]->load_bytes = s.live_bytes;
+    uint64_t now = node_now_ns() / 1000000u;
+    /* ring index of each slot, for the ownership figures */
+    uint32_t nring = ring_node_count(cl->ring);
     for (uint32_t i = 0; i < nn; i++) {
-        node_peer_t *p = &cl->peers[i];
-        const uint64_t *tokens;
-        size_t nt = ring_node_tokens(cl->ring, i, &tokens);
-        bool full;
-        bool up = p->self || peer_usable(cl, i, &full) || full;
-        /* Until gossip: every node is a founding member that owns its
-         * ranges, and liveness is the peer link's. */
+        node_peer_t *p = cl->peers[i];
+        gossip_member_t m;
+        bool known = gossip_member_find(cl->gossip, p->name, now, &m) == KV_OK;
+        uint32_t ri = RING_NO_NODE;
+        for (uint32_t j = 0; j < nring && p->in_ring; j++)
+            if (cl->ring_slot[j] == i) ri = j;
+        /* up is gossip's verdict (not DEAD, phi below the threshold), as
+         * nodetool shows it; the coordinator also needs the connection */
+        bool up = p->self || (known && m.up);
         nodes[i] = (proto_ring_node_t){
             .name = kv_slice_str(p->name),
             .node_id = kv_slice_str(p->node_id),
@@ -539,14 +550,19 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
             .admin_port = p->admin_port,
             .up = up,
             .load_bytes = p->load_bytes,
-            .ownership_ppm = (uint32_t)(ring_ownership(cl->ring, i) * 1e6 + 0.5),
-            .effective_ppm =
-                (uint32_t)(ring_effective_ownership(cl->ring, i) * 1e6 + 0.5),
-            .tokens = tokens,
-            .ntokens = nt,
-            .status = PROTO_NODE_NORMAL,
-            .liveness = up ? PROTO_LIVE_ALIVE : PROTO_LIVE_DEAD,
-            .in_ring = true,
+            .ownership_ppm = ri == RING_NO_NODE ? 0 :
+                (uint32_t)(ring_ownership(cl->ring, ri) * 1e6 + 0.5),
+            .effective_ppm = ri == RING_NO_NODE ? 0 :
+                (uint32_t)(ring_effective_ownership(cl->ring, ri) * 1e6 + 0.5),
+            .tokens = known ? m.tokens : NULL,
+            .ntokens = known ? m.ntokens : 0,
+            .status = (uint8_t)(known ? m.status : p->status),
+            .liveness = (uint8_t)(known ? m.liveness : GOSSIP_DEAD),
+            .phi_milli = known ? (m.phi * 1000 >= 4e9 ? UINT32_MAX
+                                                      : (uint32_t)(m.phi * 1000))
+                               : 0,
+            .generation = known ? m.generation : 0,
+            .in_ring = ri != RING_NO_NODE,
         };
     }
     *out = (proto_ring_t){
@@ -558,8 +574,14 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
     if (key) {
         out->key_token = ring_key_token(*key);
         out->nreplicas = ring_replicas(cl->ring, out->key_token, reps, RING_MAX_RF);
+        for (size_t i = 0; i < out->nreplicas; i++) reps[i] = cl->ring_slot[reps[i]];
         out->replicas = reps;
     }
+}
+
+const char *node_cluster_refusal(node_t *n)
+{
+    return n->cluster ? gossip_glue_refusal(n->cluster) : "";
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -568,25 +590,6 @@ static int member_cmp(const void *a, const void *b)
 {
     return strcmp(((const node_member_t *)a)->name,
                   ((const node_member_t *)b)->name);
-}
-
-static uint64_t ring_digest(const ring_t *ring)
-{
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_64bits_reset(st);
-    uint32_t rf = ring_replication_factor(ring);
-    XXH3_64bits_update(st, &rf, sizeof rf);
-    for (uint32_t i = 0; i < ring_node_count(ring); i++) {
-        const char *name = ring_node_name(ring, i), *rack = ring_node_rack(ring, i);
-        XXH3_64bits_update(st, name, strlen(name) + 1);
-        XXH3_64bits_update(st, rack, strlen(rack) + 1);
-        const uint64_t *t;
-        size_t nt = ring_node_tokens(ring, i, &t);
-        XXH3_64bits_update(st, t, nt * sizeof *t);
-    }
-    uint64_t d = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
-    return d;
 }
 
 static void register_metrics(node_cluster_t *cl)
@@ -598,6 +601,9 @@ static void register_metrics(node_cluster_t *cl)
                      "Messages sent to a peer.", METRIC_COUNTER, L("peer"));
     metrics_register(m, "cairn_peer_messages_received_total",
                      "Messages received from a peer.", METRIC_COUNTER, L("peer"));
+    metrics_register(m, "cairn_gossip_phi", "Phi-accrual suspicion level per "
+                     "peer (down at phi_convict_threshold).", METRIC_GAUGE,
+                     L("peer"));
     metrics_register(m, "cairn_peer_connects_total",
                      "Outbound peer connection attempts.", METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_peer_clock_skew_refused_total",
@@ -627,10 +633,11 @@ static void register_metrics(node_cluster_t *cl)
                      "Mutations stored as a replica.", METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_replica_reads_total",
                      "Reads answered as a replica.", METRIC_COUNTER, NULL);
-    static const char *const reasons[7] = {"cluster_name", "unknown_node",
-                                           "version", "ring", "clock_skew",
-                                           "malformed", "handshake_timeout"};
-    for (int i = 0; i < 7; i++)
+    static const char *const reasons[8] = {"cluster_name", "unknown_node",
+                                           "version", "config", "clock_skew",
+                                           "malformed", "handshake_timeout",
+                                           "duplicate_name"};
+    for (int i = 0; i < 8; i++)
         cl->m.refused[i] = metrics_series(m, "cairn_peer_handshakes_refused_total",
                                           L(reasons[i]));
     cl->m.skew_refused = metrics_series(m, "cairn_peer_clock_skew_refused_total", NULL);
@@ -643,14 +650,6 @@ static void register_metrics(node_cluster_t *cl)
     cl->m.coord_dropped = metrics_series(m, "cairn_coordinator_dropped_replies_total", NULL);
     cl->m.replica_writes = metrics_series(m, "cairn_replica_writes_total", NULL);
     cl->m.replica_reads = metrics_series(m, "cairn_replica_reads_total", NULL);
-    for (uint32_t i = 0; i < cl->npeers; i++) {
-        node_peer_t *p = &cl->peers[i];
-        if (p->self) continue;
-        p->m_up = metrics_series(m, "cairn_peer_up", L(p->name));
-        p->m_sent = metrics_series(m, "cairn_peer_messages_sent_total", L(p->name));
-        p->m_recv = metrics_series(m, "cairn_peer_messages_received_total", L(p->name));
-        metrics_gauge_set(p->m_up, 0);
-    }
 }
 
 void node_cluster_metrics_refresh(node_t *n)
@@ -664,6 +663,47 @@ void node_cluster_metrics_refresh(node_t *n)
     metrics_counter_mirror(cl->m.coord_read_repairs, s.read_repairs, &cl->m.last.read_repairs);
     metrics_counter_mirror(cl->m.coord_hints, s.hints, &cl->m.last.hints);
     metrics_counter_mirror(cl->m.coord_dropped, s.dropped_replies, &cl->m.last.dropped_replies);
+    gossip_glue_metrics(cl);
+}
+
+/* The founders' tokens: members sorted by name, each placed with
+ * ring_allocate_tokens against the ones before it. Deterministic, so every
+ * founder computes the same tokens for every other without talking. */
+static kv_status_t founder_tokens(const node_config_t *cfg, node_member_t *mem,
+                                  size_t nm, uint64_t **tokens_out)
+{
+    ring_t *r = ring_create(KV_MIN(cfg->replication_factor, RING_MAX_RF));
+    uint64_t *tokens = kv_calloc(nm ? nm * cfg->num_tokens : 1, sizeof *tokens);
+    kv_status_t rc = KV_OK;
+    for (size_t i = 0; i < nm && rc == KV_OK; i++) {
+        uint64_t *t = tokens + i * cfg->num_tokens;
+        rc = ring_allocate_tokens(r, cfg->cluster_name, mem[i].name, mem[i].rack,
+                                  cfg->num_tokens, t);
+        if (rc == KV_OK)
+            rc = ring_add_node(r, mem[i].name, mem[i].rack, t, cfg->num_tokens);
+    }
+    ring_destroy(r);
+    if (rc != KV_OK) {
+        kv_free(tokens);
+        kv_errmsg_set("initial_cluster: cannot place the founders' tokens: %s",
+                      kv_status_str(rc));
+        return KV_INVALID;
+    }
+    *tokens_out = tokens;
+    return KV_OK;
+}
+
+static void gossip_config_from(const node_config_t *cfg, gossip_config_t *gc)
+{
+    gossip_config_init(gc);
+    gc->cluster_name = cfg->cluster_name;
+    gc->replication_factor = cfg->replication_factor;
+    gc->probe_interval_ms = cfg->gossip_probe_interval_ms;
+    gc->probe_timeout_ms = cfg->gossip_probe_timeout_ms;
+    gc->gossip_interval_ms = cfg->gossip_interval_ms;
+    gc->pushpull_interval_ms = cfg->gossip_pushpull_interval_ms;
+    gc->phi_threshold = cfg->phi_convict_threshold;
+    gc->seed = node_now_ns() ^ kv_clock_wall_ms(kv_clock_system());
 }
 
 kv_status_t node_cluster_open(node_t *n)
@@ -676,60 +716,83 @@ kv_status_t node_cluster_open(node_t *n)
     node_cluster_t *cl = kv_calloc(1, sizeof *cl);
     n->cluster = cl;
     cl->node = n;
-    kv_status_t rc = KV_OK;
+    cl->founders = (uint32_t)nm;
     uint32_t rf = KV_MIN(cfg->replication_factor, RING_MAX_RF);
     cl->ring = ring_create(rf);
-    uint64_t *tokens = kv_calloc(cfg->num_tokens, sizeof *tokens);
-    cl->peers = kv_calloc(nm, sizeof *cl->peers);
-    cl->npeers = (uint32_t)nm;
-    for (size_t i = 0; i < nm && rc == KV_OK; i++) {
-        rc = ring_allocate_tokens(cl->ring, cfg->cluster_name, mem[i].name,
-                                  mem[i].rack, cfg->num_tokens, tokens);
-        if (rc == KV_OK)
-            rc = ring_add_node(cl->ring, mem[i].name, mem[i].rack, tokens,
-                               cfg->num_tokens);
-        node_peer_t *p = &cl->peers[i];
-        p->cl = cl;
-        p->idx = (uint32_t)i;
-        p->name = mem[i].name;
-        p->host = mem[i].host;
-        p->rack = mem[i].rack;
-        p->peer_port = mem[i].peer_port;
-        mem[i].name = mem[i].host = mem[i].rack = NULL;
-        if (!strcmp(p->name, cfg->node_name)) {
-            p->self = true;
-            p->up = true;
-            cl->self = (uint32_t)i;
-            snprintf(p->node_id, sizeof p->node_id, "%s", n->node_id);
-            p->client_port = cfg->client_port;
-            p->admin_port = cfg->admin_port;
-        }
+    cl->cfg_digest = XXH3_64bits_withSeed(&rf, sizeof rf, 0x636169726e); /* "cairn" */
+    uint64_t *ftok = NULL;
+    node_saved_t sv = {0};
+    kv_status_t rc;
+    KV_ERR(rc = founder_tokens(cfg, mem, nm, &ftok));
+    KV_ERR(rc = node_saved_load(n, &sv));
+    /* A larger generation on every start: others tell a restart from an
+     * old message by it. */
+    uint64_t wall = kv_clock_wall_ms(kv_clock_system());
+    cl->generation = KV_MAX(wall, sv.generation + 1);
+    sv.generation = cl->generation;
+    size_t self_i = nm;
+    for (size_t i = 0; i < nm; i++)
+        if (!strcmp(mem[i].name, cfg->node_name)) self_i = i;
+    if (sv.ntokens == 0 && self_i < nm) {
+        sv.tokens = kv_calloc(cfg->num_tokens, sizeof *sv.tokens);
+        memcpy(sv.tokens, ftok + self_i * cfg->num_tokens,
+               cfg->num_tokens * sizeof *sv.tokens);
+        sv.ntokens = cfg->num_tokens;
+        sv.status = GOSSIP_NORMAL;
+    } else if (sv.ntokens == 0) {
+        sv.status = GOSSIP_JOINING;
+        cl->need_tokens = true;
     }
-    kv_free(tokens);
-    node_members_free(mem, nm);
-    if (rc != KV_OK) {
-        kv_errmsg_set("initial_cluster: cannot build the ring: %s",
-                      kv_status_str(rc));
-        return KV_INVALID;
+    KV_ERR(rc = node_saved_store(n, &sv));
+
+    gossip_config_t gc;
+    gossip_config_from(cfg, &gc);
+    const char *host = cfg->advertise_address && *cfg->advertise_address
+                           ? cfg->advertise_address : cfg->listen_address;
+    gossip_local_t self = {
+        .name = cfg->node_name, .node_id = n->node_id, .host = host,
+        .port = cfg->peer_port, .client_port = cfg->client_port,
+        .admin_port = cfg->admin_port, .rack = cfg->rack,
+        .generation = cl->generation, .status = sv.status,
+        .tokens = sv.tokens, .ntokens = sv.ntokens,
+    };
+    uint64_t now = node_now_ns() / 1000000u;
+    KV_ERR(rc = gossip_create(&gc, &self, now, &cl->gossip));
+    for (size_t i = 0; i < nm; i++) {
+        if (i == self_i) continue;
+        gossip_local_t f = {
+            .name = mem[i].name, .host = mem[i].host, .port = mem[i].peer_port,
+            .rack = mem[i].rack, .status = GOSSIP_NORMAL,
+            .tokens = ftok + i * cfg->num_tokens, .ntokens = cfg->num_tokens,
+        };
+        KV_ERR(rc = gossip_add_known(cl->gossip, now, &f));
     }
-    cl->ring_digest = ring_digest(cl->ring);
     coord_options_t co;
     coord_options_init(&co);
     co.hlc = n->hlc;
-    KV_RET(coord_create(&co, &cl->coord));
+    KV_ERR(rc = coord_create(&co, &cl->coord));
     cl->deadline_ev = evtimer_new(n->base, deadline_cb, cl);
     register_metrics(cl);
-    KV_RET(peer_start(cl));
-    KV_LOG(KV_INFO, "ring: %u node(s), replication factor %u, %u tokens each, "
-           "digest %016" PRIx64, ring_node_count(cl->ring),
-           ring_replica_count(cl->ring), cfg->num_tokens, cl->ring_digest);
-    return KV_OK;
+    KV_ERR(rc = peer_start(cl));
+    cluster_view_refresh(cl);
+    KV_ERR(rc = gossip_glue_start(cl, mem, nm));
+    KV_LOG(KV_INFO, "member %s (generation %" PRIu64 ", %s, %u token(s)); %zu "
+           "founder(s) in initial_cluster; the ring has %u node(s); "
+           "settings digest %016" PRIx64, cfg->node_name, cl->generation,
+           gossip_status_str(sv.status), sv.ntokens, nm,
+           ring_node_count(cl->ring), cl->cfg_digest);
+err:
+    kv_free(ftok);
+    node_saved_free(&sv);
+    node_members_free(mem, nm);
+    return rc;
 }
 
 void node_cluster_close(node_t *n)
 {
     node_cluster_t *cl = n->cluster;
     if (!cl) return;
+    gossip_glue_stop(cl);
     peer_stop(cl);
     replica_op_t *op = cl->deferred_head;
     while (op) {
@@ -746,10 +809,13 @@ void node_cluster_close(node_t *n)
     }
     kv_free(cl->desc);
     if (cl->ring) ring_destroy(cl->ring);
+    kv_free(cl->ring_slot);
+    if (cl->gossip) gossip_destroy(cl->gossip);
     for (uint32_t i = 0; i < cl->npeers; i++) {
-        kv_free(cl->peers[i].name);
-        kv_free(cl->peers[i].host);
-        kv_free(cl->peers[i].rack);
+        kv_free(cl->peers[i]->name);
+        kv_free(cl->peers[i]->host);
+        kv_free(cl->peers[i]->rack);
+        kv_free(cl->peers[i]);
     }
     kv_free(cl->peers);
     kv_free(cl);

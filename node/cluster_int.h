@@ -15,6 +15,7 @@
 #define CAIRN_NODE_CLUSTER_INT_H
 
 #include "coord.h"
+#include "gossip.h"
 #include "node_int.h"
 #include "peer_proto.h"
 #include "ring.h"
@@ -22,14 +23,20 @@
 typedef struct peer_link peer_link_t;
 typedef struct node_cluster node_cluster_t;
 
-/* A member of the cluster as this node sees it; indexed like the ring. */
+/* A member of the cluster as this node sees it. Members get a slot (idx)
+ * when gossip first names them and keep it for the life of the process, so
+ * the coordinator's replica numbers stay valid while the ring changes; the
+ * ring's own node indices map to slots through cl->ring_slot. */
 typedef struct node_peer {
     node_cluster_t *cl;
     uint32_t idx;
     char *name, *host, *rack;
     uint16_t peer_port;
     bool self;
-    /* learnt in the handshake (self: from the config) */
+    bool in_ring;           /* owns token ranges (status NORMAL / LEAVING) */
+    bool gossip_up;         /* gossip: not DEAD and phi below the threshold */
+    gossip_status_t status;
+    /* from gossip or the handshake (self: from the config) */
     char node_id[33];
     uint16_t client_port, admin_port;
     uint64_t load_bytes;    /* from the last PONG (self: the engine) */
@@ -41,16 +48,27 @@ typedef struct node_peer {
     uint32_t backoff_ms;    /* next reconnect delay */
     struct event *retry_ev;
     char last_error[160];   /* why it is down, for logs and UNAVAILABLE */
-    metric_series_t *m_up, *m_sent, *m_recv;
+    metric_series_t *m_up, *m_sent, *m_recv, *m_phi;
 } node_peer_t;
+
+typedef struct gossip_glue gossip_glue_t;
 
 struct node_cluster {
     node_t *node;
     ring_t *ring;
-    uint64_t ring_digest;
-    node_peer_t *peers;
-    uint32_t npeers;
+    uint64_t ring_digest;   /* of the ring as built now (logs, status) */
+    uint64_t cfg_digest;    /* settings every member must share (RF) */
+    node_peer_t **peers;    /* by slot; never shrinks */
+    uint32_t npeers, peers_cap;
+    uint32_t *ring_slot;    /* ring node index -> slot */
     uint32_t self;
+    gossip_t *gossip;
+    gossip_glue_t *glue;    /* UDP, push-pull connections, timers */
+    uint64_t ring_version_seen, live_version_seen;
+    uint64_t generation;    /* this start's gossip generation */
+    bool need_tokens;       /* joining: tokens chosen once the view is known */
+    uint64_t view_since_ms; /* when a push-pull first succeeded (joining) */
+    uint32_t founders;      /* initial_cluster members */
     coord_t *coord;
     struct event *deadline_ev;
     struct event *heartbeat_ev;
@@ -68,7 +86,7 @@ struct node_cluster {
     kv_rng_t rng;
     struct {
         metric_series_t *skew_refused, *queue_full, *connects;
-        metric_series_t *refused[7]; /* handshake refusals by reason */
+        metric_series_t *refused[8]; /* handshake refusals by reason */
         metric_series_t *coord_unavailable, *coord_timeouts;
         metric_series_t *coord_read_repairs, *coord_hints, *coord_dropped;
         metric_series_t *replica_writes, *replica_reads;
@@ -81,10 +99,11 @@ enum {
     PEER_REFUSED_CLUSTER,
     PEER_REFUSED_UNKNOWN_NODE,
     PEER_REFUSED_VERSION,
-    PEER_REFUSED_RING,
+    PEER_REFUSED_CONFIG,
     PEER_REFUSED_CLOCK,
     PEER_REFUSED_MALFORMED,
     PEER_REFUSED_TIMEOUT,
+    PEER_REFUSED_DUPLICATE,
 };
 
 /* ---- cluster.c --------------------------------------------------------- */
@@ -102,10 +121,55 @@ void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
                            const peer_read_reply_t *r);
 
 
+/* ---- members.c --------------------------------------------------------- */
+
+/* The slot of a member by name, or NULL. */
+node_peer_t *cluster_peer_find(node_cluster_t *cl, const char *name);
+/* Bring slots, links and the ring in line with gossip's view (after any
+ * gossip input; cheap when nothing changed). */
+void cluster_view_refresh(node_cluster_t *cl);
+/* This node's saved state (data_dir/cluster.state): generation, status and
+ * tokens of a node that joined through seeds. Loaded at start; saved when
+ * they change. */
+typedef struct node_saved {
+    uint64_t generation;
+    gossip_status_t status;
+    uint64_t *tokens;
+    uint32_t ntokens;
+} node_saved_t;
+kv_status_t node_saved_load(const node_t *n, node_saved_t *out);
+kv_status_t node_saved_store(const node_t *n, const node_saved_t *s);
+void node_saved_free(node_saved_t *s);
+
+/* ---- gossip_glue.c ------------------------------------------------------ */
+
+/* Bind the gossip UDP socket on listen_address:peer_port and start the
+ * state machine's timers; seeds from the config, or else the founders
+ * (mem) other than this node. */
+kv_status_t gossip_glue_start(node_cluster_t *cl, const node_member_t *mem,
+                              size_t nm);
+void gossip_glue_stop(node_cluster_t *cl);
+/* A GOSSIP_PUSHPULL frame arrived as the first frame of an inbound peer
+ * connection: answer it on the link (which then closes). */
+void gossip_glue_on_pushpull(node_cluster_t *cl, peer_link_t *l,
+                             const kv_frame_t *f);
+/* Let gossip act on what it was fed: send, log, refresh the view. */
+void gossip_glue_flush(node_cluster_t *cl);
+void gossip_glue_metrics(node_cluster_t *cl);
+/* Why this node cannot take part ("" when it can): a refusal by the
+ * cluster it tries to join. */
+const char *gossip_glue_refusal(const node_cluster_t *cl);
+
 /* ---- peer.c ------------------------------------------------------------ */
 
-/* Bind peer_port and start dialling every other member. */
+/* Bind peer_port; members are dialled as they are added (peer_add). */
 kv_status_t peer_start(node_cluster_t *cl);
+/* A new slot: start dialling it (not self). */
+void peer_add(node_cluster_t *cl, node_peer_t *p);
+/* Its address changed: drop the link and redial. */
+void peer_readdress(node_cluster_t *cl, node_peer_t *p);
+/* Write a frame on an inbound link and close it once flushed. */
+void peer_link_reply_close(peer_link_t *l, kv_buf_t *frame);
 /* Close every link and the listener. */
 void peer_stop(node_cluster_t *cl);
 

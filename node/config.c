@@ -90,11 +90,15 @@ static const setting_t SETTINGS[] = {
      "Port for the admin HTTP interface (/metrics, /health, /status)"},
     {"data_dir", K_STR, MEMBER(data_dir), "./data", NULL, false,
      "Directory holding this node's data"},
+    {"advertise_address", K_STR, MEMBER(advertise_address), "", NULL, false,
+     "Address other nodes reach this one at; empty = listen_address"},
     {"seeds", K_STR, MEMBER(seeds), "", NULL, true,
-     "Peers to join through: host[:port],... (a YAML list in the file)"},
+     "Nodes to contact when starting: host[:port],... (a YAML list in the "
+     "file); empty = the other initial_cluster members"},
     {"initial_cluster", K_STR, MEMBER(initial_cluster), "", NULL, true,
-     "Every node of the cluster: name=host:peer_port[@rack],... (a YAML list "
-     "in the file); empty = a cluster of this node alone"},
+     "The founding nodes: name=host:peer_port[@rack],... (a YAML list in "
+     "the file); empty without seeds = a cluster of this node alone; a node "
+     "not listed joins through seeds"},
     {"rack", K_STR, MEMBER(rack), "rack1", NULL, false,
      "Rack (failure domain) of this node; replicas spread across racks"},
     {"num_tokens", K_COUNT, MEMBER(num_tokens), "16", NULL, false,
@@ -124,9 +128,23 @@ static const setting_t SETTINGS[] = {
     {"max_clock_offset_ms", K_MS, MEMBER(max_clock_offset_ms), "500", NULL,
      false, "Largest clock offset tolerated from a peer or client timestamp"},
     {"peer_timeout_ms", K_MS, MEMBER(peer_timeout_ms), "2000", NULL, false,
-     "A peer that has not answered for this long is considered down"},
+     "A peer connection silent this long (or a handshake not finished) is "
+     "closed and redialled"},
     {"peer_queue_bytes", K_SIZE, MEMBER(peer_queue_bytes), "64MiB", NULL,
      false, "Bytes queued to one peer before requests to it fail BUSY"},
+    {"gossip_probe_interval_ms", K_MS, MEMBER(gossip_probe_interval_ms),
+     "1000", NULL, false, "Gossip: how often each node probes one other node"},
+    {"gossip_probe_timeout_ms", K_MS, MEMBER(gossip_probe_timeout_ms), "500",
+     NULL, false, "Gossip: wait this long for a probe's ack before asking "
+     "others to probe (below gossip_probe_interval_ms)"},
+    {"gossip_interval_ms", K_MS, MEMBER(gossip_interval_ms), "200", NULL,
+     false, "Gossip: how often updates are sent to a few random nodes"},
+    {"gossip_pushpull_interval_ms", K_MS, MEMBER(gossip_pushpull_interval_ms),
+     "30000", NULL, false, "Gossip: how often full state is exchanged with "
+     "one random node over TCP"},
+    {"phi_convict_threshold", K_COUNT, MEMBER(phi_convict_threshold), "8",
+     NULL, false, "Phi-accrual level at which a silent node counts as down "
+     "(1-16; higher = slower but fewer false alarms)"},
     {"memtable_bytes", K_SIZE, MEMBER(memtable_bytes), "64MiB", NULL, false,
      "Memtable size that triggers a flush"},
     {"cache_bytes", K_SIZE, MEMBER(cache_bytes), "32MiB", NULL, false,

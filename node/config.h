@@ -23,7 +23,9 @@ typedef struct node_config {
     uint16_t peer_port;        /* 7071 */
     uint16_t admin_port;       /* 7072 */
     char *data_dir;            /* "./data" */
-    char *seeds;               /* comma-separated host[:port]; "" */
+    char *advertise_address;   /* address announced to peers; "" = listen_address */
+    char *seeds;               /* comma-separated host[:port]; "" = the other
+                                  initial_cluster members */
     char *initial_cluster;     /* name=host:peer_port[@rack],...; "" = alone */
     char *rack;                /* "rack1" */
     uint32_t num_tokens;       /* 16 */
@@ -41,6 +43,11 @@ typedef struct node_config {
     uint64_t max_clock_offset_ms; /* 500 */
     uint32_t peer_timeout_ms;  /* a silent peer is down after this; 2000 */
     uint64_t peer_queue_bytes; /* output bound per peer connection; 64 MiB */
+    uint32_t gossip_probe_interval_ms;    /* 1000 */
+    uint32_t gossip_probe_timeout_ms;     /* 500 */
+    uint32_t gossip_interval_ms;          /* 200 */
+    uint32_t gossip_pushpull_interval_ms; /* 30000 */
+    uint32_t phi_convict_threshold;       /* 8 */
     uint64_t memtable_bytes;   /* 64 MiB */
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */
@@ -81,10 +88,13 @@ typedef struct node_member {
 
 /* Parse c->initial_cluster into members (allocated; free with
  * node_members_free). An empty initial_cluster yields one member: this node
- * (node_name at listen_address:peer_port in rack). KV_INVALID with
+ * (node_name at listen_address:peer_port in rack) -- or none when seeds is
+ * set: the node joins a running cluster through them. A list that does not
+ * name node_name is likewise a joining node's view of the founders, allowed
+ * only with seeds. KV_INVALID with
  * kv_errmsg() for a malformed entry, a name listed twice, the same
  * host:port twice (host names compared without case), or a list that does
- * not name node_name, or names it at another peer_port or rack than this
+ * not name node_name while seeds is empty, or names it at another peer_port or rack than this
  * node's settings. */
 kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
                                 size_t *n);

@@ -118,6 +118,8 @@ kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
     *out = NULL;
     *nout = 0;
     const char *list = c->initial_cluster ? c->initial_cluster : "";
+    bool have_seeds = c->seeds && *c->seeds;
+    if (!*list && have_seeds) return KV_OK; /* joining: no founders known */
     if (!*list) {
         node_member_t *m = kv_calloc(1, sizeof *m);
         m->name = dup_n(c->node_name, strlen(c->node_name));
@@ -171,10 +173,10 @@ kv_status_t node_config_members(const node_config_t *c, node_member_t **out,
         if (!comma) break;
         p = comma + 1;
     }
-    if (!self_seen) {
+    if (!self_seen && !have_seeds) {
         kv_errmsg_set("initial_cluster: does not list this node (node_name "
-                      "'%s'); every node must list the whole cluster, "
-                      "itself included", c->node_name);
+                      "'%s'); a founding node lists itself, a node joining "
+                      "a running cluster sets seeds", c->node_name);
         node_members_free(m, n);
         return KV_INVALID;
     }
@@ -222,6 +224,33 @@ kv_status_t node_config_validate(const node_config_t *c)
         size_t nm;
         KV_RET(node_config_members(c, &m, &nm));
         node_members_free(m, nm);
+    }
+    bool any_addr = !strcmp(c->listen_address, "0.0.0.0") ||
+                    !strcmp(c->listen_address, "::");
+    if (any_addr && (!c->advertise_address || !*c->advertise_address)) {
+        kv_errmsg_set("advertise_address: must be set when listen_address is "
+                      "%s (other nodes need an address that reaches this one)",
+                      c->listen_address);
+        return KV_INVALID;
+    }
+    if (c->gossip_probe_interval_ms < 50 ||
+        c->gossip_probe_timeout_ms >= c->gossip_probe_interval_ms ||
+        c->gossip_probe_timeout_ms < 10) {
+        kv_errmsg_set("gossip_probe_timeout_ms (%" PRIu32 ") must be at least "
+                      "10 and below gossip_probe_interval_ms (%" PRIu32
+                      ", at least 50)", c->gossip_probe_timeout_ms,
+                      c->gossip_probe_interval_ms);
+        return KV_INVALID;
+    }
+    if (c->gossip_interval_ms < 10 || c->gossip_pushpull_interval_ms < 100) {
+        kv_errmsg_set("gossip_interval_ms must be at least 10 and "
+                      "gossip_pushpull_interval_ms at least 100");
+        return KV_INVALID;
+    }
+    if (c->phi_convict_threshold < 1 || c->phi_convict_threshold > 16) {
+        kv_errmsg_set("phi_convict_threshold: %" PRIu32 " is outside 1-16",
+                      c->phi_convict_threshold);
+        return KV_INVALID;
     }
     if (c->peer_timeout_ms < 100) {
         kv_errmsg_set("peer_timeout_ms: %" PRIu32 " is below 100",

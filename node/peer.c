@@ -145,7 +145,7 @@ static void link_close(peer_link_t *l)
     else cl->links = l->next;
     if (l->next) l->next->prev = l->prev;
     if (l->outbound && l->peer != NO_PEER) {
-        node_peer_t *p = &cl->peers[l->peer];
+        node_peer_t *p = cl->peers[l->peer];
         if (p->out == l) {
             p->out = NULL;
             peer_set_up(p, false);
@@ -197,7 +197,7 @@ static void fill_hello(node_cluster_t *cl, peer_hello_t *h)
         .cluster = kv_slice_str(cfg->cluster_name),
         .node_name = kv_slice_str(cfg->node_name),
         .node_id = kv_slice_str(cl->node->node_id),
-        .ring_digest = cl->ring_digest,
+        .ring_digest = cl->cfg_digest,
         .client_port = cfg->client_port,
         .admin_port = cfg->admin_port,
     };
@@ -234,27 +234,36 @@ static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
         *st = KV_DENIED;
         return PEER_REFUSED_CLUSTER;
     }
+    if (h->ring_digest != cl->cfg_digest) {
+        snprintf(msg, cap, "node '%.*s' has other cluster-wide settings "
+                 "(replication_factor differs: digest %016" PRIx64 ", ours %016"
+                 PRIx64 ")", (int)KV_MIN(h->node_name.len, 64),
+                 (const char *)h->node_name.data, h->ring_digest, cl->cfg_digest);
+        *st = KV_INVALID;
+        return PEER_REFUSED_CONFIG;
+    }
     char name[RING_MAX_NAME + 1];
     size_t nl = KV_MIN(h->node_name.len, RING_MAX_NAME);
     memcpy(name, h->node_name.data, nl);
     name[nl] = 0;
     /* the whole name must match: not a prefix cut at a NUL or the limit */
-    if (h->node_name.len > RING_MAX_NAME || memchr(name, 0, nl) ||
-        ring_node_find(cl->ring, name, member) != KV_OK ||
-        *member == cl->self) {
-        snprintf(msg, cap, "node '%.64s' is not a member of this cluster "
-                 "(initial_cluster)", name);
+    node_peer_t *p = NULL;
+    if (h->node_name.len <= RING_MAX_NAME && !memchr(name, 0, nl))
+        p = cluster_peer_find(cl, name);
+    if (!p || p->self) {
+        snprintf(msg, cap, "node '%.64s' is not a member this node knows of "
+                 "(gossip has not announced it)", name);
         *st = KV_DENIED;
         return PEER_REFUSED_UNKNOWN_NODE;
     }
-    if (h->ring_digest != cl->ring_digest) {
-        snprintf(msg, cap, "node '%.64s' has another ring (digest %016" PRIx64
-                 ", ours %016" PRIx64 "): initial_cluster, num_tokens or "
-                 "replication_factor differ between the nodes", name,
-                 h->ring_digest, cl->ring_digest);
-        *st = KV_INVALID;
-        return PEER_REFUSED_RING;
+    if (p->node_id[0] && !kv_slice_eq(h->node_id, kv_slice_str(p->node_id))) {
+        snprintf(msg, cap, "node name '%.64s' belongs to node id %s, not %.*s: "
+                 "two nodes share a name", name, p->node_id,
+                 (int)KV_MIN(h->node_id.len, 32), (const char *)h->node_id.data);
+        *st = KV_DENIED;
+        return PEER_REFUSED_DUPLICATE;
     }
+    *member = p->idx;
     return -1;
 }
 
@@ -266,6 +275,10 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
     peer_head_t head;
     peer_hello_t h;
     char msg[320];
+    if (f->type == PEER_GOSSIP_PUSHPULL) {
+        gossip_glue_on_pushpull(cl, l, f);
+        return;
+    }
     if (f->type != PEER_HELLO || peer_decode_hello(f, &head, &h) != KV_OK) {
         snprintf(msg, sizeof msg, "expected PEER_HELLO first, got a malformed "
                  "frame or type %u", f->type);
@@ -283,7 +296,7 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
     if (!merge_clock(cl, head.hlc, &ahead)) {
         snprintf(msg, sizeof msg, "clock of node '%s' is %" PRId64 " ms ahead "
                  "of this node's (max_clock_offset_ms %" PRIu64 ")",
-                 cl->peers[member].name, ahead, cl->node->cfg->max_clock_offset_ms);
+                 cl->peers[member]->name, ahead, cl->node->cfg->max_clock_offset_ms);
         refuse(l, PEER_REFUSED_CLOCK, KV_CLOCK_SKEW, msg);
         return;
     }
@@ -294,7 +307,7 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
     kv_buf_t *b = &cl->node->scratch;
     peer_encode_hello(b, PEER_HELLO_OK, hlc_of(cl), &ok, max_body(cl));
     link_write(l, b);
-    KV_LOG(KV_DEBUG, "peer %s connected from %s", cl->peers[member].name, l->addr);
+    KV_LOG(KV_DEBUG, "peer %s connected from %s", cl->peers[member]->name, l->addr);
 }
 
 static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
@@ -304,7 +317,7 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
         inbound_hello(l, f);
         return;
     }
-    node_peer_t *p = &cl->peers[l->peer];
+    node_peer_t *p = cl->peers[l->peer];
     metrics_counter_add(p->m_recv, 1);
     peer_head_t head;
     if (peer_decode_head(f, &head) != KV_OK) {
@@ -352,7 +365,7 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
 static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
 {
     node_cluster_t *cl = l->cl;
-    node_peer_t *p = &cl->peers[l->peer];
+    node_peer_t *p = cl->peers[l->peer];
     peer_head_t head;
     int64_t ahead = 0;
     if (f->type == PEER_REFUSE) {
@@ -458,7 +471,7 @@ static void link_process(peer_link_t *l)
             const char *why = kv_frame_decoder_error(l->dec);
             KV_LOG(KV_WARN, "peer connection %s: %s; closing", l->addr,
                    why ? why : "malformed frame");
-            if (l->outbound) peer_note_error(&l->cl->peers[l->peer], "%s",
+            if (l->outbound) peer_note_error(l->cl->peers[l->peer], "%s",
                                              why ? why : "malformed frame");
             link_close(l);
             break;
@@ -512,7 +525,7 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (l->outbound) {
-        node_peer_t *p = &cl->peers[l->peer];
+        node_peer_t *p = cl->peers[l->peer];
         int err = EVUTIL_SOCKET_ERROR();
         if (what & BEV_EVENT_ERROR) {
             int dns = bufferevent_socket_get_dns_error(l->bev);
@@ -616,7 +629,7 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     for (uint32_t i = 0; i < cl->npeers; i++) {
-        node_peer_t *p = &cl->peers[i];
+        node_peer_t *p = cl->peers[i];
         peer_link_t *l = p->out;
         if (p->self || !l) continue;
         if (!l->ready) {
@@ -688,6 +701,38 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     evtimer_add(cl->accept_retry, &tv);
 }
 
+void peer_add(node_cluster_t *cl, node_peer_t *p)
+{
+    if (p->self || p->retry_ev) return;
+    p->retry_ev = evtimer_new(cl->node->base, retry_cb, p);
+    p->backoff_ms = PEER_BACKOFF_MIN_MS;
+    snprintf(p->last_error, sizeof p->last_error, "not connected yet");
+    struct timeval now = {0, 0};
+    evtimer_add(p->retry_ev, &now);
+}
+
+void peer_readdress(node_cluster_t *cl, node_peer_t *p)
+{
+    if (p->self) return;
+    if (p->out) {
+        snprintf(p->last_error, sizeof p->last_error, "address changed to %s:%u",
+                 p->host, p->peer_port);
+        p->backoff_ms = PEER_BACKOFF_MIN_MS;
+        link_close(p->out);
+    } else if (p->retry_ev) {
+        p->backoff_ms = PEER_BACKOFF_MIN_MS;
+        struct timeval now = {0, 0};
+        evtimer_add(p->retry_ev, &now);
+    }
+}
+
+void peer_link_reply_close(peer_link_t *l, kv_buf_t *frame)
+{
+    if (l->closed || l->closing) return;
+    link_write(l, frame);
+    link_close_after_flush(l);
+}
+
 kv_status_t peer_start(node_cluster_t *cl)
 {
     node_t *n = cl->node;
@@ -703,16 +748,6 @@ kv_status_t peer_start(node_cluster_t *cl)
     cl->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!cl->dns) cl->dns = evdns_base_new(n->base, 0);
     if (cl->dns) evdns_base_load_hosts(cl->dns, NULL);
-    for (uint32_t i = 0; i < cl->npeers; i++) {
-        node_peer_t *p = &cl->peers[i];
-        p->cl = cl;
-        if (p->self) continue;
-        p->retry_ev = evtimer_new(n->base, retry_cb, p);
-        p->backoff_ms = PEER_BACKOFF_MIN_MS;
-        snprintf(p->last_error, sizeof p->last_error, "not connected yet");
-        struct timeval now = {0, 0};
-        evtimer_add(p->retry_ev, &now);
-    }
     cl->heartbeat_ev = event_new(n->base, -1, EV_PERSIST, heartbeat_cb, cl);
     uint64_t tick = KV_MAX(10u, cl->hb_interval_ms / 2);
     struct timeval tv = {(long)(tick / 1000), (long)(tick % 1000) * 1000};
@@ -725,8 +760,8 @@ void peer_stop(node_cluster_t *cl)
     if (cl->heartbeat_ev) event_free(cl->heartbeat_ev);
     cl->heartbeat_ev = NULL;
     for (uint32_t i = 0; i < cl->npeers; i++) {
-        if (cl->peers[i].retry_ev) event_free(cl->peers[i].retry_ev);
-        cl->peers[i].retry_ev = NULL;
+        if (cl->peers[i]->retry_ev) event_free(cl->peers[i]->retry_ev);
+        cl->peers[i]->retry_ev = NULL;
     }
     while (cl->links) link_close(cl->links);
     if (cl->accept_retry) event_free(cl->accept_retry);
@@ -741,10 +776,10 @@ void peer_stop(node_cluster_t *cl)
 
 bool peer_usable(node_cluster_t *cl, uint32_t idx, bool *full)
 {
-    node_peer_t *p = &cl->peers[idx];
+    node_peer_t *p = cl->peers[idx];
     *full = false;
     if (p->self) return true;
-    if (!p->up || !p->out) return false;
+    if (!p->up || !p->out || !p->gossip_up) return false;
     if (link_full(p->out)) {
         *full = true;
         return false;
@@ -754,9 +789,10 @@ bool peer_usable(node_cluster_t *cl, uint32_t idx, bool *full)
 
 static kv_status_t send_check(node_cluster_t *cl, uint32_t idx, peer_link_t **out)
 {
-    node_peer_t *p = &cl->peers[idx];
+    node_peer_t *p = cl->peers[idx];
     kv_assert(!p->self);
-    if (!p->up || !p->out || !p->out->ready) return KV_UNAVAILABLE;
+    if (!p->up || !p->out || !p->out->ready || !p->gossip_up)
+        return KV_UNAVAILABLE;
     if (link_full(p->out)) {
         metrics_counter_add(cl->m.queue_full, 1);
         return KV_BUSY;
@@ -779,7 +815,7 @@ kv_status_t peer_send_mutation(node_cluster_t *cl, uint32_t idx, uint64_t msg_id
     kv_buf_t *b = &cl->node->scratch;
     KV_RET(peer_encode_mutation(b, msg_id, hlc_of(cl), &m, max_body(cl)));
     link_write(l, b);
-    metrics_counter_add(cl->peers[idx].m_sent, 1);
+    metrics_counter_add(cl->peers[idx]->m_sent, 1);
     return KV_OK;
 }
 
@@ -791,7 +827,7 @@ kv_status_t peer_send_read(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
     kv_buf_t *b = &cl->node->scratch;
     KV_RET(peer_encode_read(b, msg_id, hlc_of(cl), key, max_body(cl)));
     link_write(l, b);
-    metrics_counter_add(cl->peers[idx].m_sent, 1);
+    metrics_counter_add(cl->peers[idx]->m_sent, 1);
     return KV_OK;
 }
 
@@ -804,7 +840,7 @@ void peer_reply_mutation(peer_link_t *l, uint64_t msg_id, kv_status_t st,
     kv_buf_t *b = &cl->node->scratch;
     if (peer_encode_mutation_reply(b, msg_id, hlc_of(cl), &r, 0) == KV_OK)
         link_write(l, b);
-    metrics_counter_add(cl->peers[l->peer].m_sent, 1);
+    metrics_counter_add(cl->peers[l->peer]->m_sent, 1);
 }
 
 void peer_reply_read(peer_link_t *l, uint64_t msg_id, kv_status_t st,
@@ -826,5 +862,5 @@ void peer_reply_read(peer_link_t *l, uint64_t msg_id, kv_status_t st,
         peer_encode_read_reply(b, msg_id, hlc_of(cl), &e, 0);
     }
     link_write(l, b);
-    metrics_counter_add(cl->peers[l->peer].m_sent, 1);
+    metrics_counter_add(cl->peers[l->peer]->m_sent, 1);
 }

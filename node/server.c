@@ -302,7 +302,8 @@ static admin_state_t admin_state(void *arg)
     node_t *n = arg;
     switch (n->state) {
     case NODE_STARTING: return ADMIN_STARTING;
-    case NODE_SERVING: return ADMIN_SERVING;
+    case NODE_SERVING:
+        return node_cluster_refusal(n)[0] ? ADMIN_REFUSED : ADMIN_SERVING;
     default: return ADMIN_DRAINING;
     }
 }

@@ -245,7 +245,7 @@ static double scrape(const node_proc_t *p, const char *series)
 }
 
 static const char *const REASONS[] = {"cluster_name", "unknown_node", "version",
-                                      "ring", "clock_skew", "malformed",
+                                      "config", "clock_skew", "malformed",
                                       "handshake_timeout"};
 
 /* cairn_peer_handshakes_refused_total must be WANT[i] for REASONS[i]; the
@@ -315,8 +315,9 @@ static void expect_notfound(node_proc_t *p, const char *key)
     cairn_close(c);
 }
 
-/* The ring digest from the node's "ring: ... digest <16 hex>" log line;
- * NODES_WANT is checked against its "ring: N node(s)". */
+/* The settings digest peers must share, from the node's "member ...
+ * settings digest <16 hex>" start-up line; NODES_WANT is checked against
+ * its "the ring has N node(s)". */
 static uint64_t ring_digest_from_log(const node_proc_t *p, unsigned nodes_want)
 {
     uint64_t t0 = now_ms();
@@ -324,21 +325,21 @@ static uint64_t ring_digest_from_log(const node_proc_t *p, unsigned nodes_want)
         FILE *f = fopen(p->log, "r");
         char line[1024];
         while (f && fgets(line, sizeof line, f)) {
-            const char *r = strstr(line, "ring: ");
-            const char *d = r ? strstr(r, " digest ") : NULL;
+            const char *r = strstr(line, "the ring has ");
+            const char *d = r ? strstr(r, " settings digest ") : NULL;
             if (!d) continue;
             fclose(f);
             unsigned nodes = 0;
-            assert_int_equal(sscanf(r, "ring: %u node(s)", &nodes), 1);
+            assert_int_equal(sscanf(r, "the ring has %u node(s)", &nodes), 1);
             assert_int_equal(nodes, nodes_want);
-            d += strlen(" digest ");
+            d += strlen(" settings digest ");
             size_t hex = strspn(d, "0123456789abcdef");
             if (hex != 16) fail_msg("bad digest in log line: %s", line);
             return strtoull(d, NULL, 16);
         }
         if (f) fclose(f);
         if (now_ms() - t0 > 5000)
-            fail_msg("no 'ring: ... digest' line in %s", p->log);
+            fail_msg("no '... settings digest' line in %s", p->log);
         sleep_ms(10);
     }
 }
@@ -586,11 +587,11 @@ static void test_peer_port_refuses_bad_hellos(void **state)
     want[2] += 2;
     expect_refusals(p, want);
 
-    /* (g) another ring digest */
+    /* (g) other cluster-wide settings (replication factor) */
     a = (hello_args_t){V, "test", "ghost", digest ^ 1, hlc_now_wall()};
-    refused_hello(port, &a, KV_INVALID, "ring", "digest ^ 1");
+    refused_hello(port, &a, KV_INVALID, "config", "digest ^ 1");
     a.digest = 0;
-    refused_hello(port, &a, KV_INVALID, "ring", "digest 0");
+    refused_hello(port, &a, KV_INVALID, "config", "digest 0");
     want[3] += 2;
     expect_refusals(p, want);
 
