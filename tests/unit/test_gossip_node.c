@@ -949,7 +949,7 @@ static void test_gossip_node_refuses_a_duplicate_node_name(void **state)
                  c.n[d].p->log);
     print_message("second n3 logged after %" PRIu64 " ms: %s\n", logged_at, line);
     for (int i = 0; i < 2; i++) {
-        const char *const seed_words[] = {"refus", "n3", NULL};
+        const char *const seed_words[] = {"push-pull", "n3", NULL};
         if (log_line_with(c.n[i].p, seed_words, line, sizeof line))
             print_message("%s logged: %s\n", c.n[i].name, line);
         else
