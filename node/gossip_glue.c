@@ -296,7 +296,8 @@ void gossip_glue_on_pushpull(node_cluster_t *cl, peer_link_t *l,
     kv_buf_init(&reply);
     kv_status_t rc = gossip_on_pushpull(cl->gossip, now_ms(), body.data, body.len,
                                         &reply);
-    (void)rc; /* a refusal is reported by gossip as an event */
+    /* gossip logs the refusal (an event); count it on this side too */
+    if (rc != KV_OK) metrics_counter_add(gl->m.pp_refused, 1);
     kv_buf_clear(b);
     if (peer_encode_pushpull(b, PEER_GOSSIP_PUSHPULL_REPLY, head.msg_id,
                              hlc_last(cl->node->hlc), kv_buf_slice(&reply),
