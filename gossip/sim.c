@@ -879,7 +879,10 @@ static bool observer_converged(sim_t *s, uint32_t o, uint32_t want)
 bool sim_converged(sim_t *s)
 {
     uint32_t nrun = 0;
-    for (uint32_t i = 0; i < s->n; i++) nrun += running(&s->nodes[i]);
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (!s->nodes[i].started) return false; /* still to boot */
+        nrun += running(&s->nodes[i]);
+    }
     if (nrun == 0) return false;
     /* Start from the observer that failed last time: failing checks stop
      * early, a passing one looks at every pair. */
