@@ -676,6 +676,9 @@ void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
         set_liveness(g, m, live);
         if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
     }
+    /* Back from the dead: into what is left of this probe pass (the pass
+     * was built without it). */
+    if (old == GOSSIP_DEAD && live != GOSSIP_DEAD) gossip_probe_added(g, i);
     if (live != old) {
         char *f = gossip_dup_slice(from);
         switch (live) {
