@@ -1,0 +1,1189 @@
+/* gossip.c -- Cairn's membership state machine: the member table, the
+ * merge rules for everything a node hears, datagram intake, own-stall
+ * handling, events, actions, the view and the invariant checker.
+ *
+ * DESIGN  The gossip_t holds one record per member ever heard of (members
+ *         are never removed; m[0] is this node), indexed by name. Every
+ *         piece of news -- a piggybacked update, a push-pull record, this
+ *         node's own probe verdicts -- goes through one function,
+ *         gossip_apply, which orders records by
+ *
+ *             (generation, incarnation, rank)   rank: ALIVE < SUSPECT < DEAD
+ *
+ *         and applies only what is newer, then queues it for
+ *         dissemination (gossip_bcast.c). Probing and suspicion timers live
+ *         in gossip_probe.c, push-pull in gossip_pushpull.c, the wire codec
+ *         in codec.c, phi in phi.c.
+ *
+ *         Liveness of a member as seen here:
+ *
+ *                 probe fails / suspect heard      timer expires / dead heard
+ *           ALIVE -------------------------> SUSPECT ----------------------> DEAD
+ *             ^  <-------------------------------'                          |
+ *             |        alive at a higher (generation, incarnation)          |
+ *             `-------------------------------------------------------------'
+ *
+ *         Only the member itself raises its incarnation (apply_self:
+ *         refute), so an ALIVE can only beat a SUSPECT or DEAD with news
+ *         from the member. A placeholder (gossip_add_known) has generation 0
+ *         and loses to any real announcement.
+ *
+ *         up = self || (liveness != DEAD && (phi < threshold || phi_hold)).
+ *         Rather than evaluating phi for every member on every tick, each
+ *         member keeps down_at, the time phi crosses the threshold given
+ *         its samples (phi is monotone between samples); phi itself is only
+ *         computed near that time.
+ *
+ *         Own stall: any entry point (tick or input) that comes more than
+ *         stall_ms after the previous one means this node's loop did not run
+ *         (a pause, swap, an overloaded host). Suspicion timers are pushed
+ *         back by the gap, the probe in flight is abandoned uncounted, and
+ *         every member gets phi_hold: phi convicts nobody until a datagram
+ *         from that member arrives, and that first arrival is not taken as
+ *         a gap sample (the gap spans our stall, not theirs).
+ *
+ * INVARIANTS (gossip_validate)
+ *   (1) m[0] is self, ALIVE, generation >= 1; names are distinct, non-empty
+ *       and found through the index; tokens strictly ascending.
+ *   (2) a member's (generation, incarnation) never decreases here;
+ *       this node's incarnation changes only through refute, set_local or
+ *       a load announcement.
+ *   (3) cnt[] counts other members by liveness; a SUSPECT member has
+ *       susp_n <= susp_k; others hold no suspicion state.
+ *   (4) the broadcast queue holds at most one update per member and
+ *       member.bq points at it (gossip_bq_validate).
+ *
+ * THREADING  One thread per gossip_t; no globals.
+ */
+#include "gossip_int.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include <xxhash.h>
+
+/* ---- small helpers ----------------------------------------------------- */
+
+uint64_t gossip_hash(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
+
+static void str_set(char **dst, kv_slice_t s)
+{
+    if (*dst && gossip_slice_is(s, *dst)) return;
+    kv_free(*dst);
+    *dst = gossip_dup_slice(s);
+}
+
+const char *gossip_addr(const char *host, uint16_t port, char *buf, size_t cap)
+{
+    if (strchr(host, ':')) snprintf(buf, cap, "[%s]:%u", host, (unsigned)port);
+    else snprintf(buf, cap, "%s:%u", host, (unsigned)port);
+    return buf;
+}
+
+const char *gossip_liveness_str(gossip_liveness_t l)
+{
+    switch (l) {
+    case GOSSIP_ALIVE: return "alive";
+    case GOSSIP_SUSPECT: return "suspect";
+    case GOSSIP_DEAD: return "dead";
+    }
+    return "unknown";
+}
+
+const char *gossip_status_str(gossip_status_t s)
+{
+    switch (s) {
+    case GOSSIP_JOINING: return "joining";
+    case GOSSIP_NORMAL: return "normal";
+    case GOSSIP_LEAVING: return "leaving";
+    case GOSSIP_LEFT: return "left";
+    }
+    return "unknown";
+}
+
+void gossip_config_init(gossip_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->probe_interval_ms = 1000;
+    c->probe_timeout_ms = 500;
+    c->indirect_checks = 3;
+    c->suspicion_mult = 4;
+    c->suspicion_max_mult = 6;
+    c->retransmit_mult = 4;
+    c->gossip_interval_ms = 200;
+    c->gossip_fanout = 3;
+    c->pushpull_interval_ms = 30000;
+    c->seed_interval_ms = 1000;
+    c->dead_probe_interval_ms = 5000;
+    c->awareness_max = 8;
+    c->load_interval_ms = 10000;
+    c->phi_threshold = 8.0;
+    c->phi_window = 100;
+    c->phi_min_std_ms = 100;
+    c->phi_acceptable_pause_ms = 3000;
+    c->phi_first_estimate_ms = 1000;
+    c->phi_min_gap_ms = 50;
+    c->stall_ms = 2000;
+}
+
+/* ---- actions and events ----------------------------------------------- */
+
+/* One allocation holds the data, host and target of an action, so the
+ * action outlives any change to the member table until the next clear. */
+static void act_push(gossip_t *g, gossip_act_kind_t kind, const char *host,
+                     uint16_t port, const char *target, const kv_buf_t *data,
+                     uint64_t id)
+{
+    if (g->nacts == g->acts_cap) {
+        g->acts_cap = g->acts_cap ? g->acts_cap * 2 : 16;
+        g->acts = kv_realloc(g->acts, g->acts_cap * sizeof *g->acts);
+        g->act_mem = kv_realloc(g->act_mem, g->acts_cap * sizeof *g->act_mem);
+    }
+    size_t hl = strlen(host) + 1, tl = target ? strlen(target) + 1 : 0;
+    uint8_t *mem = kv_malloc(data->len + hl + tl + 1);
+    if (data->len) memcpy(mem, data->data, data->len);
+    memcpy(mem + data->len, host, hl);
+    if (target) memcpy(mem + data->len + hl, target, tl);
+    g->act_mem[g->nacts] = mem;
+    gossip_action_t *a = &g->acts[g->nacts++];
+    memset(a, 0, sizeof *a);
+    a->kind = kind;
+    a->host = (const char *)mem + data->len;
+    a->port = port;
+    a->data = mem;
+    a->len = data->len;
+    a->id = id;
+    a->target = target ? (const char *)mem + data->len + hl : NULL;
+}
+
+void gossip_act_udp(gossip_t *g, const char *host, uint16_t port,
+                    const char *target, const kv_buf_t *data)
+{
+    kv_assert(data->len <= GOSSIP_MAX_UDP);
+    act_push(g, GOSSIP_ACT_UDP, host, port, target, data, 0);
+    g->st.udp_sent++;
+    g->st.udp_bytes_sent += data->len;
+}
+
+void gossip_act_pushpull(gossip_t *g, const char *host, uint16_t port,
+                         const char *target, const kv_buf_t *data, uint64_t id)
+{
+    act_push(g, GOSSIP_ACT_PUSHPULL, host, port, target, data, id);
+    g->st.pushpull_sent++;
+    g->st.pushpull_bytes_sent += data->len;
+}
+
+void gossip_event(gossip_t *g, uint64_t now, gossip_event_kind_t kind,
+                  const char *name, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (g->nevs == g->evs_cap) {
+        g->evs_cap = g->evs_cap ? g->evs_cap * 2 : 16;
+        g->evs = kv_realloc(g->evs, g->evs_cap * sizeof *g->evs);
+        g->ev_mem = kv_realloc(g->ev_mem, g->evs_cap * sizeof *g->ev_mem);
+    }
+    size_t nl = strlen(name) + 1, tl = strlen(text) + 1;
+    char *mem = kv_malloc(nl + tl);
+    memcpy(mem, name, nl);
+    memcpy(mem + nl, text, tl);
+    g->ev_mem[g->nevs] = mem;
+    gossip_event_t *e = &g->evs[g->nevs++];
+    e->kind = kind;
+    e->name = mem;
+    e->text = mem + nl;
+    e->at_ms = now;
+}
+
+const gossip_action_t *gossip_actions(const gossip_t *g, size_t *n)
+{
+    *n = g->nacts;
+    return g->acts;
+}
+
+const gossip_event_t *gossip_events(const gossip_t *g, size_t *n)
+{
+    *n = g->nevs;
+    return g->evs;
+}
+
+void gossip_actions_clear(gossip_t *g)
+{
+    for (size_t i = 0; i < g->nacts; i++) kv_free(g->act_mem[i]);
+    for (size_t i = 0; i < g->nevs; i++) kv_free(g->ev_mem[i]);
+    g->nacts = g->nevs = 0;
+}
+
+/* ---- the member table --------------------------------------------------- */
+
+member_t *gossip_find(const gossip_t *g, kv_slice_t name, uint32_t *idx)
+{
+    uint32_t mask = g->hcap - 1;
+    uint32_t h = (uint32_t)gossip_hash(name.data, name.len) & mask;
+    while (g->hidx[h]) {
+        uint32_t i = g->hidx[h] - 1;
+        if (gossip_slice_is(name, g->m[i]->name)) {
+            if (idx) *idx = i;
+            return g->m[i];
+        }
+        h = (h + 1) & mask;
+    }
+    return NULL;
+}
+
+static member_t *find_str(const gossip_t *g, const char *name, uint32_t *idx)
+{
+    return gossip_find(g, kv_slice_str(name), idx);
+}
+
+static void hidx_put(uint32_t *tab, uint32_t cap, const char *name, uint32_t i)
+{
+    uint32_t mask = cap - 1;
+    uint32_t h = (uint32_t)gossip_hash(name, strlen(name)) & mask;
+    while (tab[h]) h = (h + 1) & mask;
+    tab[h] = i + 1;
+}
+
+static void member_free(member_t *m)
+{
+    kv_free(m->name);
+    kv_free(m->node_id);
+    kv_free(m->host);
+    kv_free(m->rack);
+    kv_free(m->tokens);
+    kv_free(m->susp_from);
+    gossip_phi_free(m->phi);
+    kv_free(m);
+}
+
+/* Append a member with just a name; the caller fills the rest. */
+static uint32_t member_add(gossip_t *g, kv_slice_t name, bool self)
+{
+    if ((g->n + 1) * 2 > g->hcap) {
+        uint32_t cap = g->hcap ? g->hcap * 2 : 16;
+        uint32_t *tab = kv_calloc(cap, sizeof *tab);
+        for (uint32_t i = 0; i < g->n; i++) hidx_put(tab, cap, g->m[i]->name, i);
+        kv_free(g->hidx);
+        g->hidx = tab;
+        g->hcap = cap;
+    }
+    if (g->n == g->mcap) {
+        g->mcap = g->mcap ? g->mcap * 2 : 8;
+        g->m = kv_realloc(g->m, g->mcap * sizeof *g->m);
+    }
+    member_t *m = kv_calloc(1, sizeof *m);
+    m->name = gossip_dup_slice(name);
+    m->node_id = kv_strdup("");
+    m->host = kv_strdup("");
+    m->rack = kv_strdup("");
+    m->self = self;
+    m->bq = -1;
+    m->up = true;
+    m->down_at = HUGE_VAL;
+    m->phi = gossip_phi_new(g->cfg.phi_window, g->cfg.phi_min_std_ms,
+                            g->cfg.phi_acceptable_pause_ms,
+                            g->cfg.phi_first_estimate_ms, g->cfg.phi_min_gap_ms);
+    uint32_t i = g->n++;
+    g->m[i] = m;
+    hidx_put(g->hidx, g->hcap, m->name, i);
+    if (!self) {
+        g->cnt[GOSSIP_ALIVE]++;
+        gossip_probe_added(g, i);
+    }
+    return i;
+}
+
+static bool tokens_equal(const member_t *m, const gw_state_t *st)
+{
+    if (m->ntokens != st->ntokens) return false;
+    for (uint32_t i = 0; i < st->ntokens; i++)
+        if (m->tokens[i] != gw_token_at(st, i)) return false;
+    return true;
+}
+
+/* Adopt an announced state (not the name). Returns whether anything that
+ * shapes the ring changed. */
+static bool member_set_state(member_t *m, const gw_state_t *st)
+{
+    bool ring = !gossip_slice_is(st->host, m->host) || !gossip_slice_is(st->rack, m->rack) ||
+                !gossip_slice_is(st->node_id, m->node_id) || m->port != st->port ||
+                m->client_port != st->client_port ||
+                m->admin_port != st->admin_port ||
+                m->status != (gossip_status_t)st->status || !tokens_equal(m, st);
+    str_set(&m->node_id, st->node_id);
+    str_set(&m->host, st->host);
+    str_set(&m->rack, st->rack);
+    m->port = st->port;
+    m->client_port = st->client_port;
+    m->admin_port = st->admin_port;
+    m->generation = st->generation;
+    m->incarnation = st->incarnation;
+    m->status = (gossip_status_t)st->status;
+    m->load_bytes = st->load;
+    if (!tokens_equal(m, st)) {
+        kv_free(m->tokens);
+        m->tokens = st->ntokens ? kv_malloc(st->ntokens * sizeof *m->tokens) : NULL;
+        m->ntokens = st->ntokens;
+        for (uint32_t i = 0; i < st->ntokens; i++) m->tokens[i] = gw_token_at(st, i);
+    }
+    return ring;
+}
+
+void gossip_state_of(const gossip_t *g, const member_t *m, gw_state_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = kv_slice_str(m->name);
+    out->node_id = kv_slice_str(m->node_id);
+    out->host = kv_slice_str(m->host);
+    out->rack = kv_slice_str(m->rack);
+    out->port = m->port;
+    out->client_port = m->client_port;
+    out->admin_port = m->admin_port;
+    out->generation = m->generation;
+    out->incarnation = m->incarnation;
+    out->status = m->status;
+    out->ntokens = m->ntokens;
+    out->tokens = m->tokens;
+    out->load = m->load_bytes;
+    out->liveness = m->self ? GOSSIP_ALIVE : m->liveness;
+    KV_UNUSED(g);
+}
+
+static void set_liveness(gossip_t *g, member_t *m, gossip_liveness_t l)
+{
+    if (m->liveness == l) return;
+    if (!m->self) {
+        g->cnt[m->liveness]--;
+        g->cnt[l]++;
+    }
+    m->liveness = l;
+    g->liveness_version++;
+    if (l != GOSSIP_SUSPECT) {
+        kv_free(m->susp_from);
+        m->susp_from = NULL;
+        m->susp_n = m->susp_k = 0;
+    }
+}
+
+uint32_t gossip_count_live(const gossip_t *g)
+{
+    return g->n - g->cnt[GOSSIP_DEAD];
+}
+
+/* ---- up / down ---------------------------------------------------------- */
+
+static bool member_up(const gossip_t *g, const member_t *m, uint64_t now)
+{
+    if (m->self) return true;
+    if (m->liveness == GOSSIP_DEAD) return false;
+    if (m->phi_hold || !gossip_phi_has_sample(m->phi)) return true;
+    if ((double)now + 1.0 < m->down_at) return true;
+    return gossip_phi_value(m->phi, now) < g->cfg.phi_threshold;
+}
+
+void gossip_check_up(gossip_t *g, uint32_t i, uint64_t now)
+{
+    member_t *m = g->m[i];
+    bool up = member_up(g, m, now);
+    if (up == m->up) return;
+    m->up = up;
+    g->liveness_version++;
+    if (up) {
+        gossip_event(g, now, GOSSIP_EV_UP, m->name, "node %s is up (%s)",
+                     m->name, gossip_liveness_str(m->liveness));
+    } else if (m->liveness == GOSSIP_DEAD) {
+        gossip_event(g, now, GOSSIP_EV_DOWN, m->name,
+                     "node %s is down: declared dead", m->name);
+    } else {
+        uint64_t last = gossip_phi_last(m->phi);
+        gossip_event(g, now, GOSSIP_EV_DOWN, m->name,
+                     "node %s is down: phi %.1f >= %.1f, nothing heard for %.1f s",
+                     m->name, gossip_phi_value(m->phi, now),
+                     g->cfg.phi_threshold,
+                     now > last ? (double)(now - last) / 1000.0 : 0.0);
+    }
+}
+
+/* A datagram from member i arrived. */
+void gossip_heard_tcp(gossip_t *g, uint32_t i, uint64_t now)
+{
+    g->m[i]->heard = true;
+    g->m[i]->last_heard_ms = now;
+}
+
+static void heard_from(gossip_t *g, uint32_t i, uint64_t now)
+{
+    member_t *m = g->m[i];
+    m->heard = true;
+    m->last_heard_ms = now;
+    if (m->phi_hold) {
+        gossip_phi_mark(m->phi, now);
+        m->phi_hold = false;
+    } else {
+        gossip_phi_sample(m->phi, now);
+    }
+    m->down_at = gossip_phi_cross_ms(m->phi, g->z_thr);
+}
+
+/* ---- merging news ------------------------------------------------------- */
+
+static int rec_cmp(uint64_t g1, uint64_t i1, gossip_liveness_t l1, uint64_t g2,
+                   uint64_t i2, gossip_liveness_t l2)
+{
+    if (g1 != g2) return g1 < g2 ? -1 : 1;
+    if (i1 != i2) return i1 < i2 ? -1 : 1;
+    if (l1 != l2) return l1 < l2 ? -1 : 1;
+    return 0;
+}
+
+static void conflict(gossip_t *g, uint64_t now, member_t *m, kv_slice_t node_id,
+                     kv_slice_t host, uint16_t port)
+{
+    g->st.dropped_conflict++;
+    uint64_t h = gossip_hash(node_id.data, node_id.len);
+    if (m->conflict_seen == h) return; /* reported already */
+    m->conflict_seen = h;
+    char *id = gossip_dup_slice(node_id), *hs = gossip_dup_slice(host), a[300], b[300];
+    if (m->self)
+        gossip_event(g, now, GOSSIP_EV_CONFLICT, m->name,
+                     "node name %s (this node, node id %s) is also announced by "
+                     "node id %s at %s; ignored",
+                     m->name, m->node_id, id, gossip_addr(hs, port, a, sizeof a));
+    else
+        gossip_event(g, now, GOSSIP_EV_CONFLICT, m->name,
+                     "node name %s is used by node id %s at %s, but node id %s "
+                     "at %s announces it; ignored",
+                     m->name, m->node_id,
+                     gossip_addr(m->host, m->port, b, sizeof b), id,
+                     gossip_addr(hs, port, a, sizeof a));
+    kv_free(id);
+    kv_free(hs);
+}
+
+void gossip_announce_self(gossip_t *g, uint64_t now)
+{
+    member_t *me = g->m[0];
+    me->load_bytes = g->load_now;
+    g->load_announced_at = now;
+    gossip_queue_alive(g, 0);
+}
+
+/* News about this node. */
+static void apply_self(gossip_t *g, uint64_t now, uint64_t gen, uint64_t inc,
+                       gossip_liveness_t live, const gw_state_t *st)
+{
+    member_t *me = g->m[0];
+    if (st && !gossip_slice_is(st->node_id, me->node_id)) {
+        conflict(g, now, me, st->node_id, st->host, st->port);
+        return;
+    }
+    if (gen != me->generation) {
+        /* Someone holds an older generation of this node as suspect or
+         * dead: make sure this one's alive is on its way. A newer
+         * generation under our name and id is not ours to answer. */
+        if (gen < me->generation && live != GOSSIP_ALIVE)
+            gossip_queue_alive(g, 0);
+        return;
+    }
+    if (live == GOSSIP_ALIVE) {
+        /* Our own alive echoing back is normal; one above our incarnation
+         * can only come from an earlier run with the same generation. */
+        if (inc > me->incarnation) {
+            me->incarnation = inc + 1;
+            gossip_announce_self(g, now);
+        }
+        return;
+    }
+    if (inc < me->incarnation) {
+        gossip_queue_alive(g, 0); /* stale rumour: repeat who we are */
+        return;
+    }
+    me->incarnation = inc + 1;
+    gossip_announce_self(g, now);
+    g->st.suspicions_refuted++;
+    if (g->awareness + 1 < g->cfg.awareness_max) g->awareness++;
+    gossip_event(g, now, GOSSIP_EV_REFUTED, me->name,
+                 "this node was reported %s at incarnation %" PRIu64
+                 "; refuted with incarnation %" PRIu64,
+                 gossip_liveness_str(live), inc, me->incarnation);
+}
+
+static void queue_news(gossip_t *g, uint32_t i, gossip_liveness_t live,
+                       kv_slice_t from)
+{
+    if (live == GOSSIP_ALIVE) {
+        gossip_queue_alive(g, i);
+    } else {
+        char *f = gossip_dup_slice(from);
+        gossip_queue_suspect_dead(g, i,
+                                  live == GOSSIP_DEAD ? GW_UPD_DEAD : GW_UPD_SUSPECT,
+                                  f);
+        kv_free(f);
+    }
+}
+
+static void member_new(gossip_t *g, uint64_t now, const gw_state_t *st,
+                       gossip_liveness_t live, kv_slice_t from)
+{
+    uint32_t i = member_add(g, st->name, false);
+    member_t *m = g->m[i];
+    member_set_state(m, st);
+    set_liveness(g, m, live);
+    m->up = live != GOSSIP_DEAD;
+    g->ring_version++;
+    g->liveness_version++;
+    char a[300];
+    gossip_event(g, now, GOSSIP_EV_JOINED, m->name,
+                 "node %s joined: node id %s at %s, rack \"%s\", %s, %u tokens, "
+                 "generation %" PRIu64 " (%s)",
+                 m->name, m->node_id, gossip_addr(m->host, m->port, a, sizeof a),
+                 m->rack, gossip_status_str(m->status), m->ntokens,
+                 m->generation, gossip_liveness_str(live));
+    if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
+    queue_news(g, i, live, from);
+}
+
+/* Ask a sender whose state we lack (unknown, a placeholder, a newer
+ * generation than we hold) for it by push-pull, at most once per
+ * seed_interval per name. */
+static void discover(gossip_t *g, uint64_t now, kv_slice_t name_s,
+                     kv_slice_t host_s, uint16_t port)
+{
+    uint64_t hash = gossip_hash(name_s.data, name_s.len);
+    discovery_t *slot = &g->disc[0];
+    for (uint32_t i = 0; i < GOSSIP_DISCOVERY_SLOTS; i++) {
+        discovery_t *d = &g->disc[i];
+        if (d->name_hash == hash) {
+            if (now < d->at + g->cfg.seed_interval_ms) return;
+            slot = d;
+            break;
+        }
+        if (d->at < slot->at) slot = d;
+    }
+    slot->name_hash = hash;
+    slot->at = now;
+    char *host = gossip_dup_slice(host_s), *name = gossip_dup_slice(name_s);
+    gossip_pushpull_start(g, now, host, port, name);
+    kv_free(host);
+    kv_free(name);
+}
+
+void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
+                  uint64_t inc, gossip_liveness_t live, const gw_state_t *st,
+                  kv_slice_t from, bool from_pushpull)
+{
+    uint32_t i;
+    member_t *m = gossip_find(g, name, &i);
+    if (m && m->self) {
+        apply_self(g, now, gen, inc, live, st);
+        return;
+    }
+    if (!m && !(st && st->compact)) {
+        /* A suspect/dead about a member never announced here says nothing
+         * we could act on (no address, no tokens). */
+        if (st) member_new(g, now, st, live, from);
+        return;
+    }
+    gw_state_t full;
+    if (st && st->compact) {
+        /* Tokens left out: usable only if they are the ones held here. */
+        if (!m || gw_tokens_digest(m->tokens, m->ntokens) != st->tokens_digest) {
+            discover(g, now, name, st->host, st->port);
+            return;
+        }
+        full = *st;
+        full.compact = false;
+        full.tokens = m->tokens;
+        full.tokens_be = NULL;
+        full.ntokens = m->ntokens;
+        st = &full;
+    }
+    bool placeholder = m->generation == 0;
+    if (st && !placeholder && m->node_id[0] && !gossip_slice_is(st->node_id, m->node_id)) {
+        conflict(g, now, m, st->node_id, st->host, st->port);
+        return;
+    }
+    /* Another node's verdict of DEAD in a push-pull is taken as a
+     * suspicion here: the member gets its chance to refute (memberlist). */
+    if (from_pushpull && live == GOSSIP_DEAD) live = GOSSIP_SUSPECT;
+    /* A suspect/dead about a generation never announced here: wait for
+     * that generation's alive, which carries its state. */
+    if (!st && gen > m->generation) return;
+
+    int c = rec_cmp(gen, inc, live, m->generation, m->incarnation, m->liveness);
+    if (c < 0) return;
+    if (c == 0) {
+        if (live == GOSSIP_SUSPECT && gossip_suspicion_confirm(g, now, i, from))
+            queue_news(g, i, live, from);
+        return;
+    }
+
+    gossip_liveness_t old = m->liveness;
+    bool newer_pair = gen > m->generation ||
+                      (gen == m->generation && inc > m->incarnation);
+    bool restarted = !placeholder && gen > m->generation;
+    bool ring = false;
+    if (st && newer_pair) {
+        ring = member_set_state(m, st);
+    } else {
+        m->generation = gen;
+        m->incarnation = inc;
+    }
+    char a[300];
+    if (placeholder && m->generation > 0) {
+        ring = true;
+        gossip_event(g, now, GOSSIP_EV_JOINED, m->name,
+                     "node %s joined: node id %s at %s, rack \"%s\", %s, %u "
+                     "tokens, generation %" PRIu64,
+                     m->name, m->node_id,
+                     gossip_addr(m->host, m->port, a, sizeof a), m->rack,
+                     gossip_status_str(m->status), m->ntokens, m->generation);
+    } else if (restarted) {
+        gossip_phi_reset(m->phi);
+        m->down_at = HUGE_VAL;
+        g->ring_version++;
+        gossip_event(g, now, GOSSIP_EV_RESTARTED, m->name,
+                     "node %s restarted (generation %" PRIu64 ")", m->name,
+                     m->generation);
+    }
+    if (ring) {
+        g->ring_version++;
+        if (!placeholder)
+            gossip_event(g, now, GOSSIP_EV_UPDATED, m->name,
+                         "node %s now announces %s, rack \"%s\", %s, %u tokens "
+                         "(incarnation %" PRIu64 ")",
+                         m->name, gossip_addr(m->host, m->port, a, sizeof a),
+                         m->rack, gossip_status_str(m->status), m->ntokens,
+                         m->incarnation);
+    }
+
+    if (live == GOSSIP_SUSPECT && old == GOSSIP_SUSPECT && !restarted) {
+        /* Still the same suspicion, now at a higher incarnation: keep its
+         * timer, count the reporter. */
+        gossip_suspicion_confirm(g, now, i, from);
+    } else {
+        if (old == GOSSIP_SUSPECT && live == GOSSIP_SUSPECT)
+            set_liveness(g, m, GOSSIP_ALIVE); /* restart: a new suspicion */
+        set_liveness(g, m, live);
+        if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
+    }
+    /* Back from the dead: into what is left of this probe pass (the pass
+     * was built without it). */
+    if (old == GOSSIP_DEAD && live != GOSSIP_DEAD) gossip_probe_added(g, i);
+    if (live != old) {
+        char *f = gossip_dup_slice(from);
+        switch (live) {
+        case GOSSIP_ALIVE:
+            gossip_event(g, now, GOSSIP_EV_ALIVE, m->name,
+                         "node %s is alive again (incarnation %" PRIu64 ")",
+                         m->name, m->incarnation);
+            break;
+        case GOSSIP_SUSPECT:
+            gossip_event(g, now, GOSSIP_EV_SUSPECT, m->name,
+                         "node %s is suspect (reported by %s, incarnation %" PRIu64
+                         ")",
+                         m->name, f, m->incarnation);
+            break;
+        case GOSSIP_DEAD:
+            gossip_event(g, now, GOSSIP_EV_DEAD, m->name,
+                         "node %s is dead (reported by %s, incarnation %" PRIu64 ")",
+                         m->name, f, m->incarnation);
+            break;
+        }
+        kv_free(f);
+    }
+    queue_news(g, i, live, from);
+    gossip_check_up(g, i, now);
+}
+
+/* This node's own verdict after a failed probe. */
+void gossip_suspect_raise(gossip_t *g, uint64_t now, uint32_t i, uint64_t gen,
+                          uint64_t inc)
+{
+    member_t *me = g->m[0];
+    g->st.suspicions_raised++;
+    gossip_apply(g, now, kv_slice_str(g->m[i]->name), gen, inc, GOSSIP_SUSPECT,
+                 NULL, kv_slice_str(me->name), false);
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+static void stall(gossip_t *g, uint64_t now, uint64_t gap)
+{
+    g->st.stalls++;
+    for (uint32_t i = 1; i < g->n; i++) {
+        member_t *m = g->m[i];
+        m->phi_hold = true;
+        if (m->liveness == GOSSIP_SUSPECT) m->susp_start += gap;
+    }
+    gossip_probe_stall(g, now);
+}
+
+/* Every input and tick starts here: notice our own stalls. */
+void gossip_enter(gossip_t *g, uint64_t now)
+{
+    if (now > g->last_seen) {
+        if (now - g->last_seen > g->cfg.stall_ms) stall(g, now, now - g->last_seen);
+        g->last_seen = now;
+    }
+}
+
+void gossip_timers_update(gossip_t *g)
+{
+    uint64_t t = g->next_gossip_at;
+    t = KV_MIN(t, g->next_probe_at);
+    gossip_probe_timers(g, &t);
+    if (g->cfg.pushpull_interval_ms) t = KV_MIN(t, g->next_pushpull_at);
+    if (g->nseeds && gossip_alone(g)) t = KV_MIN(t, g->next_seed_at);
+    if (g->cnt[GOSSIP_SUSPECT]) {
+        for (uint32_t i = 1; i < g->n; i++)
+            if (g->m[i]->liveness == GOSSIP_SUSPECT)
+                t = KV_MIN(t, gossip_suspicion_deadline(g, g->m[i]));
+    }
+    if (g->load_now != g->m[0]->load_bytes)
+        t = KV_MIN(t, g->load_announced_at + g->cfg.load_interval_ms);
+    g->next_timer = t;
+}
+
+uint64_t gossip_next_timer(const gossip_t *g)
+{
+    return g->next_timer;
+}
+
+void gossip_tick(gossip_t *g, uint64_t now)
+{
+    gossip_enter(g, now);
+    gossip_suspicion_tick(g, now);
+    gossip_probe_tick(g, now);
+    if (now >= g->next_gossip_at) {
+        gossip_gossip_round(g, now);
+        g->next_gossip_at += g->cfg.gossip_interval_ms;
+        if (g->next_gossip_at <= now) g->next_gossip_at = now + g->cfg.gossip_interval_ms;
+    }
+    gossip_pushpull_tick(g, now);
+    member_t *me = g->m[0];
+    if (g->load_now != me->load_bytes &&
+        now >= g->load_announced_at + g->cfg.load_interval_ms) {
+        me->incarnation++;
+        gossip_announce_self(g, now);
+    }
+    for (uint32_t i = 1; i < g->n; i++) gossip_check_up(g, i, now);
+    gossip_timers_update(g);
+}
+
+void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len)
+{
+    gossip_enter(g, now_ms);
+    g->st.udp_received++;
+    g->st.udp_bytes_received += len;
+    gw_unpacked_t u;
+    gw_unpacked_init(&u);
+    gw_msg_t msg;
+    gw_result_t r = gw_decode_msg(data, len, &u, &msg);
+    if (r != GW_OK) {
+        if (r == GW_VERSION) g->st.dropped_version++;
+        else g->st.dropped_malformed++;
+        goto out;
+    }
+    if (!gossip_slice_is(msg.h.cluster, g->cluster)) {
+        g->st.dropped_cluster++;
+        goto out;
+    }
+    uint32_t si;
+    member_t *s = gossip_find(g, msg.h.name, &si);
+    if (s && (s->self || (s->generation > 0 && !gossip_slice_is(msg.h.node_id, s->node_id)))) {
+        if (!s->self || !gossip_slice_is(msg.h.node_id, s->node_id))
+            conflict(g, now_ms, s, msg.h.node_id, msg.h.host, msg.h.port);
+        goto out; /* our own name: never answer it */
+    }
+    for (uint32_t i = 0; i < msg.nupdates; i++) {
+        gw_update_t up;
+        if (gw_update_decode(&msg.updates[i], &up) != GW_OK) continue;
+        gossip_liveness_t live = up.kind == GW_UPD_ALIVE   ? GOSSIP_ALIVE
+                                 : up.kind == GW_UPD_DEAD ? GOSSIP_DEAD
+                                                          : GOSSIP_SUSPECT;
+        gossip_apply(g, now_ms, up.name, up.generation, up.incarnation, live,
+                     up.kind == GW_UPD_ALIVE ? &up.st : NULL, up.from, false);
+    }
+    s = gossip_find(g, msg.h.name, &si);
+    if (s && s->generation <= msg.h.generation) heard_from(g, si, now_ms);
+    gossip_probe_on_msg(g, now_ms, &msg);
+    if (!s || s->generation < msg.h.generation)
+        discover(g, now_ms, msg.h.name, msg.h.host, msg.h.port);
+    if (s) gossip_check_up(g, si, now_ms);
+out:
+    gw_unpacked_release(&u);
+    gossip_timers_update(g);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static kv_status_t check_text(const char *what, const char *s, size_t max,
+                              bool required)
+{
+    if (!s || !*s) {
+        if (!required) return KV_OK;
+        kv_errmsg_set("gossip: %s is required", what);
+        return KV_INVALID;
+    }
+    if (strlen(s) > max) {
+        kv_errmsg_set("gossip: %s is longer than %zu bytes", what, max);
+        return KV_INVALID;
+    }
+    return KV_OK;
+}
+
+static kv_status_t check_local(const gossip_local_t *s, bool placeholder)
+{
+    if (!s) {
+        kv_errmsg_set("gossip: no local state");
+        return KV_INVALID;
+    }
+    KV_RET(check_text("node name", s->name, GOSSIP_MAX_NAME, true));
+    KV_RET(check_text("node id", s->node_id, GW_MAX_NODE_ID, !placeholder));
+    KV_RET(check_text("host", s->host, GOSSIP_MAX_NAME, true));
+    KV_RET(check_text("rack", s->rack, GOSSIP_MAX_NAME, false));
+    if (s->port == 0) {
+        kv_errmsg_set("gossip: node %s has no gossip port", s->name);
+        return KV_INVALID;
+    }
+    if ((unsigned)s->status > GOSSIP_LEFT) {
+        kv_errmsg_set("gossip: node %s: bad status %d", s->name, (int)s->status);
+        return KV_INVALID;
+    }
+    if (s->ntokens > GOSSIP_MAX_TOKENS || (s->ntokens && !s->tokens)) {
+        kv_errmsg_set("gossip: node %s: %u tokens (at most %u)", s->name,
+                      s->ntokens, GOSSIP_MAX_TOKENS);
+        return KV_INVALID;
+    }
+    for (uint32_t i = 1; i < s->ntokens; i++)
+        if (s->tokens[i - 1] >= s->tokens[i]) {
+            kv_errmsg_set("gossip: node %s: tokens are not strictly ascending",
+                          s->name);
+            return KV_INVALID;
+        }
+    if (!placeholder && s->generation == 0) {
+        kv_errmsg_set("gossip: node %s: generation 0 is reserved for "
+                      "placeholders", s->name);
+        return KV_INVALID;
+    }
+    return KV_OK;
+}
+
+static kv_status_t check_config(const gossip_config_t *c)
+{
+    if (!c) {
+        kv_errmsg_set("gossip: no config");
+        return KV_INVALID;
+    }
+    KV_RET(check_text("cluster name", c->cluster_name, GOSSIP_MAX_NAME, true));
+    const char *bad = NULL;
+    if (!c->probe_interval_ms) bad = "probe_interval_ms must be > 0";
+    else if (!c->probe_timeout_ms || c->probe_timeout_ms > c->probe_interval_ms)
+        bad = "probe_timeout_ms must be in 1..probe_interval_ms";
+    else if (!c->gossip_interval_ms) bad = "gossip_interval_ms must be > 0";
+    else if (!c->seed_interval_ms) bad = "seed_interval_ms must be > 0";
+    else if (!c->suspicion_mult) bad = "suspicion_mult must be > 0";
+    else if (!c->suspicion_max_mult) bad = "suspicion_max_mult must be > 0";
+    else if (!c->retransmit_mult) bad = "retransmit_mult must be > 0";
+    else if (!c->awareness_max) bad = "awareness_max must be > 0";
+    else if (!c->phi_window || c->phi_window > 100000)
+        bad = "phi_window must be in 1..100000";
+    else if (!(c->phi_threshold > 0) || !isfinite(c->phi_threshold))
+        bad = "phi_threshold must be > 0";
+    else if (!c->stall_ms) bad = "stall_ms must be > 0";
+    if (bad) {
+        kv_errmsg_set("gossip: %s", bad);
+        return KV_INVALID;
+    }
+    return KV_OK;
+}
+
+static void local_state(const gossip_local_t *s, uint64_t gen, uint64_t inc,
+                        gw_state_t *st)
+{
+    memset(st, 0, sizeof *st);
+    st->name = kv_slice_str(s->name);
+    st->node_id = kv_slice_str(s->node_id ? s->node_id : "");
+    st->host = kv_slice_str(s->host);
+    st->rack = kv_slice_str(s->rack ? s->rack : "");
+    st->port = s->port;
+    st->client_port = s->client_port;
+    st->admin_port = s->admin_port;
+    st->generation = gen;
+    st->incarnation = inc;
+    st->status = s->status;
+    st->ntokens = s->ntokens;
+    st->tokens = s->tokens;
+    st->load = s->load_bytes;
+}
+
+kv_status_t gossip_create(const gossip_config_t *cfg, const gossip_local_t *self,
+                          uint64_t now_ms, gossip_t **out)
+{
+    KV_RET(check_config(cfg));
+    KV_RET(check_local(self, false));
+    gossip_t *g = kv_calloc(1, sizeof *g);
+    g->cfg = *cfg;
+    g->cluster = kv_strdup(cfg->cluster_name);
+    g->cfg.cluster_name = g->cluster;
+    kv_rng_seed(&g->rng, cfg->seed);
+    g->z_thr = gossip_phi_z_for(cfg->phi_threshold);
+    gossip_bq_init(&g->bq);
+    g->refusal = kv_strdup("");
+    g->seq = 1;
+    g->pp_next_id = 1;
+
+    gw_state_t st;
+    local_state(self, self->generation, 0, &st);
+    member_add(g, st.name, true);
+    member_set_state(g->m[0], &st);
+    g->load_now = self->load_bytes;
+    g->ring_version = 1;
+    g->liveness_version = 1;
+
+    g->last_seen = now_ms;
+    g->next_probe_at = now_ms + cfg->probe_interval_ms;
+    g->next_gossip_at = now_ms + cfg->gossip_interval_ms;
+    g->next_pushpull_at = now_ms + cfg->pushpull_interval_ms;
+    g->next_seed_at = now_ms;
+    g->next_dead_probe_at = now_ms + cfg->dead_probe_interval_ms;
+    gossip_announce_self(g, now_ms);
+    gossip_timers_update(g);
+    *out = g;
+    return KV_OK;
+}
+
+void gossip_destroy(gossip_t *g)
+{
+    if (!g) return;
+    gossip_actions_clear(g);
+    kv_free(g->acts);
+    kv_free(g->act_mem);
+    kv_free(g->evs);
+    kv_free(g->ev_mem);
+    for (uint32_t i = 0; i < g->n; i++) member_free(g->m[i]);
+    kv_free(g->m);
+    kv_free(g->hidx);
+    kv_free(g->plist);
+    gossip_bq_deinit(&g->bq);
+    gossip_relays_free(g);
+    gossip_pushpull_free(g);
+    for (size_t i = 0; i < g->nseeds; i++) kv_free(g->seeds[i].host);
+    kv_free(g->seeds);
+    kv_free(g->refusal);
+    kv_free(g->cluster);
+    kv_buf_deinit(&g->scratch);
+    kv_free(g);
+}
+
+kv_status_t gossip_add_known(gossip_t *g, uint64_t now_ms, const gossip_local_t *m)
+{
+    KV_RET(check_local(m, true));
+    if (find_str(g, m->name, NULL)) {
+        kv_errmsg_set("gossip: node %s is known already", m->name);
+        return KV_EXISTS;
+    }
+    gw_state_t st;
+    local_state(m, 0, 0, &st);
+    uint32_t i = member_add(g, st.name, false);
+    member_set_state(g->m[i], &st);
+    g->ring_version++;
+    g->liveness_version++;
+    KV_UNUSED(now_ms);
+    gossip_timers_update(g);
+    return KV_OK;
+}
+
+void gossip_set_seeds(gossip_t *g, const char *const *hosts,
+                      const uint16_t *ports, size_t n)
+{
+    for (size_t i = 0; i < g->nseeds; i++) kv_free(g->seeds[i].host);
+    kv_free(g->seeds);
+    g->seeds = n ? kv_calloc(n, sizeof *g->seeds) : NULL;
+    g->nseeds = 0;
+    const member_t *me = g->m[0];
+    for (size_t i = 0; i < n; i++) {
+        if (!hosts[i] || !*hosts[i] || strlen(hosts[i]) > GOSSIP_MAX_NAME ||
+            !ports[i])
+            continue;
+        if (ports[i] == me->port && strcasecmp(hosts[i], me->host) == 0)
+            continue; /* ourselves */
+        g->seeds[g->nseeds].host = kv_strdup(hosts[i]);
+        g->seeds[g->nseeds].port = ports[i];
+        g->nseeds++;
+    }
+    /* Contact them at once, then every seed_interval while alone. */
+    gossip_pushpull_seeds(g, g->last_seen);
+    g->next_seed_at = g->last_seen + g->cfg.seed_interval_ms;
+    gossip_timers_update(g);
+}
+
+kv_status_t gossip_set_local(gossip_t *g, uint64_t now_ms, const gossip_local_t *self)
+{
+    KV_RET(check_local(self, false));
+    member_t *me = g->m[0];
+    if (strcmp(self->name, me->name) != 0 || strcmp(self->node_id, me->node_id) != 0) {
+        kv_errmsg_set("gossip: a node's name and node id cannot change");
+        return KV_INVALID;
+    }
+    if (self->generation != me->generation) {
+        kv_errmsg_set("gossip: a node's generation cannot change while it runs");
+        return KV_INVALID;
+    }
+    gossip_enter(g, now_ms);
+    gw_state_t st;
+    local_state(self, me->generation, me->incarnation + 1, &st);
+    st.load = me->load_bytes;
+    g->load_now = self->load_bytes;
+    bool changed = !gossip_slice_is(st.host, me->host) || !gossip_slice_is(st.rack, me->rack) ||
+                   me->port != st.port || me->client_port != st.client_port ||
+                   me->admin_port != st.admin_port ||
+                   me->status != (gossip_status_t)st.status ||
+                   !tokens_equal(me, &st);
+    if (changed) {
+        member_set_state(me, &st);
+        g->ring_version++;
+        gossip_announce_self(g, now_ms);
+        char a[300];
+        gossip_event(g, now_ms, GOSSIP_EV_UPDATED, me->name,
+                     "this node now announces %s, rack \"%s\", %s, %u tokens "
+                     "(incarnation %" PRIu64 ")",
+                     gossip_addr(me->host, me->port, a, sizeof a), me->rack,
+                     gossip_status_str(me->status), me->ntokens, me->incarnation);
+    }
+    gossip_timers_update(g);
+    return KV_OK;
+}
+
+/* ---- the view ----------------------------------------------------------- */
+
+size_t gossip_member_count(const gossip_t *g)
+{
+    return g->n;
+}
+
+void gossip_member_at(const gossip_t *g, size_t i, uint64_t now_ms,
+                      gossip_member_t *out)
+{
+    kv_assert(i < g->n);
+    const member_t *m = g->m[i];
+    memset(out, 0, sizeof *out);
+    out->name = m->name;
+    out->node_id = m->node_id;
+    out->host = m->host;
+    out->rack = m->rack;
+    out->port = m->port;
+    out->client_port = m->client_port;
+    out->admin_port = m->admin_port;
+    out->generation = m->generation;
+    out->incarnation = m->incarnation;
+    out->status = m->status;
+    out->tokens = m->tokens;
+    out->ntokens = m->ntokens;
+    out->load_bytes = m->self ? g->load_now : m->load_bytes;
+    out->liveness = m->self ? GOSSIP_ALIVE : m->liveness;
+    out->phi = m->self ? 0.0 : gossip_phi_value(m->phi, now_ms);
+    out->up = member_up(g, m, now_ms);
+    out->self = m->self;
+    out->known = m->generation != 0;
+    out->last_heard_ms = m->last_heard_ms;
+}
+
+kv_status_t gossip_member_find(const gossip_t *g, const char *name,
+                               uint64_t now_ms, gossip_member_t *out)
+{
+    uint32_t i;
+    if (!name || !find_str(g, name, &i)) return KV_NOTFOUND;
+    gossip_member_at(g, i, now_ms, out);
+    return KV_OK;
+}
+
+uint64_t gossip_ring_version(const gossip_t *g)
+{
+    return g->ring_version;
+}
+
+uint64_t gossip_liveness_version(const gossip_t *g)
+{
+    return g->liveness_version;
+}
+
+const char *gossip_refusal(const gossip_t *g)
+{
+    return g->refusal;
+}
+
+void gossip_get_stats(const gossip_t *g, gossip_stats_t *out)
+{
+    *out = g->st;
+    out->awareness = g->awareness;
+    out->members_alive = g->cnt[GOSSIP_ALIVE];
+    out->members_suspect = g->cnt[GOSSIP_SUSPECT];
+    out->members_dead = g->cnt[GOSSIP_DEAD];
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            kv_errmsg_set(__VA_ARGS__);                                        \
+            return KV_CORRUPT;                                                 \
+        }                                                                      \
+    } while (0)
+
+kv_status_t gossip_validate(const gossip_t *g)
+{
+    CHECK(g->n >= 1 && g->m[0]->self, "member 0 is not this node");
+    CHECK(g->m[0]->liveness == GOSSIP_ALIVE && g->m[0]->generation >= 1,
+          "this node is %s at generation %" PRIu64,
+          gossip_liveness_str(g->m[0]->liveness), g->m[0]->generation);
+    CHECK(g->hcap >= 2 * g->n && (g->hcap & (g->hcap - 1)) == 0,
+          "index capacity %u for %u members", g->hcap, g->n);
+    uint32_t cnt[3] = {0, 0, 0};
+    for (uint32_t i = 0; i < g->n; i++) {
+        const member_t *m = g->m[i];
+        uint32_t j;
+        CHECK(m->name[0], "member %u has no name", i);
+        CHECK(i == 0 || !m->self, "member %u claims to be this node", i);
+        CHECK(find_str(g, m->name, &j) == m && j == i,
+              "member %s not found at %u through the index", m->name, i);
+        CHECK((unsigned)m->liveness <= GOSSIP_DEAD, "member %s: liveness %d",
+              m->name, (int)m->liveness);
+        for (uint32_t t = 1; t < m->ntokens; t++)
+            CHECK(m->tokens[t - 1] < m->tokens[t], "member %s: tokens unsorted",
+                  m->name);
+        if (i > 0) cnt[m->liveness]++;
+        if (m->liveness == GOSSIP_SUSPECT)
+            CHECK(m->susp_n <= m->susp_k && m->susp_min <= m->susp_max,
+                  "member %s: %u of %u confirmations, min %" PRIu64 " max %" PRIu64,
+                  m->name, m->susp_n, m->susp_k, m->susp_min, m->susp_max);
+        else
+            CHECK(m->susp_from == NULL && m->susp_n == 0,
+                  "member %s: suspicion state while %s", m->name,
+                  gossip_liveness_str(m->liveness));
+    }
+    for (int l = 0; l < 3; l++)
+        CHECK(cnt[l] == g->cnt[l], "%s members: counted %u, held %u",
+              gossip_liveness_str((gossip_liveness_t)l), cnt[l], g->cnt[l]);
+    CHECK(g->awareness < g->cfg.awareness_max, "awareness %u", g->awareness);
+    KV_RET(gossip_bq_validate(g));
+    for (size_t i = 0; i < g->nacts; i++) {
+        const gossip_action_t *a = &g->acts[i];
+        CHECK(a->kind == GOSSIP_ACT_PUSHPULL || a->len <= GOSSIP_MAX_UDP,
+              "action %zu: datagram of %zu bytes", i, a->len);
+        CHECK(a->kind != GOSSIP_ACT_PUSHPULL || a->id != 0,
+              "action %zu: push-pull without id", i);
+    }
+    return KV_OK;
+}
