@@ -23,6 +23,8 @@
 
 #include "frame.h"
 
+#include <xxhash.h>
+
 /* ---- packing ------------------------------------------------------------ */
 
 static int buf_write(void *data, const char *p, size_t n)
@@ -90,6 +92,46 @@ void gw_encode_alive(kv_buf_t *b, const gw_state_t *st)
     msgpack_pack_array(&pk, 1 + STATE_FIELDS);
     msgpack_pack_uint32(&pk, GW_UPD_ALIVE);
     pack_state_fields(&pk, st);
+}
+
+uint64_t gw_tokens_digest(const uint64_t *tokens, uint32_t n)
+{
+    XXH3_state_t *h = XXH3_createState();
+    kv_assert(h != NULL);
+    XXH3_64bits_reset(h);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t be[8];
+        uint64_t t = tokens[i];
+        for (int b = 7; b >= 0; b--) {
+            be[b] = (uint8_t)t;
+            t >>= 8;
+        }
+        XXH3_64bits_update(h, be, sizeof be);
+    }
+    uint64_t d = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return d;
+}
+
+void gw_encode_alive_compact(kv_buf_t *b, const gw_state_t *st)
+{
+    msgpack_packer pk;
+    gw_packer_init(&pk, b);
+    msgpack_pack_array(&pk, 1 + STATE_FIELDS + 1);
+    msgpack_pack_uint32(&pk, GW_UPD_ALIVE);
+    pack_slice(&pk, st->name);
+    pack_slice(&pk, st->node_id);
+    pack_slice(&pk, st->host);
+    msgpack_pack_uint16(&pk, st->port);
+    msgpack_pack_uint16(&pk, st->client_port);
+    msgpack_pack_uint16(&pk, st->admin_port);
+    pack_slice(&pk, st->rack);
+    msgpack_pack_uint64(&pk, st->generation);
+    msgpack_pack_uint64(&pk, st->incarnation);
+    msgpack_pack_uint32(&pk, st->status);
+    msgpack_pack_nil(&pk); /* tokens left out */
+    msgpack_pack_uint64(&pk, st->load);
+    msgpack_pack_uint64(&pk, gw_tokens_digest(st->tokens, st->ntokens));
 }
 
 void gw_encode_suspect_dead(kv_buf_t *b, uint32_t kind, kv_slice_t name,
@@ -260,9 +302,10 @@ static const msgpack_object *arr_of(const msgpack_object *o, uint32_t min,
     return o->via.array.ptr;
 }
 
-/* STATE_FIELDS elements at a (plus liveness when asked). */
-static bool state_from(const msgpack_object *a, bool with_liveness,
-                       gw_state_t *out)
+/* STATE_FIELDS elements at a (n in all), plus liveness when asked; an
+ * alive update may be compact (tokens nil, digest after the load). */
+static bool state_from(const msgpack_object *a, uint32_t n, bool with_liveness,
+                       bool allow_compact, gw_state_t *out)
 {
     gw_state_t s;
     memset(&s, 0, sizeof s);
@@ -277,8 +320,16 @@ static bool state_from(const msgpack_object *a, bool with_liveness,
     if (!obj_u64(&a[7], &s.generation) || s.generation == 0) return false;
     if (!obj_u64(&a[8], &s.incarnation)) return false;
     if (!obj_u32(&a[9], GOSSIP_LEFT, &s.status)) return false;
-    if (a[10].type != MSGPACK_OBJECT_BIN) return false;
-    tok = kv_slice(a[10].via.bin.ptr, a[10].via.bin.size);
+    if (a[10].type == MSGPACK_OBJECT_NIL && allow_compact) {
+        if (n < STATE_FIELDS + 1 || !obj_u64(&a[STATE_FIELDS], &s.tokens_digest))
+            return false;
+        s.compact = true;
+        tok = kv_slice(NULL, 0);
+    } else if (a[10].type == MSGPACK_OBJECT_BIN) {
+        tok = kv_slice(a[10].via.bin.ptr, a[10].via.bin.size);
+    } else {
+        return false;
+    }
     if (tok.len % 8 != 0 || tok.len / 8 > GOSSIP_MAX_TOKENS) return false;
     s.ntokens = (uint32_t)(tok.len / 8);
     s.tokens_be = tok.data;
@@ -298,7 +349,7 @@ gw_result_t gw_state_decode(const msgpack_object *o, bool with_liveness,
     uint32_t n;
     const msgpack_object *a =
         arr_of(o, STATE_FIELDS + (with_liveness ? 1u : 0u), &n);
-    if (!a || !state_from(a, with_liveness, out)) return GW_MALFORMED;
+    if (!a || !state_from(a, n, with_liveness, false, out)) return GW_MALFORMED;
     return GW_OK;
 }
 
@@ -312,7 +363,7 @@ gw_result_t gw_update_decode(const msgpack_object *o, gw_update_t *out)
         return GW_MALFORMED;
     u.kind = kind;
     if (kind == GW_UPD_ALIVE) {
-        if (n < 1 + STATE_FIELDS || !state_from(a + 1, false, &u.st))
+        if (n < 1 + STATE_FIELDS || !state_from(a + 1, n - 1, false, true, &u.st))
             return GW_MALFORMED;
         u.name = u.st.name;
         u.generation = u.st.generation;

@@ -552,6 +552,31 @@ static void member_new(gossip_t *g, uint64_t now, const gw_state_t *st,
     queue_news(g, i, live, from);
 }
 
+/* Ask a sender whose state we lack (unknown, a placeholder, a newer
+ * generation than we hold) for it by push-pull, at most once per
+ * seed_interval per name. */
+static void discover(gossip_t *g, uint64_t now, kv_slice_t name_s,
+                     kv_slice_t host_s, uint16_t port)
+{
+    uint64_t hash = gossip_hash(name_s.data, name_s.len);
+    discovery_t *slot = &g->disc[0];
+    for (uint32_t i = 0; i < GOSSIP_DISCOVERY_SLOTS; i++) {
+        discovery_t *d = &g->disc[i];
+        if (d->name_hash == hash) {
+            if (now < d->at + g->cfg.seed_interval_ms) return;
+            slot = d;
+            break;
+        }
+        if (d->at < slot->at) slot = d;
+    }
+    slot->name_hash = hash;
+    slot->at = now;
+    char *host = gossip_dup_slice(host_s), *name = gossip_dup_slice(name_s);
+    gossip_pushpull_start(g, now, host, port, name);
+    kv_free(host);
+    kv_free(name);
+}
+
 void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
                   uint64_t inc, gossip_liveness_t live, const gw_state_t *st,
                   kv_slice_t from, bool from_pushpull)
@@ -562,11 +587,25 @@ void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
         apply_self(g, now, gen, inc, live, st);
         return;
     }
-    if (!m) {
+    if (!m && !(st && st->compact)) {
         /* A suspect/dead about a member never announced here says nothing
          * we could act on (no address, no tokens). */
         if (st) member_new(g, now, st, live, from);
         return;
+    }
+    gw_state_t full;
+    if (st && st->compact) {
+        /* Tokens left out: usable only if they are the ones held here. */
+        if (!m || gw_tokens_digest(m->tokens, m->ntokens) != st->tokens_digest) {
+            discover(g, now, name, st->host, st->port);
+            return;
+        }
+        full = *st;
+        full.compact = false;
+        full.tokens = m->tokens;
+        full.tokens_be = NULL;
+        full.ntokens = m->ntokens;
+        st = &full;
     }
     bool placeholder = m->generation == 0;
     if (st && !placeholder && m->node_id[0] && !gossip_slice_is(st->node_id, m->node_id)) {
@@ -611,6 +650,7 @@ void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
     } else if (restarted) {
         gossip_phi_reset(m->phi);
         m->down_at = HUGE_VAL;
+        g->ring_version++;
         gossip_event(g, now, GOSSIP_EV_RESTARTED, m->name,
                      "node %s restarted (generation %" PRIu64 ")", m->name,
                      m->generation);
@@ -636,6 +676,9 @@ void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
         set_liveness(g, m, live);
         if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
     }
+    /* Back from the dead: into what is left of this probe pass (the pass
+     * was built without it). */
+    if (old == GOSSIP_DEAD && live != GOSSIP_DEAD) gossip_probe_added(g, i);
     if (live != old) {
         char *f = gossip_dup_slice(from);
         switch (live) {
@@ -737,30 +780,6 @@ void gossip_tick(gossip_t *g, uint64_t now)
     gossip_timers_update(g);
 }
 
-/* Ask a sender whose state we lack (unknown, a placeholder, a newer
- * generation than we hold) for it by push-pull, at most once per
- * seed_interval per name. */
-static void discover(gossip_t *g, uint64_t now, const gw_head_t *h)
-{
-    uint64_t hash = gossip_hash(h->name.data, h->name.len);
-    discovery_t *slot = &g->disc[0];
-    for (uint32_t i = 0; i < GOSSIP_DISCOVERY_SLOTS; i++) {
-        discovery_t *d = &g->disc[i];
-        if (d->name_hash == hash) {
-            if (now < d->at + g->cfg.seed_interval_ms) return;
-            slot = d;
-            break;
-        }
-        if (d->at < slot->at) slot = d;
-    }
-    slot->name_hash = hash;
-    slot->at = now;
-    char *host = gossip_dup_slice(h->host), *name = gossip_dup_slice(h->name);
-    gossip_pushpull_start(g, now, host, h->port, name);
-    kv_free(host);
-    kv_free(name);
-}
-
 void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len)
 {
     gossip_enter(g, now_ms);
@@ -798,7 +817,8 @@ void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len
     s = gossip_find(g, msg.h.name, &si);
     if (s && s->generation <= msg.h.generation) heard_from(g, si, now_ms);
     gossip_probe_on_msg(g, now_ms, &msg);
-    if (!s || s->generation < msg.h.generation) discover(g, now_ms, &msg.h);
+    if (!s || s->generation < msg.h.generation)
+        discover(g, now_ms, msg.h.name, msg.h.host, msg.h.port);
     if (s) gossip_check_up(g, si, now_ms);
 out:
     gw_unpacked_release(&u);
@@ -1002,9 +1022,9 @@ void gossip_set_seeds(gossip_t *g, const char *const *hosts,
         g->seeds[g->nseeds].port = ports[i];
         g->nseeds++;
     }
-    /* Contact them at once (at the next tick). */
-    g->next_seed_at = g->last_seen;
+    /* Contact them at once, then every seed_interval while alone. */
     gossip_pushpull_seeds(g, g->last_seen);
+    g->next_seed_at = g->last_seen + g->cfg.seed_interval_ms;
     gossip_timers_update(g);
 }
 

@@ -24,7 +24,8 @@
  * caller resolves at each attempt). Resolving and sending are the caller's
  * job; a send that fails is simply a lost packet.
  *
- * PROTOCOL (defaults in gossip_config_init; details in docs/protocol.md)
+ * PROTOCOL (defaults in gossip_config_init; wire format and rules in
+ *           docs/gossip.md)
  *   - Probe: every probe_interval, ping one member, round-robin over a
  *     list reshuffled on each pass. No ack within probe_timeout: ping-req
  *     through indirect_checks other members (each answers ack, or nack if
@@ -45,7 +46,12 @@
  *     first, each sent retransmit_mult * ceil(log10(N + 1)) times. Every
  *     gossip_interval the node sends a gossip datagram to gossip_fanout
  *     random live members (empty of updates if it has none: these
- *     datagrams are also phi's heartbeats).
+ *     datagrams are also phi's heartbeats). An alive too big for a
+ *     datagram (many tokens) is gossiped compact, its tokens replaced by
+ *     a digest: receivers holding those tokens apply it, others fetch the
+ *     state by push-pull. A datagram from a member whose state this node
+ *     lacks (unknown, placeholder, newer generation) also triggers a
+ *     push-pull with it, at most once per seed_interval.
  *   - Push-pull: every pushpull_interval, full state with one random live
  *     member over TCP; and with the seeds while no other member is alive.
  *   - Dead members keep being probed, one every dead_probe_interval, so a
@@ -192,8 +198,9 @@ void gossip_set_seeds(gossip_t *g, const char *const *hosts,
 
 /* Change what this node announces (status, tokens, ports, load ...). A
  * change other than load raises the incarnation and is disseminated at
- * once; load alone is announced at most every load_interval_ms. name and
- * node_id may not change (KV_INVALID). */
+ * once; load alone is announced at most every load_interval_ms (and only
+ * when it changed). name, node_id and generation may not change
+ * (KV_INVALID). */
 kv_status_t gossip_set_local(gossip_t *g, uint64_t now_ms, const gossip_local_t *self);
 
 /* ---- inputs ----------------------------------------------------------- */
@@ -205,7 +212,7 @@ void gossip_tick(gossip_t *g, uint64_t now_ms);
  * datagram holds can make this fail otherwise. */
 void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len);
 
-/* A push-pull request that arrived over TCP. Writes the reply to *reply
+/* A push-pull request that arrived over TCP. Appends the reply to *reply
  * (always: this node's full state, or a refusal the requester can read)
  * and returns KV_OK, or the refusal's reason with kv_errmsg() set:
  * KV_DENIED other cluster / duplicate node name, KV_PROTO other version
@@ -299,7 +306,8 @@ typedef struct gossip_stats {
     uint64_t pushpull_sent, pushpull_received, pushpull_bytes_sent,
         pushpull_bytes_received;
     uint64_t pushpull_failed, pushpull_refused;
-    uint64_t probes, probes_failed, indirect_probes;
+    uint64_t probes, probes_failed;
+    uint64_t indirect_probes;      /* probes that went on to ping-req */
     uint64_t suspicions_raised;    /* members this node suspected */
     uint64_t suspicions_refuted;   /* times this node refuted itself */
     uint64_t deaths_declared;      /* SUSPECT -> DEAD here */

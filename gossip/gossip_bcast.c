@@ -10,11 +10,12 @@
  *         moves each taken one to the next bucket, or drops it once sent
  *         retransmit_mult * ceil(log10(N + 1)) times.
  *
- *         An update that could not fit even an otherwise empty gossip
- *         datagram (an alive with hundreds of tokens) is never queued: such
- *         a member's state travels by push-pull only. Queuing it would
- *         still drop the older update about that member, which is what we
- *         want (it is superseded).
+ *         An alive that could not fit even an otherwise empty gossip
+ *         datagram (a member with hundreds of tokens) is queued compact:
+ *         the tokens are replaced by their digest. Receivers that hold
+ *         the same tokens apply it (so such a member can still refute a
+ *         suspicion in time); others fetch the full state by push-pull
+ *         (gossip_apply). The tokens themselves travel by push-pull only.
  *
  *         Every gossip_interval a gossip datagram goes to gossip_fanout
  *         random members that are not DEAD, with updates or without: the
@@ -140,6 +141,12 @@ void gossip_queue_alive(gossip_t *g, uint32_t i)
     kv_buf_t b;
     kv_buf_init(&b);
     gw_encode_alive(&b, &st);
+    if (b.len + bare_len(g) > GOSSIP_MAX_UDP) {
+        /* too many tokens to gossip: liveness by a compact alive, the
+         * tokens by push-pull */
+        kv_buf_clear(&b);
+        gw_encode_alive_compact(&b, &st);
+    }
     gossip_bq_put(g, i, &b);
     kv_buf_deinit(&b);
 }

@@ -58,6 +58,11 @@ typedef struct gw_state {
     const uint8_t *tokens_be; /* decoding: 8 * ntokens big-endian bytes */
     uint64_t load;
     uint32_t liveness;        /* push-pull records only (gossip_liveness_t) */
+    /* A compact alive (updates only): the tokens are left out and only
+     * their digest (gw_tokens_digest) travels, for a member whose full
+     * alive does not fit a datagram. ntokens is 0 then. */
+    bool compact;
+    uint64_t tokens_digest;
 } gw_state_t;
 
 static inline uint64_t gw_token_at(const gw_state_t *s, uint32_t i)
@@ -139,6 +144,9 @@ gw_result_t gw_state_decode(const msgpack_object *o, bool with_liveness,
 void gw_pack_msg_head(msgpack_packer *pk, const gw_msg_t *m);
 void gw_pack_updates_hdr(msgpack_packer *pk, uint32_t n);
 void gw_encode_alive(kv_buf_t *b, const gw_state_t *st);
+void gw_encode_alive_compact(kv_buf_t *b, const gw_state_t *st);
+/* XXH3-64 of the tokens as 8-byte big-endian values, back to back. */
+uint64_t gw_tokens_digest(const uint64_t *tokens, uint32_t n);
 void gw_encode_suspect_dead(kv_buf_t *b, uint32_t kind, kv_slice_t name,
                             uint64_t generation, uint64_t incarnation,
                             kv_slice_t from);

@@ -62,7 +62,6 @@ static void full_state(const gossip_t *g, uint32_t kind, kv_buf_t *out)
 {
     gw_state_t self;
     gossip_state_of(g, g->m[0], &self);
-    self.load = g->load_now;
     uint32_t nrec = 0;
     for (uint32_t i = 1; i < g->n; i++)
         if (g->m[i]->generation > 0) nrec++;

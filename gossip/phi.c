@@ -1,7 +1,9 @@
 /* phi.c -- phi-accrual failure detection over heartbeat inter-arrival
  * times (Hayashibara et al.; the normal model Akka uses).
  *
- * DESIGN  A ring of the last `window` gaps between recorded arrivals. Mean
+ * DESIGN  A ring of the last `window` gaps between recorded arrivals
+ *         (grown as samples come, so the many members a big cluster's
+ *         node rarely hears from cost little; gaps saturate at 2^32 ms). Mean
  *         and standard deviation are recomputed over the window on each
  *         sample (window is small: O(window) per sample, nothing per
  *         query). The deviation is floored at min_std so perfectly regular
@@ -34,8 +36,8 @@ struct gossip_phi {
     uint32_t window, min_std, pause, first, min_gap;
     bool has_last;
     uint64_t last;
-    uint64_t *gaps;
-    uint32_t ngaps, pos;
+    uint32_t *gaps;    /* ms, saturated; grown up to window as samples come */
+    uint32_t cap, ngaps, pos;
     double mean, std; /* over gaps; the estimate before any */
 };
 
@@ -88,7 +90,6 @@ gossip_phi_t *gossip_phi_new(uint32_t window, uint32_t min_std_ms,
     p->pause = acceptable_pause_ms;
     p->first = first_estimate_ms;
     p->min_gap = min_gap_ms;
-    p->gaps = kv_calloc(p->window, sizeof *p->gaps);
     gossip_phi_reset(p);
     return p;
 }
@@ -141,9 +142,17 @@ void gossip_phi_sample(gossip_phi_t *p, uint64_t now_ms)
         return;
     }
     if (now_ms < p->last || now_ms - p->last < p->min_gap) return;
-    p->gaps[p->pos] = now_ms - p->last;
+    uint64_t gap = now_ms - p->last;
+    if (p->ngaps < p->window) {
+        /* still filling: append (pos == ngaps), growing the ring */
+        if (p->ngaps == p->cap) {
+            p->cap = KV_MIN(p->window, p->cap ? p->cap * 2 : 8);
+            p->gaps = kv_realloc(p->gaps, p->cap * sizeof *p->gaps);
+        }
+        p->ngaps++;
+    }
+    p->gaps[p->pos] = gap > UINT32_MAX ? UINT32_MAX : (uint32_t)gap;
     p->pos = (p->pos + 1) % p->window;
-    if (p->ngaps < p->window) p->ngaps++;
     p->last = now_ms;
     phi_estimate(p);
 }

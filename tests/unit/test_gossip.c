@@ -62,6 +62,7 @@ typedef struct net {
     size_t max_udp_seen;
     uint64_t udp_delivered;
     bool no_seeds;
+    uint32_t pushpull_ms; /* 0: the default */
     /* each datagram sent is shown to this, when set */
     void (*inspect)(struct net *net, int from, const uint8_t *p, size_t len);
     uint64_t inspected;
@@ -105,6 +106,7 @@ static void node_start(net_t *net, int i)
     gossip_config_t c;
     base_config(&c, 1000 + (uint64_t)i * 7919 + x->gen);
     c.replication_factor = x->rf;
+    if (net->pushpull_ms) c.pushpull_interval_ms = net->pushpull_ms;
     gossip_local_t l;
     local_of(x, &l);
     assert_int_equal(gossip_create(&c, &l, net->now, &x->g), KV_OK);
@@ -404,6 +406,12 @@ typedef struct fake {
     uint16_t port;
     const char *cluster;
 } fake_t;
+
+static fake_t fake_of(const node_t *f)
+{
+    fake_t x = {f->name, f->id, f->host, f->gen, f->port, NULL};
+    return x;
+}
 
 /* A datagram of `type` from `f` carrying raw updates. */
 static void craft(kv_buf_t *out, const fake_t *f, gw_msg_t *m,
@@ -989,9 +997,11 @@ static void test_gossip_datagrams_pack_updates_fewest_sent_first_under_1400_byte
     net_free(&net);
 }
 
-static const char *no_alive_for;
+static const char *big_name;
+static uint64_t big_compact_seen;
 
-static void inspect_no_alive(net_t *net, int from, const uint8_t *p, size_t len)
+/* The big member's alive only ever travels compact in a datagram. */
+static void inspect_big(net_t *net, int from, const uint8_t *p, size_t len)
 {
     (void)net;
     (void)from;
@@ -1002,8 +1012,12 @@ static void inspect_no_alive(net_t *net, int from, const uint8_t *p, size_t len)
     for (uint32_t k = 0; k < d.nupdates; k++) {
         gw_update_t up;
         assert_int_equal(gw_update_decode(&d.updates[k], &up), GW_OK);
-        if (up.kind == GW_UPD_ALIVE)
-            assert_false(gossip_slice_is(up.name, no_alive_for));
+        if (up.kind == GW_UPD_ALIVE && gossip_slice_is(up.name, big_name)) {
+            assert_true(up.st.compact);
+            big_compact_seen++;
+        } else if (up.kind == GW_UPD_ALIVE) {
+            assert_false(up.st.compact);
+        }
     }
     gw_unpacked_release(&u);
 }
@@ -1013,12 +1027,14 @@ static void test_gossip_alive_too_big_for_a_datagram_travels_by_pushpull(void **
     (void)state;
     net_t net;
     net_init(&net, 4, 7);
+    net.pushpull_ms = 10000000; /* no periodic push-pull: only seeds and discovery */
     node_t *big = &net.nd[3];
     big->ntokens = GOSSIP_MAX_TOKENS;
     for (uint32_t t = 0; t < GOSSIP_MAX_TOKENS; t++)
         big->tokens[t] = (uint64_t)t * 4503599627370495ULL + 17;
-    no_alive_for = big->name;
-    net.inspect = inspect_no_alive;
+    big_name = big->name;
+    big_compact_seen = 0;
+    net.inspect = inspect_big;
     net_start(&net);
     run_until_converged(&net, 20000);
     for (int a = 0; a < 3; a++) {
@@ -1027,25 +1043,52 @@ static void test_gossip_alive_too_big_for_a_datagram_travels_by_pushpull(void **
         assert_int_equal(m.ntokens, GOSSIP_MAX_TOKENS);
         assert_true(m.tokens[GOSSIP_MAX_TOKENS - 1] == big->tokens[GOSSIP_MAX_TOKENS - 1]);
     }
-    /* its status change reaches everyone too, by push-pull */
+    net_run(&net, 5000);
+
+    /* a suspicion about it is refuted in time, over UDP: its compact
+     * alive (digest of the tokens everyone holds) carries the refutation */
+    gossip_member_t m;
+    assert_true(view(&net, 0, big->name, &m));
+    uint64_t inc = m.incarnation;
+    kv_buf_t upd, b;
+    kv_buf_init(&upd);
+    kv_buf_init(&b);
+    suspect_upd(&upd, GW_UPD_SUSPECT, big->name, big->gen, inc, "n2");
+    fake_t f = fake_of(&net.nd[1]);
+    craft_gossip(&b, &f, &upd, 1);
+    uint64_t pp_before = stats_of(&net, 0).pushpull_sent;
+    gossip_on_udp(net.nd[0].g, net.now, b.data, b.len);
+    net_run(&net, 30000);
+    assert_int_equal(stats_of(&net, 3).suspicions_refuted, 1);
+    for (int a = 0; a < 3; a++) {
+        assert_true(view(&net, a, big->name, &m));
+        assert_int_equal(m.liveness, GOSSIP_ALIVE);
+        assert_int_equal(m.incarnation, inc + 1);
+        assert_int_equal(m.ntokens, GOSSIP_MAX_TOKENS);
+        assert_int_equal(count_events(&net.nd[a], GOSSIP_EV_DEAD, big->name), 0);
+    }
+    assert_int_equal(stats_of(&net, 0).pushpull_sent, pp_before);
+    assert_true(big_compact_seen > 0);
+
+    /* its tokens change: the digest no longer matches, so the others
+     * fetch the new state by push-pull */
+    for (uint32_t t = 0; t < GOSSIP_MAX_TOKENS; t++) big->tokens[t] += 3;
     gossip_local_t l;
     local_of(big, &l);
     l.status = GOSSIP_LEAVING;
     assert_int_equal(gossip_set_local(big->g, net.now, &l), KV_OK);
-    uint64_t start = net.now;
-    for (;;) {
-        bool all = true;
-        for (int a = 0; a < 3; a++) {
-            gossip_member_t m;
-            assert_true(view(&net, a, big->name, &m));
-            all &= m.status == GOSSIP_LEAVING;
-        }
-        if (all) break;
-        assert_true(net.now - start < 120000);
-        net_run(&net, 500);
+    net_run(&net, 5000);
+    for (int a = 0; a < 3; a++) {
+        assert_true(view(&net, a, big->name, &m));
+        assert_int_equal(m.status, GOSSIP_LEAVING);
+        assert_int_equal(m.incarnation, inc + 2);
+        assert_memory_equal(m.tokens, big->tokens, GOSSIP_MAX_TOKENS * sizeof(uint64_t));
+        assert_non_null(find_event(&net.nd[a], GOSSIP_EV_UPDATED, big->name));
     }
     assert_true(net.inspected > 100);
     assert_true(net.max_udp_seen <= GOSSIP_MAX_UDP);
+    kv_buf_deinit(&upd);
+    kv_buf_deinit(&b);
     net_free(&net);
 }
 
@@ -1308,12 +1351,6 @@ static int lone_fake_at(const lone_t *l, const char *host)
     for (int i = 0; i < NFAKE; i++)
         if (!strcmp(l->fakes[i].host, host)) return i;
     return -1;
-}
-
-static fake_t fake_of(const node_t *f)
-{
-    fake_t x = {f->name, f->id, f->host, f->gen, f->port, NULL};
-    return x;
 }
 
 /* Advance to `until` in 100 ms ticks; fakes ack pings, push-pulls fail. */
