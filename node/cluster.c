@@ -716,7 +716,7 @@ kv_status_t node_cluster_open(node_t *n)
     node_member_t *mem;
     size_t nm;
     KV_RET(node_config_members(cfg, &mem, &nm));
-    qsort(mem, nm, sizeof *mem, member_cmp);
+    if (nm > 1) qsort(mem, nm, sizeof *mem, member_cmp);
     node_cluster_t *cl = kv_calloc(1, sizeof *cl);
     n->cluster = cl;
     cl->node = n;
