@@ -231,7 +231,8 @@ member_t *gossip_find(const gossip_t *g, kv_slice_t name, uint32_t *idx)
     uint32_t h = (uint32_t)gossip_hash(name.data, name.len) & mask;
     while (g->hidx[h]) {
         uint32_t i = g->hidx[h] - 1;
-        if (gossip_slice_is(name, g->m[i]->name)) {
+        const member_t *m = g->m[i];
+        if (m->name_len == name.len && memcmp(m->name, name.data, name.len) == 0) {
             if (idx) *idx = i;
             return g->m[i];
         }
@@ -282,6 +283,7 @@ static uint32_t member_add(gossip_t *g, kv_slice_t name, bool self)
     }
     member_t *m = kv_calloc(1, sizeof *m);
     m->name = gossip_dup_slice(name);
+    m->name_len = name.len;
     m->node_id = kv_strdup("");
     m->host = kv_strdup("");
     m->rack = kv_strdup("");
@@ -314,11 +316,12 @@ static bool tokens_equal(const member_t *m, const gw_state_t *st)
  * shapes the ring changed. */
 static bool member_set_state(member_t *m, const gw_state_t *st)
 {
+    bool same_tokens = tokens_equal(m, st);
     bool ring = !gossip_slice_is(st->host, m->host) || !gossip_slice_is(st->rack, m->rack) ||
                 !gossip_slice_is(st->node_id, m->node_id) || m->port != st->port ||
                 m->client_port != st->client_port ||
                 m->admin_port != st->admin_port ||
-                m->status != (gossip_status_t)st->status || !tokens_equal(m, st);
+                m->status != (gossip_status_t)st->status || !same_tokens;
     str_set(&m->node_id, st->node_id);
     str_set(&m->host, st->host);
     str_set(&m->rack, st->rack);
@@ -329,7 +332,7 @@ static bool member_set_state(member_t *m, const gw_state_t *st)
     m->incarnation = st->incarnation;
     m->status = (gossip_status_t)st->status;
     m->load_bytes = st->load;
-    if (!tokens_equal(m, st)) {
+    if (!same_tokens) {
         kv_free(m->tokens);
         m->tokens = st->ntokens ? kv_malloc(st->ntokens * sizeof *m->tokens) : NULL;
         m->ntokens = st->ntokens;
@@ -394,6 +397,10 @@ void gossip_check_up(gossip_t *g, uint32_t i, uint64_t now)
 {
     member_t *m = g->m[i];
     bool up = member_up(g, m, now);
+    /* an up member's phi crosses the threshold at down_at: look again then */
+    if (up && !m->self && m->liveness != GOSSIP_DEAD && !m->phi_hold &&
+        m->down_at < g->scan_at)
+        g->scan_at = m->down_at;
     if (up == m->up) return;
     m->up = up;
     g->liveness_version++;
@@ -725,6 +732,7 @@ static void stall(gossip_t *g, uint64_t now, uint64_t gap)
         m->phi_hold = true;
         if (m->liveness == GOSSIP_SUSPECT) m->susp_start += gap;
     }
+    g->scan_at = 0; /* held members that were down are up again */
     gossip_probe_stall(g, now);
 }
 
@@ -776,7 +784,12 @@ void gossip_tick(gossip_t *g, uint64_t now)
         me->incarnation++;
         gossip_announce_self(g, now);
     }
-    for (uint32_t i = 1; i < g->n; i++) gossip_check_up(g, i, now);
+    /* Phi moves with time: re-check up only once some member's phi may
+     * have crossed the threshold (other changes check their member). */
+    if ((double)now + 1.0 >= g->scan_at) {
+        g->scan_at = HUGE_VAL;
+        for (uint32_t i = 1; i < g->n; i++) gossip_check_up(g, i, now);
+    }
     gossip_timers_update(g);
 }
 
@@ -938,6 +951,7 @@ kv_status_t gossip_create(const gossip_config_t *cfg, const gossip_local_t *self
     g->cfg.cluster_name = g->cluster;
     kv_rng_seed(&g->rng, cfg->seed);
     g->z_thr = gossip_phi_z_for(cfg->phi_threshold);
+    g->scan_at = HUGE_VAL;
     gossip_bq_init(&g->bq);
     g->refusal = kv_strdup("");
     g->seq = 1;
@@ -974,7 +988,8 @@ void gossip_destroy(gossip_t *g)
     for (uint32_t i = 0; i < g->n; i++) member_free(g->m[i]);
     kv_free(g->m);
     kv_free(g->hidx);
-    kv_free(g->plist);
+    gossip_rr_free(&g->probe_rr);
+    gossip_rr_free(&g->gossip_rr);
     gossip_bq_deinit(&g->bq);
     gossip_relays_free(g);
     gossip_pushpull_free(g);
