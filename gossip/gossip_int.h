@@ -365,6 +365,14 @@ void gossip_act_udp(gossip_t *g, const char *host, uint16_t port,
 void gossip_act_pushpull(gossip_t *g, const char *host, uint16_t port,
                          const char *target, const kv_buf_t *data, uint64_t id);
 void gossip_state_of(const gossip_t *g, const member_t *m, gw_state_t *out);
+/* Append a member with just a name; the caller fills the rest. */
+uint32_t gossip_member_add(gossip_t *g, kv_slice_t name, bool self);
+/* Adopt an announced state (not the name); true if anything that shapes
+ * the ring changed. */
+bool gossip_member_set_state(member_t *m, const gw_state_t *st);
+void gossip_set_liveness(gossip_t *g, member_t *m, gossip_liveness_t l);
+
+/* gossip_merge.c */
 /* Apply one update or record. st is the announced state (NULL for a
  * suspect/dead update); from names who reported a suspect/dead. */
 void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
@@ -377,6 +385,16 @@ uint32_t gossip_count_live(const gossip_t *g);
 void gossip_suspect_raise(gossip_t *g, uint64_t now, uint32_t i, uint64_t gen,
                           uint64_t inc);
 void gossip_announce_self(gossip_t *g, uint64_t now);
+/* An announcement of member m's name by another node id: counted, reported
+ * once per offending id. */
+void gossip_conflict(gossip_t *g, uint64_t now, member_t *m, kv_slice_t node_id,
+                     kv_slice_t host, uint16_t port);
+/* Ask a node whose state we lack for it by push-pull, at most once per
+ * seed_interval per name. */
+void gossip_discover(gossip_t *g, uint64_t now, kv_slice_t name,
+                     kv_slice_t host, uint16_t port);
+
+/* gossip.c */
 const char *gossip_addr(const char *host, uint16_t port, char *buf, size_t cap);
 
 /* gossip_bcast.c */
