@@ -303,12 +303,17 @@ void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
     gossip_check_up(g, i, now);
 }
 
-/* This node's own verdict after a failed probe. */
+/* This node's own verdict after a failed probe: counted when it took
+ * effect (a new suspicion, or a confirmation of someone else's). */
 void gossip_suspect_raise(gossip_t *g, uint64_t now, uint32_t i, uint64_t gen,
                           uint64_t inc)
 {
-    member_t *me = g->m[0];
-    g->st.suspicions_raised++;
-    gossip_apply(g, now, kv_slice_str(g->m[i]->name), gen, inc, GOSSIP_SUSPECT,
-                 NULL, kv_slice_str(me->name), false);
+    member_t *me = g->m[0], *m = g->m[i];
+    gossip_liveness_t was = m->liveness;
+    uint32_t confirmations = m->susp_n;
+    gossip_apply(g, now, kv_slice_str(m->name), gen, inc, GOSSIP_SUSPECT, NULL,
+                 kv_slice_str(me->name), false);
+    if ((was != GOSSIP_SUSPECT && m->liveness == GOSSIP_SUSPECT) ||
+        (was == GOSSIP_SUSPECT && m->susp_n > confirmations))
+        g->st.suspicions_raised++;
 }

@@ -59,6 +59,7 @@ typedef struct net {
     pkt_t *q;
     size_t nq, qcap;
     uint32_t loss_pct;
+    bool cut[MAXN][MAXN]; /* datagrams and push-pulls from a to b are lost */
     size_t max_udp_seen;
     uint64_t udp_delivered;
     bool no_seeds;
@@ -170,7 +171,7 @@ static int node_at(const net_t *net, const char *host, uint16_t port)
 static bool reachable(const net_t *net, int a, int b)
 {
     return b >= 0 && !net->nd[b].down && !net->nd[a].down && !net->nd[b].paused &&
-           net->nd[a].part == net->nd[b].part;
+           net->nd[a].part == net->nd[b].part && !net->cut[a][b];
 }
 
 static void log_events(node_t *x)
@@ -777,9 +778,12 @@ static void test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds(
     uint64_t crash = net.now;
     node_crash(&net, 4);
     /* detected (first suspicion) within a few probe periods */
+    uint32_t max_awareness = 0;
     while (liveness_at(&net, 0, 4) == GOSSIP_ALIVE) {
         assert_true(net.now - crash < 15000);
         net_run(&net, 10);
+        for (int a = 0; a < 4; a++)
+            max_awareness = KV_MAX(max_awareness, stats_of(&net, a).awareness);
     }
     uint64_t suspected = net.now;
     print_message("suspected %" PRIu64 " ms after the crash\n", suspected - crash);
@@ -787,7 +791,12 @@ static void test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds(
         assert_int_equal(liveness_at(&net, 0, 4), GOSSIP_SUSPECT);
         net_run(&net, 10);
         assert_true(net.now - suspected < 30000);
+        for (int a = 0; a < 4; a++)
+            max_awareness = KV_MAX(max_awareness, stats_of(&net, a).awareness);
     }
+    /* every failed probe of the dead node came back with the
+     * intermediaries' nacks, in time: the fault was not the prober's */
+    assert_int_equal(max_awareness, 0);
     uint64_t dead = net.now;
     print_message("dead %" PRIu64 " ms after the suspicion\n", dead - suspected);
     /* N = 5: min = 4 x 1 x 1000 ms, max = 6 x min, k = 2; with the other
@@ -1481,6 +1490,34 @@ static uint64_t lone_death_time(lone_t *l, int who, uint64_t limit)
     }
 }
 
+static void test_gossip_broken_direct_link_is_bridged_by_ping_req(void **state)
+{
+    (void)state;
+    net_t net;
+    net_init(&net, 4, 26);
+    net_start(&net);
+    run_until_converged(&net, 10000);
+    net_run(&net, 3000);
+    gossip_stats_t s0 = stats_of(&net, 0);
+    /* n1 and n4 cannot reach each other; everyone else can */
+    net.cut[0][3] = net.cut[3][0] = true;
+    net_run(&net, 60000);
+    gossip_stats_t s1 = stats_of(&net, 0);
+    print_message("n1: %" PRIu64 " probes, %" PRIu64 " went to ping-req, %" PRIu64
+                  " failed\n", s1.probes - s0.probes,
+                  s1.indirect_probes - s0.indirect_probes,
+                  s1.probes_failed - s0.probes_failed);
+    /* n1's probes of n4 needed ping-req and all succeeded through it */
+    assert_true(s1.indirect_probes - s0.indirect_probes >= 5);
+    assert_int_equal(s1.probes_failed, s0.probes_failed);
+    assert_int_equal(s1.suspicions_raised, s0.suspicions_raised);
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            if (a != b) assert_int_equal(liveness_at(&net, a, b), GOSSIP_ALIVE);
+    assert_int_equal(count_events(&net.nd[0], GOSSIP_EV_SUSPECT, "n4"), 0);
+    net_free(&net);
+}
+
 static void test_gossip_confirmations_shrink_the_suspicion_timeout(void **state)
 {
     (void)state;
@@ -2150,6 +2187,7 @@ int main(void)
         kv_unit_test(test_gossip_alive_too_big_for_a_datagram_travels_by_pushpull),
         kv_unit_test(test_gossip_decoders_survive_garbage_and_mutated_input),
         kv_unit_test(test_gossip_other_cluster_and_version_are_dropped_and_counted),
+        kv_unit_test(test_gossip_broken_direct_link_is_bridged_by_ping_req),
         kv_unit_test(test_gossip_confirmations_shrink_the_suspicion_timeout),
         kv_unit_test(test_gossip_suspected_node_refutes_and_is_never_declared_dead),
         kv_unit_test(test_gossip_ping_to_a_dead_node_carries_the_notice_so_it_refutes_at_once),
