@@ -264,7 +264,10 @@ typedef struct pp_pending {
 } pp_pending_t;
 
 #define GOSSIP_DISCOVERY_SLOTS 16u
+/* Recent discovery push-pulls: at most one per name and
+ * GOSSIP_DISCOVERY_SLOTS in all per seed_interval. */
 typedef struct discovery {
+    bool used;
     uint64_t name_hash;
     uint64_t at;
 } discovery_t;

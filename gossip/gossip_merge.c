@@ -151,22 +151,24 @@ static void member_new(gossip_t *g, uint64_t now, const gw_state_t *st,
 }
 
 /* Ask a sender whose state we lack (unknown, a placeholder, a newer
- * generation than we hold) for it by push-pull, at most once per
- * seed_interval per name. */
+ * generation than we hold) for it by push-pull: at most once per
+ * seed_interval per name, and GOSSIP_DISCOVERY_SLOTS per seed_interval in
+ * all, so a flood of made-up names cannot turn into a flood of push-pulls. */
 void gossip_discover(gossip_t *g, uint64_t now, kv_slice_t name_s,
                      kv_slice_t host_s, uint16_t port)
 {
     uint64_t hash = gossip_hash(name_s.data, name_s.len);
-    discovery_t *slot = &g->disc[0];
+    discovery_t *slot = NULL;
     for (uint32_t i = 0; i < GOSSIP_DISCOVERY_SLOTS; i++) {
         discovery_t *d = &g->disc[i];
-        if (d->name_hash == hash) {
-            if (now < d->at + g->cfg.seed_interval_ms) return;
+        if (d->used && d->name_hash == hash) {
             slot = d;
             break;
         }
-        if (d->at < slot->at) slot = d;
+        if (!slot || !d->used || (slot->used && d->at < slot->at)) slot = d;
     }
+    if (slot->used && now < slot->at + g->cfg.seed_interval_ms) return;
+    slot->used = true;
     slot->name_hash = hash;
     slot->at = now;
     char *host = gossip_dup_slice(host_s), *name = gossip_dup_slice(name_s);

@@ -1362,6 +1362,59 @@ static void test_gossip_other_cluster_and_version_are_dropped_and_counted(void *
     net_free(&net);
 }
 
+static void test_gossip_unknown_senders_are_asked_for_their_state_but_never_in_a_flood(void **state)
+{
+    (void)state;
+    net_t net;
+    net_init(&net, 1, 27);
+    net.no_seeds = true;
+    node_start(&net, 0);
+    gossip_t *g = net.nd[0].g;
+    gossip_actions_clear(g);
+    kv_buf_t b;
+    kv_buf_init(&b);
+    /* one unknown sender: asked once, not again within seed_interval */
+    fake_t f = {"stranger", "00112233445566778899aabbccddeeff", "10.3.0.1", 42, 7071, NULL};
+    for (int k = 0; k < 3; k++) {
+        kv_buf_clear(&b);
+        craft_gossip(&b, &f, NULL, 0);
+        gossip_on_udp(g, net.now, b.data, b.len);
+    }
+    size_t n;
+    const gossip_action_t *a = gossip_actions(g, &n);
+    size_t pp = 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i].kind == GOSSIP_ACT_PUSHPULL) {
+            pp++;
+            assert_string_equal(a[i].host, "10.3.0.1");
+            assert_string_equal(a[i].target, "stranger");
+        }
+    assert_int_equal(pp, 1);
+    gossip_actions_clear(g);
+    /* a thousand made-up names at once: a bounded number of push-pulls */
+    uint64_t before = stats_of(&net, 0).pushpull_sent;
+    for (int k = 0; k < 1000; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "ghost-%d", k);
+        fake_t x = {name, "00112233445566778899aabbccddeeff", "10.3.0.2", 42, 7071, NULL};
+        kv_buf_clear(&b);
+        craft_gossip(&b, &x, NULL, 0);
+        gossip_on_udp(g, net.now, b.data, b.len);
+        gossip_actions_clear(g);
+    }
+    uint64_t sent = stats_of(&net, 0).pushpull_sent - before;
+    assert_true(sent <= GOSSIP_DISCOVERY_SLOTS);
+    /* and a second later, the stranger may be asked again */
+    net.now += 1000;
+    kv_buf_clear(&b);
+    craft_gossip(&b, &f, NULL, 0);
+    gossip_on_udp(g, net.now, b.data, b.len);
+    assert_int_equal(stats_of(&net, 0).pushpull_sent - before, sent + 1);
+    check_valid(g);
+    kv_buf_deinit(&b);
+    net_free(&net);
+}
+
 /* ---- suspicion ---------------------------------------------------------- */
 
 #define NFAKE 6
@@ -2187,6 +2240,7 @@ int main(void)
         kv_unit_test(test_gossip_alive_too_big_for_a_datagram_travels_by_pushpull),
         kv_unit_test(test_gossip_decoders_survive_garbage_and_mutated_input),
         kv_unit_test(test_gossip_other_cluster_and_version_are_dropped_and_counted),
+        kv_unit_test(test_gossip_unknown_senders_are_asked_for_their_state_but_never_in_a_flood),
         kv_unit_test(test_gossip_broken_direct_link_is_bridged_by_ping_req),
         kv_unit_test(test_gossip_confirmations_shrink_the_suspicion_timeout),
         kv_unit_test(test_gossip_suspected_node_refutes_and_is_never_declared_dead),
