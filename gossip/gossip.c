@@ -1,38 +1,27 @@
-/* gossip.c -- Cairn's membership state machine: the member table, the
- * merge rules for everything a node hears, datagram intake, own-stall
- * handling, events, actions, the view and the invariant checker.
+/* gossip.c -- Cairn's membership state machine: the member table,
+ * datagram intake, own-stall handling, up/down, events, actions,
+ * lifecycle, the view and the invariant checker.
  *
  * DESIGN  The gossip_t holds one record per member ever heard of (members
- *         are never removed; m[0] is this node), indexed by name. Every
- *         piece of news -- a piggybacked update, a push-pull record, this
- *         node's own probe verdicts -- goes through one function,
- *         gossip_apply, which orders records by
- *
- *             (generation, incarnation, rank)   rank: ALIVE < SUSPECT < DEAD
- *
- *         and applies only what is newer, then queues it for
- *         dissemination (gossip_bcast.c). Probing and suspicion timers live
- *         in gossip_probe.c, push-pull in gossip_pushpull.c, the wire codec
- *         in codec.c, phi in phi.c.
- *
- *         Liveness of a member as seen here:
- *
- *                 probe fails / suspect heard      timer expires / dead heard
- *           ALIVE -------------------------> SUSPECT ----------------------> DEAD
- *             ^  <-------------------------------'                          |
- *             |        alive at a higher (generation, incarnation)          |
- *             `-------------------------------------------------------------'
- *
- *         Only the member itself raises its incarnation (apply_self:
- *         refute), so an ALIVE can only beat a SUSPECT or DEAD with news
- *         from the member. A placeholder (gossip_add_known) has generation 0
- *         and loses to any real announcement.
+ *         are never removed; m[0] is this node), indexed by name through an
+ *         open-addressing table. The work is split along the protocol's
+ *         seams:
+ *           gossip_merge.c     what news is applied, refutation, conflicts
+ *           gossip_probe.c     SWIM probes, ping-req relays, dead probes,
+ *                              Lifeguard suspicion timers, awareness
+ *           gossip_bcast.c     the broadcast queue, datagram assembly,
+ *                              gossip rounds
+ *           gossip_pushpull.c  full-state exchange, seeds, refusals
+ *           codec.c, phi.c     the wire format, phi accrual
+ *         Every entry point starts with gossip_enter (own stalls) and ends
+ *         with gossip_timers_update (the cached next timer).
  *
  *         up = self || (liveness != DEAD && (phi < threshold || phi_hold)).
  *         Rather than evaluating phi for every member on every tick, each
  *         member keeps down_at, the time phi crosses the threshold given
- *         its samples (phi is monotone between samples); phi itself is only
- *         computed near that time.
+ *         its samples (phi is monotone between samples), and a tick scans
+ *         the members only once the earliest down_at of an up member
+ *         (scan_at) has come; phi itself is computed only near that time.
  *
  *         Own stall: any entry point (tick or input) that comes more than
  *         stall_ms after the previous one means this node's loop did not run
@@ -231,7 +220,8 @@ member_t *gossip_find(const gossip_t *g, kv_slice_t name, uint32_t *idx)
     uint32_t h = (uint32_t)gossip_hash(name.data, name.len) & mask;
     while (g->hidx[h]) {
         uint32_t i = g->hidx[h] - 1;
-        if (gossip_slice_is(name, g->m[i]->name)) {
+        const member_t *m = g->m[i];
+        if (m->name_len == name.len && memcmp(m->name, name.data, name.len) == 0) {
             if (idx) *idx = i;
             return g->m[i];
         }
@@ -266,7 +256,7 @@ static void member_free(member_t *m)
 }
 
 /* Append a member with just a name; the caller fills the rest. */
-static uint32_t member_add(gossip_t *g, kv_slice_t name, bool self)
+uint32_t gossip_member_add(gossip_t *g, kv_slice_t name, bool self)
 {
     if ((g->n + 1) * 2 > g->hcap) {
         uint32_t cap = g->hcap ? g->hcap * 2 : 16;
@@ -282,6 +272,7 @@ static uint32_t member_add(gossip_t *g, kv_slice_t name, bool self)
     }
     member_t *m = kv_calloc(1, sizeof *m);
     m->name = gossip_dup_slice(name);
+    m->name_len = name.len;
     m->node_id = kv_strdup("");
     m->host = kv_strdup("");
     m->rack = kv_strdup("");
@@ -312,13 +303,14 @@ static bool tokens_equal(const member_t *m, const gw_state_t *st)
 
 /* Adopt an announced state (not the name). Returns whether anything that
  * shapes the ring changed. */
-static bool member_set_state(member_t *m, const gw_state_t *st)
+bool gossip_member_set_state(member_t *m, const gw_state_t *st)
 {
+    bool same_tokens = tokens_equal(m, st);
     bool ring = !gossip_slice_is(st->host, m->host) || !gossip_slice_is(st->rack, m->rack) ||
                 !gossip_slice_is(st->node_id, m->node_id) || m->port != st->port ||
                 m->client_port != st->client_port ||
                 m->admin_port != st->admin_port ||
-                m->status != (gossip_status_t)st->status || !tokens_equal(m, st);
+                m->status != (gossip_status_t)st->status || !same_tokens;
     str_set(&m->node_id, st->node_id);
     str_set(&m->host, st->host);
     str_set(&m->rack, st->rack);
@@ -329,7 +321,7 @@ static bool member_set_state(member_t *m, const gw_state_t *st)
     m->incarnation = st->incarnation;
     m->status = (gossip_status_t)st->status;
     m->load_bytes = st->load;
-    if (!tokens_equal(m, st)) {
+    if (!same_tokens) {
         kv_free(m->tokens);
         m->tokens = st->ntokens ? kv_malloc(st->ntokens * sizeof *m->tokens) : NULL;
         m->ntokens = st->ntokens;
@@ -358,7 +350,7 @@ void gossip_state_of(const gossip_t *g, const member_t *m, gw_state_t *out)
     KV_UNUSED(g);
 }
 
-static void set_liveness(gossip_t *g, member_t *m, gossip_liveness_t l)
+void gossip_set_liveness(gossip_t *g, member_t *m, gossip_liveness_t l)
 {
     if (m->liveness == l) return;
     if (!m->self) {
@@ -394,6 +386,10 @@ void gossip_check_up(gossip_t *g, uint32_t i, uint64_t now)
 {
     member_t *m = g->m[i];
     bool up = member_up(g, m, now);
+    /* an up member's phi crosses the threshold at down_at: look again then */
+    if (up && !m->self && m->liveness != GOSSIP_DEAD && !m->phi_hold &&
+        m->down_at < g->scan_at)
+        g->scan_at = m->down_at;
     if (up == m->up) return;
     m->up = up;
     g->liveness_version++;
@@ -434,287 +430,6 @@ static void heard_from(gossip_t *g, uint32_t i, uint64_t now)
     m->down_at = gossip_phi_cross_ms(m->phi, g->z_thr);
 }
 
-/* ---- merging news ------------------------------------------------------- */
-
-static int rec_cmp(uint64_t g1, uint64_t i1, gossip_liveness_t l1, uint64_t g2,
-                   uint64_t i2, gossip_liveness_t l2)
-{
-    if (g1 != g2) return g1 < g2 ? -1 : 1;
-    if (i1 != i2) return i1 < i2 ? -1 : 1;
-    if (l1 != l2) return l1 < l2 ? -1 : 1;
-    return 0;
-}
-
-static void conflict(gossip_t *g, uint64_t now, member_t *m, kv_slice_t node_id,
-                     kv_slice_t host, uint16_t port)
-{
-    g->st.dropped_conflict++;
-    uint64_t h = gossip_hash(node_id.data, node_id.len);
-    if (m->conflict_seen == h) return; /* reported already */
-    m->conflict_seen = h;
-    char *id = gossip_dup_slice(node_id), *hs = gossip_dup_slice(host), a[300], b[300];
-    if (m->self)
-        gossip_event(g, now, GOSSIP_EV_CONFLICT, m->name,
-                     "node name %s (this node, node id %s) is also announced by "
-                     "node id %s at %s; ignored",
-                     m->name, m->node_id, id, gossip_addr(hs, port, a, sizeof a));
-    else
-        gossip_event(g, now, GOSSIP_EV_CONFLICT, m->name,
-                     "node name %s is used by node id %s at %s, but node id %s "
-                     "at %s announces it; ignored",
-                     m->name, m->node_id,
-                     gossip_addr(m->host, m->port, b, sizeof b), id,
-                     gossip_addr(hs, port, a, sizeof a));
-    kv_free(id);
-    kv_free(hs);
-}
-
-void gossip_announce_self(gossip_t *g, uint64_t now)
-{
-    member_t *me = g->m[0];
-    me->load_bytes = g->load_now;
-    g->load_announced_at = now;
-    gossip_queue_alive(g, 0);
-}
-
-/* News about this node. */
-static void apply_self(gossip_t *g, uint64_t now, uint64_t gen, uint64_t inc,
-                       gossip_liveness_t live, const gw_state_t *st)
-{
-    member_t *me = g->m[0];
-    if (st && !gossip_slice_is(st->node_id, me->node_id)) {
-        conflict(g, now, me, st->node_id, st->host, st->port);
-        return;
-    }
-    if (gen != me->generation) {
-        /* Someone holds an older generation of this node as suspect or
-         * dead: make sure this one's alive is on its way. A newer
-         * generation under our name and id is not ours to answer. */
-        if (gen < me->generation && live != GOSSIP_ALIVE)
-            gossip_queue_alive(g, 0);
-        return;
-    }
-    if (live == GOSSIP_ALIVE) {
-        /* Our own alive echoing back is normal; one above our incarnation
-         * can only come from an earlier run with the same generation. */
-        if (inc > me->incarnation) {
-            me->incarnation = inc + 1;
-            gossip_announce_self(g, now);
-        }
-        return;
-    }
-    if (inc < me->incarnation) {
-        gossip_queue_alive(g, 0); /* stale rumour: repeat who we are */
-        return;
-    }
-    me->incarnation = inc + 1;
-    gossip_announce_self(g, now);
-    g->st.suspicions_refuted++;
-    if (g->awareness + 1 < g->cfg.awareness_max) g->awareness++;
-    gossip_event(g, now, GOSSIP_EV_REFUTED, me->name,
-                 "this node was reported %s at incarnation %" PRIu64
-                 "; refuted with incarnation %" PRIu64,
-                 gossip_liveness_str(live), inc, me->incarnation);
-}
-
-static void queue_news(gossip_t *g, uint32_t i, gossip_liveness_t live,
-                       kv_slice_t from)
-{
-    if (live == GOSSIP_ALIVE) {
-        gossip_queue_alive(g, i);
-    } else {
-        char *f = gossip_dup_slice(from);
-        gossip_queue_suspect_dead(g, i,
-                                  live == GOSSIP_DEAD ? GW_UPD_DEAD : GW_UPD_SUSPECT,
-                                  f);
-        kv_free(f);
-    }
-}
-
-static void member_new(gossip_t *g, uint64_t now, const gw_state_t *st,
-                       gossip_liveness_t live, kv_slice_t from)
-{
-    uint32_t i = member_add(g, st->name, false);
-    member_t *m = g->m[i];
-    member_set_state(m, st);
-    set_liveness(g, m, live);
-    m->up = live != GOSSIP_DEAD;
-    g->ring_version++;
-    g->liveness_version++;
-    char a[300];
-    gossip_event(g, now, GOSSIP_EV_JOINED, m->name,
-                 "node %s joined: node id %s at %s, rack \"%s\", %s, %u tokens, "
-                 "generation %" PRIu64 " (%s)",
-                 m->name, m->node_id, gossip_addr(m->host, m->port, a, sizeof a),
-                 m->rack, gossip_status_str(m->status), m->ntokens,
-                 m->generation, gossip_liveness_str(live));
-    if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
-    queue_news(g, i, live, from);
-}
-
-/* Ask a sender whose state we lack (unknown, a placeholder, a newer
- * generation than we hold) for it by push-pull, at most once per
- * seed_interval per name. */
-static void discover(gossip_t *g, uint64_t now, kv_slice_t name_s,
-                     kv_slice_t host_s, uint16_t port)
-{
-    uint64_t hash = gossip_hash(name_s.data, name_s.len);
-    discovery_t *slot = &g->disc[0];
-    for (uint32_t i = 0; i < GOSSIP_DISCOVERY_SLOTS; i++) {
-        discovery_t *d = &g->disc[i];
-        if (d->name_hash == hash) {
-            if (now < d->at + g->cfg.seed_interval_ms) return;
-            slot = d;
-            break;
-        }
-        if (d->at < slot->at) slot = d;
-    }
-    slot->name_hash = hash;
-    slot->at = now;
-    char *host = gossip_dup_slice(host_s), *name = gossip_dup_slice(name_s);
-    gossip_pushpull_start(g, now, host, port, name);
-    kv_free(host);
-    kv_free(name);
-}
-
-void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
-                  uint64_t inc, gossip_liveness_t live, const gw_state_t *st,
-                  kv_slice_t from, bool from_pushpull)
-{
-    uint32_t i;
-    member_t *m = gossip_find(g, name, &i);
-    if (m && m->self) {
-        apply_self(g, now, gen, inc, live, st);
-        return;
-    }
-    if (!m && !(st && st->compact)) {
-        /* A suspect/dead about a member never announced here says nothing
-         * we could act on (no address, no tokens). */
-        if (st) member_new(g, now, st, live, from);
-        return;
-    }
-    gw_state_t full;
-    if (st && st->compact) {
-        /* Tokens left out: usable only if they are the ones held here. */
-        if (!m || gw_tokens_digest(m->tokens, m->ntokens) != st->tokens_digest) {
-            discover(g, now, name, st->host, st->port);
-            return;
-        }
-        full = *st;
-        full.compact = false;
-        full.tokens = m->tokens;
-        full.tokens_be = NULL;
-        full.ntokens = m->ntokens;
-        st = &full;
-    }
-    bool placeholder = m->generation == 0;
-    if (st && !placeholder && m->node_id[0] && !gossip_slice_is(st->node_id, m->node_id)) {
-        conflict(g, now, m, st->node_id, st->host, st->port);
-        return;
-    }
-    /* Another node's verdict of DEAD in a push-pull is taken as a
-     * suspicion here: the member gets its chance to refute (memberlist). */
-    if (from_pushpull && live == GOSSIP_DEAD) live = GOSSIP_SUSPECT;
-    /* A suspect/dead about a generation never announced here: wait for
-     * that generation's alive, which carries its state. */
-    if (!st && gen > m->generation) return;
-
-    int c = rec_cmp(gen, inc, live, m->generation, m->incarnation, m->liveness);
-    if (c < 0) return;
-    if (c == 0) {
-        if (live == GOSSIP_SUSPECT && gossip_suspicion_confirm(g, now, i, from))
-            queue_news(g, i, live, from);
-        return;
-    }
-
-    gossip_liveness_t old = m->liveness;
-    bool newer_pair = gen > m->generation ||
-                      (gen == m->generation && inc > m->incarnation);
-    bool restarted = !placeholder && gen > m->generation;
-    bool ring = false;
-    if (st && newer_pair) {
-        ring = member_set_state(m, st);
-    } else {
-        m->generation = gen;
-        m->incarnation = inc;
-    }
-    char a[300];
-    if (placeholder && m->generation > 0) {
-        ring = true;
-        gossip_event(g, now, GOSSIP_EV_JOINED, m->name,
-                     "node %s joined: node id %s at %s, rack \"%s\", %s, %u "
-                     "tokens, generation %" PRIu64,
-                     m->name, m->node_id,
-                     gossip_addr(m->host, m->port, a, sizeof a), m->rack,
-                     gossip_status_str(m->status), m->ntokens, m->generation);
-    } else if (restarted) {
-        gossip_phi_reset(m->phi);
-        m->down_at = HUGE_VAL;
-        g->ring_version++;
-        gossip_event(g, now, GOSSIP_EV_RESTARTED, m->name,
-                     "node %s restarted (generation %" PRIu64 ")", m->name,
-                     m->generation);
-    }
-    if (ring) {
-        g->ring_version++;
-        if (!placeholder)
-            gossip_event(g, now, GOSSIP_EV_UPDATED, m->name,
-                         "node %s now announces %s, rack \"%s\", %s, %u tokens "
-                         "(incarnation %" PRIu64 ")",
-                         m->name, gossip_addr(m->host, m->port, a, sizeof a),
-                         m->rack, gossip_status_str(m->status), m->ntokens,
-                         m->incarnation);
-    }
-
-    if (live == GOSSIP_SUSPECT && old == GOSSIP_SUSPECT && !restarted) {
-        /* Still the same suspicion, now at a higher incarnation: keep its
-         * timer, count the reporter. */
-        gossip_suspicion_confirm(g, now, i, from);
-    } else {
-        if (old == GOSSIP_SUSPECT && live == GOSSIP_SUSPECT)
-            set_liveness(g, m, GOSSIP_ALIVE); /* restart: a new suspicion */
-        set_liveness(g, m, live);
-        if (live == GOSSIP_SUSPECT) gossip_suspicion_start(g, now, i, from);
-    }
-    /* Back from the dead: into what is left of this probe pass (the pass
-     * was built without it). */
-    if (old == GOSSIP_DEAD && live != GOSSIP_DEAD) gossip_probe_added(g, i);
-    if (live != old) {
-        char *f = gossip_dup_slice(from);
-        switch (live) {
-        case GOSSIP_ALIVE:
-            gossip_event(g, now, GOSSIP_EV_ALIVE, m->name,
-                         "node %s is alive again (incarnation %" PRIu64 ")",
-                         m->name, m->incarnation);
-            break;
-        case GOSSIP_SUSPECT:
-            gossip_event(g, now, GOSSIP_EV_SUSPECT, m->name,
-                         "node %s is suspect (reported by %s, incarnation %" PRIu64
-                         ")",
-                         m->name, f, m->incarnation);
-            break;
-        case GOSSIP_DEAD:
-            gossip_event(g, now, GOSSIP_EV_DEAD, m->name,
-                         "node %s is dead (reported by %s, incarnation %" PRIu64 ")",
-                         m->name, f, m->incarnation);
-            break;
-        }
-        kv_free(f);
-    }
-    queue_news(g, i, live, from);
-    gossip_check_up(g, i, now);
-}
-
-/* This node's own verdict after a failed probe. */
-void gossip_suspect_raise(gossip_t *g, uint64_t now, uint32_t i, uint64_t gen,
-                          uint64_t inc)
-{
-    member_t *me = g->m[0];
-    g->st.suspicions_raised++;
-    gossip_apply(g, now, kv_slice_str(g->m[i]->name), gen, inc, GOSSIP_SUSPECT,
-                 NULL, kv_slice_str(me->name), false);
-}
-
 /* ---- entry points ------------------------------------------------------- */
 
 static void stall(gossip_t *g, uint64_t now, uint64_t gap)
@@ -725,6 +440,7 @@ static void stall(gossip_t *g, uint64_t now, uint64_t gap)
         m->phi_hold = true;
         if (m->liveness == GOSSIP_SUSPECT) m->susp_start += gap;
     }
+    g->scan_at = 0; /* held members that were down are up again */
     gossip_probe_stall(g, now);
 }
 
@@ -776,7 +492,12 @@ void gossip_tick(gossip_t *g, uint64_t now)
         me->incarnation++;
         gossip_announce_self(g, now);
     }
-    for (uint32_t i = 1; i < g->n; i++) gossip_check_up(g, i, now);
+    /* Phi moves with time: re-check up only once some member's phi may
+     * have crossed the threshold (other changes check their member). */
+    if ((double)now + 1.0 >= g->scan_at) {
+        g->scan_at = HUGE_VAL;
+        for (uint32_t i = 1; i < g->n; i++) gossip_check_up(g, i, now);
+    }
     gossip_timers_update(g);
 }
 
@@ -802,7 +523,7 @@ void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len
     member_t *s = gossip_find(g, msg.h.name, &si);
     if (s && (s->self || (s->generation > 0 && !gossip_slice_is(msg.h.node_id, s->node_id)))) {
         if (!s->self || !gossip_slice_is(msg.h.node_id, s->node_id))
-            conflict(g, now_ms, s, msg.h.node_id, msg.h.host, msg.h.port);
+            gossip_conflict(g, now_ms, s, msg.h.node_id, msg.h.host, msg.h.port);
         goto out; /* our own name: never answer it */
     }
     for (uint32_t i = 0; i < msg.nupdates; i++) {
@@ -818,7 +539,7 @@ void gossip_on_udp(gossip_t *g, uint64_t now_ms, const uint8_t *data, size_t len
     if (s && s->generation <= msg.h.generation) heard_from(g, si, now_ms);
     gossip_probe_on_msg(g, now_ms, &msg);
     if (!s || s->generation < msg.h.generation)
-        discover(g, now_ms, msg.h.name, msg.h.host, msg.h.port);
+        gossip_discover(g, now_ms, msg.h.name, msg.h.host, msg.h.port);
     if (s) gossip_check_up(g, si, now_ms);
 out:
     gw_unpacked_release(&u);
@@ -938,6 +659,7 @@ kv_status_t gossip_create(const gossip_config_t *cfg, const gossip_local_t *self
     g->cfg.cluster_name = g->cluster;
     kv_rng_seed(&g->rng, cfg->seed);
     g->z_thr = gossip_phi_z_for(cfg->phi_threshold);
+    g->scan_at = HUGE_VAL;
     gossip_bq_init(&g->bq);
     g->refusal = kv_strdup("");
     g->seq = 1;
@@ -945,8 +667,8 @@ kv_status_t gossip_create(const gossip_config_t *cfg, const gossip_local_t *self
 
     gw_state_t st;
     local_state(self, self->generation, 0, &st);
-    member_add(g, st.name, true);
-    member_set_state(g->m[0], &st);
+    gossip_member_add(g, st.name, true);
+    gossip_member_set_state(g->m[0], &st);
     g->load_now = self->load_bytes;
     g->ring_version = 1;
     g->liveness_version = 1;
@@ -974,7 +696,8 @@ void gossip_destroy(gossip_t *g)
     for (uint32_t i = 0; i < g->n; i++) member_free(g->m[i]);
     kv_free(g->m);
     kv_free(g->hidx);
-    kv_free(g->plist);
+    gossip_rr_free(&g->probe_rr);
+    gossip_rr_free(&g->gossip_rr);
     gossip_bq_deinit(&g->bq);
     gossip_relays_free(g);
     gossip_pushpull_free(g);
@@ -995,8 +718,8 @@ kv_status_t gossip_add_known(gossip_t *g, uint64_t now_ms, const gossip_local_t 
     }
     gw_state_t st;
     local_state(m, 0, 0, &st);
-    uint32_t i = member_add(g, st.name, false);
-    member_set_state(g->m[i], &st);
+    uint32_t i = gossip_member_add(g, st.name, false);
+    gossip_member_set_state(g->m[i], &st);
     g->ring_version++;
     g->liveness_version++;
     KV_UNUSED(now_ms);
@@ -1051,7 +774,7 @@ kv_status_t gossip_set_local(gossip_t *g, uint64_t now_ms, const gossip_local_t 
                    me->status != (gossip_status_t)st.status ||
                    !tokens_equal(me, &st);
     if (changed) {
-        member_set_state(me, &st);
+        gossip_member_set_state(me, &st);
         g->ring_version++;
         gossip_announce_self(g, now_ms);
         char a[300];

@@ -308,7 +308,8 @@ typedef struct gossip_stats {
     uint64_t pushpull_failed, pushpull_refused;
     uint64_t probes, probes_failed;
     uint64_t indirect_probes;      /* probes that went on to ping-req */
-    uint64_t suspicions_raised;    /* members this node suspected */
+    uint64_t suspicions_raised;    /* members this node suspected (or
+                                      confirmed suspect) on its own probe */
     uint64_t suspicions_refuted;   /* times this node refuted itself */
     uint64_t deaths_declared;      /* SUSPECT -> DEAD here */
     uint64_t dropped_malformed, dropped_cluster, dropped_version,

@@ -18,8 +18,12 @@
  *         (gossip_apply). The tokens themselves travel by push-pull only.
  *
  *         Every gossip_interval a gossip datagram goes to gossip_fanout
- *         random members that are not DEAD, with updates or without: the
- *         empty ones are the heartbeats phi feeds on.
+ *         members that are not DEAD, with updates or without: the empty
+ *         ones are the heartbeats phi feeds on. Targets are taken in turn
+ *         from a list reshuffled on every pass rather than drawn
+ *         independently, so each member hears from this node at a steady
+ *         rate (gaps of one pass, at most two) instead of at exponentially
+ *         distributed gaps whose tail phi would read as a failure.
  *
  * THREADING  none inside.
  */
@@ -217,23 +221,17 @@ void gossip_gossip_round(gossip_t *g, uint64_t now)
     uint32_t want = g->cfg.gossip_fanout, have = 0;
     uint32_t cand = g->n - 1 - g->cnt[GOSSIP_DEAD];
     if (want > cand) want = cand;
-    if (want == 0) return;
     uint32_t picked[64];
     if (want > KV_ARRAY_LEN(picked)) want = KV_ARRAY_LEN(picked);
-    /* Random picks with rejection; when most members are dead, fall back
-     * to a scan so the round still finds the live ones. */
-    for (uint32_t tries = 0; have < want && tries < 4 * g->n + 16; tries++) {
-        uint32_t i = 1 + (uint32_t)kv_rng_below(&g->rng, g->n - 1);
-        if (g->m[i]->liveness == GOSSIP_DEAD) continue;
+    /* Round-robin over a shuffled list: every live member hears from this
+     * node once per pass of (N - 1) / fanout rounds, so the gaps phi sees
+     * stay near that; independent random picks would leave long tails. */
+    for (uint32_t tries = 0; have < want && tries < 2 * want + 2; tries++) {
+        int64_t i = gossip_rr_next(g, &g->gossip_rr);
+        if (i < 0) break;
         bool dup = false;
-        for (uint32_t j = 0; j < have; j++) dup |= picked[j] == i;
-        if (!dup) picked[have++] = i;
-    }
-    for (uint32_t i = 1; i < g->n && have < want; i++) {
-        if (g->m[i]->liveness == GOSSIP_DEAD) continue;
-        bool dup = false;
-        for (uint32_t j = 0; j < have; j++) dup |= picked[j] == i;
-        if (!dup) picked[have++] = i;
+        for (uint32_t j = 0; j < have; j++) dup |= picked[j] == (uint32_t)i;
+        if (!dup) picked[have++] = (uint32_t)i;
     }
     for (uint32_t j = 0; j < have; j++) {
         const member_t *m = g->m[picked[j]];

@@ -68,9 +68,11 @@ typedef struct gw_state {
 static inline uint64_t gw_token_at(const gw_state_t *s, uint32_t i)
 {
     if (s->tokens) return s->tokens[i];
-    const uint8_t *p = s->tokens_be + 8u * i;
-    uint64_t v = 0;
-    for (int b = 0; b < 8; b++) v = v << 8 | p[b];
+    uint64_t v;
+    memcpy(&v, s->tokens_be + 8u * i, sizeof v);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
@@ -178,6 +180,7 @@ bool gossip_phi_has_sample(const gossip_phi_t *p);
 
 typedef struct member {
     char *name, *node_id, *host, *rack;
+    size_t name_len;
     uint16_t port, client_port, admin_port;
     uint64_t generation, incarnation;
     gossip_status_t status;
@@ -222,6 +225,13 @@ typedef struct bq {
 } bq_t;
 
 /* ---- probes, relays, push-pulls ---------------------------------------- */
+
+/* Members in a random order, taken in turn, reshuffled on every pass
+ * (probe targets, gossip targets). */
+typedef struct rr {
+    uint32_t *v;
+    uint32_t len, pos, cap;
+} rr_t;
 
 typedef struct probe {
     bool active;
@@ -269,6 +279,7 @@ struct gossip {
     char *cluster;
     kv_rng_t rng;
     double z_thr; /* phi_threshold as a standardised gap */
+    double scan_at; /* no up member's phi can cross the threshold before */
 
     member_t **m; /* m[0] is this node */
     uint32_t n, mcap;
@@ -277,8 +288,7 @@ struct gossip {
     uint32_t hcap;
 
     /* probing */
-    uint32_t *plist;
-    uint32_t plen, ppos, pcap;
+    rr_t probe_rr;
     probe_t probe;
     uint64_t next_probe_at;
     uint64_t next_dead_probe_at;
@@ -289,6 +299,7 @@ struct gossip {
 
     /* dissemination */
     bq_t bq;
+    rr_t gossip_rr;
     uint64_t next_gossip_at;
 
     /* push-pull */
@@ -354,6 +365,14 @@ void gossip_act_udp(gossip_t *g, const char *host, uint16_t port,
 void gossip_act_pushpull(gossip_t *g, const char *host, uint16_t port,
                          const char *target, const kv_buf_t *data, uint64_t id);
 void gossip_state_of(const gossip_t *g, const member_t *m, gw_state_t *out);
+/* Append a member with just a name; the caller fills the rest. */
+uint32_t gossip_member_add(gossip_t *g, kv_slice_t name, bool self);
+/* Adopt an announced state (not the name); true if anything that shapes
+ * the ring changed. */
+bool gossip_member_set_state(member_t *m, const gw_state_t *st);
+void gossip_set_liveness(gossip_t *g, member_t *m, gossip_liveness_t l);
+
+/* gossip_merge.c */
 /* Apply one update or record. st is the announced state (NULL for a
  * suspect/dead update); from names who reported a suspect/dead. */
 void gossip_apply(gossip_t *g, uint64_t now, kv_slice_t name, uint64_t gen,
@@ -366,6 +385,16 @@ uint32_t gossip_count_live(const gossip_t *g);
 void gossip_suspect_raise(gossip_t *g, uint64_t now, uint32_t i, uint64_t gen,
                           uint64_t inc);
 void gossip_announce_self(gossip_t *g, uint64_t now);
+/* An announcement of member m's name by another node id: counted, reported
+ * once per offending id. */
+void gossip_conflict(gossip_t *g, uint64_t now, member_t *m, kv_slice_t node_id,
+                     kv_slice_t host, uint16_t port);
+/* Ask a node whose state we lack for it by push-pull, at most once per
+ * seed_interval per name. */
+void gossip_discover(gossip_t *g, uint64_t now, kv_slice_t name,
+                     kv_slice_t host, uint16_t port);
+
+/* gossip.c */
 const char *gossip_addr(const char *host, uint16_t port, char *buf, size_t cap);
 
 /* gossip_bcast.c */
@@ -389,7 +418,12 @@ kv_status_t gossip_bq_validate(const gossip_t *g);
 void gossip_probe_tick(gossip_t *g, uint64_t now);
 void gossip_probe_on_msg(gossip_t *g, uint64_t now, const gw_msg_t *msg);
 void gossip_probe_stall(gossip_t *g, uint64_t now);
+/* Member i joined or came back from the dead: into what is left of the
+ * current probe and gossip passes. */
 void gossip_probe_added(gossip_t *g, uint32_t i);
+/* The next member of r's pass that is not DEAD (-1: none). */
+int64_t gossip_rr_next(gossip_t *g, rr_t *r);
+void gossip_rr_free(rr_t *r);
 void gossip_suspicion_tick(gossip_t *g, uint64_t now);
 void gossip_suspicion_start(gossip_t *g, uint64_t now, uint32_t i,
                             kv_slice_t from);

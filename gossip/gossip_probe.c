@@ -18,9 +18,10 @@
  *             slow one)
  *
  *         Targets come round-robin from a list reshuffled on every pass
- *         (self and DEAD members left out); a member that joins mid-pass is
- *         inserted at a random place in what is left of it, so it is probed
- *         within one pass. DEAD members are probed separately, one every
+ *         (self and DEAD members left out); a member that joins (or comes
+ *         back from the dead) mid-pass is inserted at a random place in
+ *         what is left of it, so it is probed within one pass. Gossip
+ *         targets come from a second such list (gossip_bcast.c). DEAD members are probed separately, one every
  *         dead_probe_interval in turn, with the dead notice, so a member
  *         cut off by a partition refutes once it is reachable again and the
  *         two sides merge.
@@ -55,51 +56,63 @@ static void awareness_add(gossip_t *g, int delta)
     g->awareness = (uint32_t)a;
 }
 
-/* ---- the probe list ----------------------------------------------------- */
+/* ---- round-robin lists -------------------------------------------------- */
 
-static void plist_push(gossip_t *g, uint32_t i)
+static void rr_push(rr_t *r, uint32_t i)
 {
-    if (g->plen == g->pcap) {
-        g->pcap = g->pcap ? g->pcap * 2 : 16;
-        g->plist = kv_realloc(g->plist, g->pcap * sizeof *g->plist);
+    if (r->len == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->v = kv_realloc(r->v, r->cap * sizeof *r->v);
     }
-    g->plist[g->plen++] = i;
+    r->v[r->len++] = i;
+}
+
+/* Put i at a random place in what is left of the pass. */
+static void rr_insert(gossip_t *g, rr_t *r, uint32_t i)
+{
+    rr_push(r, i);
+    uint32_t at = r->pos + (uint32_t)kv_rng_below(&g->rng, r->len - r->pos);
+    uint32_t t = r->v[at];
+    r->v[at] = r->v[r->len - 1];
+    r->v[r->len - 1] = t;
 }
 
 void gossip_probe_added(gossip_t *g, uint32_t i)
 {
-    plist_push(g, i);
-    uint32_t left = g->plen - g->ppos;
-    uint32_t r = g->ppos + (uint32_t)kv_rng_below(&g->rng, left);
-    uint32_t t = g->plist[r];
-    g->plist[r] = g->plist[g->plen - 1];
-    g->plist[g->plen - 1] = t;
+    rr_insert(g, &g->probe_rr, i);
+    rr_insert(g, &g->gossip_rr, i);
 }
 
-static void plist_rebuild(gossip_t *g)
+static void rr_rebuild(gossip_t *g, rr_t *r)
 {
-    g->plen = g->ppos = 0;
+    r->len = r->pos = 0;
     for (uint32_t i = 1; i < g->n; i++)
-        if (g->m[i]->liveness != GOSSIP_DEAD) plist_push(g, i);
-    for (uint32_t j = g->plen; j > 1; j--) {
-        uint32_t r = (uint32_t)kv_rng_below(&g->rng, j);
-        uint32_t t = g->plist[r];
-        g->plist[r] = g->plist[j - 1];
-        g->plist[j - 1] = t;
+        if (g->m[i]->liveness != GOSSIP_DEAD) rr_push(r, i);
+    for (uint32_t j = r->len; j > 1; j--) {
+        uint32_t k = (uint32_t)kv_rng_below(&g->rng, j);
+        uint32_t t = r->v[k];
+        r->v[k] = r->v[j - 1];
+        r->v[j - 1] = t;
     }
 }
 
-static int64_t probe_next(gossip_t *g)
+int64_t gossip_rr_next(gossip_t *g, rr_t *r)
 {
     for (int pass = 0; pass < 2; pass++) {
-        while (g->ppos < g->plen) {
-            uint32_t i = g->plist[g->ppos++];
+        while (r->pos < r->len) {
+            uint32_t i = r->v[r->pos++];
             if (i > 0 && i < g->n && g->m[i]->liveness != GOSSIP_DEAD) return i;
         }
-        plist_rebuild(g);
-        if (g->plen == 0) break;
+        rr_rebuild(g, r);
+        if (r->len == 0) break;
     }
     return -1;
+}
+
+void gossip_rr_free(rr_t *r)
+{
+    kv_free(r->v);
+    memset(r, 0, sizeof *r);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -136,7 +149,7 @@ static void send_seq(gossip_t *g, uint32_t type, uint64_t seq, const char *host,
 static void probe_start(gossip_t *g, uint64_t now)
 {
     g->next_probe_at = now + scaled(g, g->cfg.probe_interval_ms);
-    int64_t i = probe_next(g);
+    int64_t i = gossip_rr_next(g, &g->probe_rr);
     if (i < 0) return;
     const member_t *m = g->m[i];
     probe_t *p = &g->probe;

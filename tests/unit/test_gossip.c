@@ -59,12 +59,14 @@ typedef struct net {
     pkt_t *q;
     size_t nq, qcap;
     uint32_t loss_pct;
+    bool cut[MAXN][MAXN]; /* datagrams and push-pulls from a to b are lost */
     size_t max_udp_seen;
     uint64_t udp_delivered;
     bool no_seeds;
     uint32_t pushpull_ms; /* 0: the default */
     /* each datagram sent is shown to this, when set */
-    void (*inspect)(struct net *net, int from, const uint8_t *p, size_t len);
+    void (*inspect)(struct net *net, int from, int to, const uint8_t *p,
+                    size_t len);
     uint64_t inspected;
 } net_t;
 
@@ -169,7 +171,7 @@ static int node_at(const net_t *net, const char *host, uint16_t port)
 static bool reachable(const net_t *net, int a, int b)
 {
     return b >= 0 && !net->nd[b].down && !net->nd[a].down && !net->nd[b].paused &&
-           net->nd[a].part == net->nd[b].part;
+           net->nd[a].part == net->nd[b].part && !net->cut[a][b];
 }
 
 static void log_events(node_t *x)
@@ -237,11 +239,11 @@ static void route(net_t *net, int from)
         }
         assert_true(a->len <= GOSSIP_MAX_UDP);
         if (a->len > net->max_udp_seen) net->max_udp_seen = a->len;
+        int to = node_at(net, a->host, a->port);
         if (net->inspect) {
-            net->inspect(net, from, a->data, a->len);
+            net->inspect(net, from, to, a->data, a->len);
             net->inspected++;
         }
-        int to = node_at(net, a->host, a->port);
         if (!reachable(net, from, to)) continue;
         if (net->loss_pct && kv_rng_below(&net->rng, 100) < net->loss_pct) continue;
         if (net->nq == net->qcap) {
@@ -713,6 +715,56 @@ static void test_gossip_nodes_join_through_a_seed_and_converge(void **state)
     net_free(&net);
 }
 
+static uint64_t last_sent[MAXN][MAXN], max_send_gap[MAXN][MAXN];
+
+static void inspect_gaps(net_t *net, int from, int to, const uint8_t *p, size_t len)
+{
+    (void)p;
+    (void)len;
+    if (to < 0) return;
+    if (last_sent[from][to]) {
+        uint64_t gap = net->now - last_sent[from][to];
+        if (gap > max_send_gap[from][to]) max_send_gap[from][to] = gap;
+    }
+    last_sent[from][to] = net->now;
+}
+
+static void test_gossip_steady_cluster_with_loss_has_no_false_deaths_or_downs(void **state)
+{
+    (void)state;
+    net_t net;
+    net_init(&net, MAXN, 25);
+    net_start(&net);
+    run_until_converged(&net, 10000);
+    net_run(&net, 5000);
+    memset(last_sent, 0, sizeof last_sent);
+    memset(max_send_gap, 0, sizeof max_send_gap);
+    net.inspect = inspect_gaps;
+    net.loss_pct = 3;
+    net_run(&net, 180000);
+    uint64_t suspected = 0, worst = 0;
+    for (int a = 0; a < net.n; a++) {
+        assert_int_equal(count_events(&net.nd[a], GOSSIP_EV_DEAD, NULL), 0);
+        assert_int_equal(count_events(&net.nd[a], GOSSIP_EV_DOWN, NULL), 0);
+        suspected += stats_of(&net, a).suspicions_raised;
+        for (int b = 0; b < net.n; b++) {
+            if (a == b) continue;
+            /* gossip targets go round-robin: a pass is ceil(7 / 3) = 3
+             * rounds of 200 ms, and two sends to one member are at most
+             * two passes apart */
+            assert_true(max_send_gap[a][b] > 0);
+            assert_true(max_send_gap[a][b] <= 1200);
+            worst = KV_MAX(worst, max_send_gap[a][b]);
+        }
+    }
+    print_message("3%% loss for 3 min: %" PRIu64 " suspicions raised; longest gap "
+                  "between two sends to one member %" PRIu64 " ms\n", suspected, worst);
+    net.loss_pct = 0;
+    net_run(&net, 10000);
+    assert_true(converged(&net));
+    net_free(&net);
+}
+
 /* ---- failure detection ------------------------------------------------- */
 
 static void test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds(void **state)
@@ -726,9 +778,12 @@ static void test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds(
     uint64_t crash = net.now;
     node_crash(&net, 4);
     /* detected (first suspicion) within a few probe periods */
+    uint32_t max_awareness = 0;
     while (liveness_at(&net, 0, 4) == GOSSIP_ALIVE) {
         assert_true(net.now - crash < 15000);
         net_run(&net, 10);
+        for (int a = 0; a < 4; a++)
+            max_awareness = KV_MAX(max_awareness, stats_of(&net, a).awareness);
     }
     uint64_t suspected = net.now;
     print_message("suspected %" PRIu64 " ms after the crash\n", suspected - crash);
@@ -736,7 +791,12 @@ static void test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds(
         assert_int_equal(liveness_at(&net, 0, 4), GOSSIP_SUSPECT);
         net_run(&net, 10);
         assert_true(net.now - suspected < 30000);
+        for (int a = 0; a < 4; a++)
+            max_awareness = KV_MAX(max_awareness, stats_of(&net, a).awareness);
     }
+    /* every failed probe of the dead node came back with the
+     * intermediaries' nacks, in time: the fault was not the prober's */
+    assert_int_equal(max_awareness, 0);
     uint64_t dead = net.now;
     print_message("dead %" PRIu64 " ms after the suspicion\n", dead - suspected);
     /* N = 5: min = 4 x 1 x 1000 ms, max = 6 x min, k = 2; with the other
@@ -1001,10 +1061,11 @@ static const char *big_name;
 static uint64_t big_compact_seen;
 
 /* The big member's alive only ever travels compact in a datagram. */
-static void inspect_big(net_t *net, int from, const uint8_t *p, size_t len)
+static void inspect_big(net_t *net, int from, int to, const uint8_t *p, size_t len)
 {
     (void)net;
     (void)from;
+    (void)to;
     gw_unpacked_t u;
     gw_unpacked_init(&u);
     gw_msg_t d;
@@ -1127,10 +1188,12 @@ static void mutate(kv_rng_t *r, kv_buf_t *b)
 static kv_buf_t fuzz_corpus[64];
 static size_t fuzz_ncorpus;
 
-static void inspect_collect(net_t *net, int from, const uint8_t *p, size_t len)
+static void inspect_collect(net_t *net, int from, int to, const uint8_t *p,
+                            size_t len)
 {
     (void)net;
     (void)from;
+    (void)to;
     if (fuzz_ncorpus == KV_ARRAY_LEN(fuzz_corpus)) return;
     kv_buf_init(&fuzz_corpus[fuzz_ncorpus]);
     kv_buf_append(&fuzz_corpus[fuzz_ncorpus++], p, len);
@@ -1425,6 +1488,34 @@ static uint64_t lone_death_time(lone_t *l, int who, uint64_t limit)
         assert_true(l->net.now - start < limit);
         lone_run_to(l, l->net.now + 100);
     }
+}
+
+static void test_gossip_broken_direct_link_is_bridged_by_ping_req(void **state)
+{
+    (void)state;
+    net_t net;
+    net_init(&net, 4, 26);
+    net_start(&net);
+    run_until_converged(&net, 10000);
+    net_run(&net, 3000);
+    gossip_stats_t s0 = stats_of(&net, 0);
+    /* n1 and n4 cannot reach each other; everyone else can */
+    net.cut[0][3] = net.cut[3][0] = true;
+    net_run(&net, 60000);
+    gossip_stats_t s1 = stats_of(&net, 0);
+    print_message("n1: %" PRIu64 " probes, %" PRIu64 " went to ping-req, %" PRIu64
+                  " failed\n", s1.probes - s0.probes,
+                  s1.indirect_probes - s0.indirect_probes,
+                  s1.probes_failed - s0.probes_failed);
+    /* n1's probes of n4 needed ping-req and all succeeded through it */
+    assert_true(s1.indirect_probes - s0.indirect_probes >= 5);
+    assert_int_equal(s1.probes_failed, s0.probes_failed);
+    assert_int_equal(s1.suspicions_raised, s0.suspicions_raised);
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            if (a != b) assert_int_equal(liveness_at(&net, a, b), GOSSIP_ALIVE);
+    assert_int_equal(count_events(&net.nd[0], GOSSIP_EV_SUSPECT, "n4"), 0);
+    net_free(&net);
 }
 
 static void test_gossip_confirmations_shrink_the_suspicion_timeout(void **state)
@@ -2090,11 +2181,13 @@ int main(void)
         kv_unit_test(test_gossip_codec_round_trips_every_message),
         kv_unit_test(test_gossip_nodes_join_through_a_seed_and_converge),
         kv_unit_test(test_gossip_crashed_node_is_suspected_then_dead_in_lifeguard_bounds),
+        kv_unit_test(test_gossip_steady_cluster_with_loss_has_no_false_deaths_or_downs),
         kv_unit_test(test_gossip_largest_bare_message_fits_a_datagram),
         kv_unit_test(test_gossip_datagrams_pack_updates_fewest_sent_first_under_1400_bytes),
         kv_unit_test(test_gossip_alive_too_big_for_a_datagram_travels_by_pushpull),
         kv_unit_test(test_gossip_decoders_survive_garbage_and_mutated_input),
         kv_unit_test(test_gossip_other_cluster_and_version_are_dropped_and_counted),
+        kv_unit_test(test_gossip_broken_direct_link_is_bridged_by_ping_req),
         kv_unit_test(test_gossip_confirmations_shrink_the_suspicion_timeout),
         kv_unit_test(test_gossip_suspected_node_refutes_and_is_never_declared_dead),
         kv_unit_test(test_gossip_ping_to_a_dead_node_carries_the_notice_so_it_refutes_at_once),
