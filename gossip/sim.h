@@ -88,8 +88,9 @@ uint64_t sim_now_ms(const sim_t *s);
 void sim_run_until(sim_t *s, uint64_t t_ms);
 void sim_run_for(sim_t *s, uint64_t ms);
 
-/* Every running node sees every other running node known, ALIVE, up and
- * at its current generation (paused nodes count as running). */
+/* Every node has started, and every running node sees every other running
+ * node known, ALIVE and at its current generation (paused nodes count as
+ * running). Whether it is also "up" (phi) is sim_down_pairs' business. */
 bool sim_converged(sim_t *s);
 /* Run, checking every 100 ms, until sim_converged or deadline (absolute
  * ms). Returns the time it first held, or SIM_NEVER. */
@@ -124,8 +125,7 @@ typedef enum {
     SIM_SEEN_ALIVE,    /* GOSSIP_EV_ALIVE */
     SIM_SEEN_UP,       /* GOSSIP_EV_UP */
     SIM_SEEN_CURRENT,  /* the view holds the subject's generation and at
-                          least its incarnation as of sim_watch, ALIVE
-                          and up */
+                          least its incarnation as of sim_watch, ALIVE */
     SIM_SEEN_COUNT_
 } sim_seen_t;
 
@@ -155,8 +155,9 @@ typedef struct sim_counters {
     uint64_t pp_started, pp_bytes;     /* push-pulls; request + reply bytes */
     uint64_t pp_answered, pp_failed;
     uint64_t ticks, calls;             /* calls into gossip_t of any kind */
-    uint64_t timer_stuck;              /* gossip_next_timer <= the tick just
-                                          made (a state-machine bug) */
+    uint64_t timer_past;               /* gossip_next_timer <= the tick just
+                                          made: ticked again at once */
+    uint64_t timer_stuck;              /* ... 4 times in one ms (a bug) */
     uint64_t suspicions, deaths, downs;/* events, anywhere */
     uint64_t false_suspicions, false_deaths, false_downs;
     uint64_t refutes, conflicts, refusals;
@@ -170,6 +171,9 @@ void sim_node_counters(const sim_t *s, uint32_t i, sim_counters_t *out);
 /* Pairs (o, s) where o's event stream (ALIVE/SUSPECT/DEAD since o learnt
  * of s) leaves a liveness other than o's view says: should be 0. */
 uint64_t sim_event_view_mismatches(sim_t *s);
+
+/* Pairs (o, s) of running nodes where o's view has s not up right now. */
+uint64_t sim_down_pairs(sim_t *s);
 
 /* A hash of every delivery and event so far: equal seeds, equal digests. */
 uint64_t sim_digest(const sim_t *s);
@@ -258,7 +262,7 @@ bool sim_exp_pause(const sim_config_t *cfg, uint32_t pause_ms, uint32_t trials,
                    sim_pause_res_t *res);
 
 /* Split into [0, k) | [k, n) for hold_ms, heal, and time how long until the
- * cluster converges again (every node sees every other ALIVE and up). */
+ * cluster converges again (every node sees every other ALIVE). */
 typedef struct sim_partition_res {
     uint64_t join_ms;
     bool split_seen;              /* each side saw the other side DEAD */

@@ -307,7 +307,7 @@ static void print_dissemination(const opts_t *o, plan_t *p, size_t first, size_t
         gi = g.gossip_interval_ms;
     }
     printf("\n2. Dissemination: a random node announces new tokens (gossip_set_local); time\n"
-           "   until every other node holds the new state, ALIVE and up, and the same in\n"
+           "   until every other node holds the new state (and sees it ALIVE); the same in\n"
            "   gossip rounds (time / gossip_interval = %u ms), next to log2 N.\n\n",
            gi);
     printf("%6s %6s %9s %9s %8s %8s %7s %11s\n", "N", "trials", "med ms", "max ms", "rounds",
@@ -381,7 +381,7 @@ static void print_robustness(plan_t *p, size_t first, size_t last)
     }
 
     printf("\n3c. Partition: split in two for the hold time, then healed; seconds from the heal\n"
-           "    until every node sees every other ALIVE and up again.\n\n");
+           "    until every node sees every other ALIVE again.\n\n");
     printf("%6s %9s %7s %6s %11s %9s %9s\n", "N", "split", "hold s", "trials", "sides saw", "heal",
            "heal");
     printf("%6s %9s %7s %6s %11s %9s %9s\n", "", "", "", "", "other DEAD", "med s", "max s");
