@@ -621,7 +621,11 @@ static kv_status_t check_config(const gossip_config_t *c)
         bad = "phi_window must be in 1..100000";
     else if (!(c->phi_threshold > 0) || !isfinite(c->phi_threshold))
         bad = "phi_threshold must be > 0";
-    else if (!c->stall_ms) bad = "stall_ms must be > 0";
+    else if (c->stall_ms <= c->gossip_interval_ms)
+        /* the gossip timer is what makes ticks regular */
+        bad = "stall_ms must be greater than gossip_interval_ms";
+    else if (c->gossip_fanout > 64 || c->indirect_checks > 64)
+        bad = "gossip_fanout and indirect_checks must be at most 64";
     if (bad) {
         kv_errmsg_set("gossip: %s", bad);
         return KV_INVALID;

@@ -135,7 +135,8 @@ typedef struct gossip_config {
     uint32_t phi_acceptable_pause_ms;/* 3000 */
     uint32_t phi_first_estimate_ms;  /* 1000: mean before any sample */
     uint32_t phi_min_gap_ms;         /* 50 */
-    uint32_t stall_ms;               /* 2000: a tick this late = own stall */
+    uint32_t stall_ms;               /* 2000: a tick this late = own stall
+                                        (must exceed gossip_interval_ms) */
     uint64_t seed;                   /* randomness (shuffles, targets) */
 } gossip_config_t;
 

@@ -515,6 +515,13 @@ static void test_gossip_create_refuses_bad_config_and_local_state(void **state)
     c.probe_timeout_ms = 2000;
     assert_int_equal(gossip_create(&c, &l, 0, &g), KV_INVALID);
     c.probe_timeout_ms = 500;
+    c.stall_ms = c.gossip_interval_ms;
+    assert_int_equal(gossip_create(&c, &l, 0, &g), KV_INVALID);
+    assert_true(strstr(kv_errmsg(), "stall_ms") != NULL);
+    c.stall_ms = 2000;
+    c.gossip_fanout = 65;
+    assert_int_equal(gossip_create(&c, &l, 0, &g), KV_INVALID);
+    c.gossip_fanout = 3;
 
     l.node_id = "";
     assert_int_equal(gossip_create(&c, &l, 0, &g), KV_INVALID);
