@@ -539,8 +539,10 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
         for (uint32_t j = 0; j < nring && p->in_ring; j++)
             if (cl->ring_slot[j] == i) ri = j;
         /* up is gossip's verdict (not DEAD, phi below the threshold), as
-         * nodetool shows it; the coordinator also needs the connection */
-        bool up = p->self || (known && m.up);
+         * nodetool shows it, and only once the node has been heard from (a
+         * founder that never started is not shown up); the coordinator
+         * also needs the connection */
+        bool up = p->self || (known && m.up && m.known);
         nodes[i] = (proto_ring_node_t){
             .name = kv_slice_str(p->name),
             .node_id = kv_slice_str(p->node_id),
@@ -558,9 +560,7 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
             .ntokens = known ? m.ntokens : 0,
             .status = (uint8_t)(known ? m.status : p->status),
             .liveness = (uint8_t)(known ? m.liveness : GOSSIP_DEAD),
-            .phi_milli = known ? (m.phi * 1000 >= 4e9 ? UINT32_MAX
-                                                      : (uint32_t)(m.phi * 1000))
-                               : 0,
+            .phi_milli = known ? proto_phi_milli(m.phi) : 0,
             .generation = known ? m.generation : 0,
             .in_ring = ri != RING_NO_NODE,
         };
