@@ -203,12 +203,13 @@ uint64_t sim_max(const uint64_t *v, size_t n);
 /* ---- experiments (what the tool prints and the tests assert) ------------- */
 
 /* One cluster of `nodes` joined through its seeds, converged, then:
- *   traffic:  steady-state sends per node per second over traffic_ms;
+ *   traffic:  sends per node per second over traffic_ms (with drain:
+ *             once the join's updates have drained, i.e. steady state);
  *   changes:  `changes` times, a random node announces new tokens; the
  *             time until every other node has it (SIM_SEEN_CURRENT);
  *   crashes:  `crashes` times, a random node is killed; the times until
  *             every survivor sees it down and DEAD, and until the first
- *             node suspects it or sees it down; then it restarts and the cluster
+ *             node suspects it; then it restarts and the cluster
  *             re-converges before the next trial.
  * Times are ms after the change or crash; SIM_NEVER if not within
  * deadline_ms. */
@@ -218,6 +219,7 @@ typedef struct sim_cluster_exp {
     sim_config_t cfg;          /* from sim_config_init; nodes and seed */
     uint32_t changes, crashes; /* <= SIM_EXP_MAX_TRIALS */
     uint32_t traffic_ms;       /* 0: skip */
+    bool drain;                /* measure traffic in steady state */
     uint32_t deadline_ms;      /* per trial: 120000 */
 } sim_cluster_exp_t;
 
@@ -226,7 +228,7 @@ typedef struct sim_cluster_res {
     double udp_per_node_s, udp_bytes_per_node_s, pp_bytes_per_node_s;
     double pp_per_node_s;
     uint64_t change_ms[SIM_EXP_MAX_TRIALS];
-    uint64_t first_detect_ms[SIM_EXP_MAX_TRIALS]; /* first SUSPECT or down anywhere */
+    uint64_t first_suspect_ms[SIM_EXP_MAX_TRIALS]; /* SWIM's first detection */
     uint64_t down_ms[SIM_EXP_MAX_TRIALS];
     uint64_t dead_ms[SIM_EXP_MAX_TRIALS];
     uint64_t rejoin_ms[SIM_EXP_MAX_TRIALS]; /* restart -> CURRENT everywhere */

@@ -150,7 +150,8 @@ static void run_job(job_t *j)
     cfg.loss = j->loss;
     switch (j->kind) {
     case JOB_CLUSTER: {
-        sim_cluster_exp_t e = {.cfg = cfg, .changes = j->a, .crashes = j->b, .traffic_ms = j->c};
+        sim_cluster_exp_t e = {
+            .cfg = cfg, .changes = j->a, .crashes = j->b, .traffic_ms = j->c, .drain = true};
         j->ok = sim_exp_cluster(&e, &j->r.cluster);
         break;
     }
@@ -256,7 +257,7 @@ static void agg_add(agg_t *a, const uint64_t *v, size_t n)
 static void print_detection(const opts_t *o, plan_t *p, size_t first, size_t last)
 {
     printf("\n1. Detection: one node killed (SIGKILL) after the cluster converged; seconds from\n"
-           "   the kill until the first node suspects it or sees it down, until every survivor\n"
+           "   the kill until the first node suspects it, until every survivor\n"
            "   sees it down (member.up false), and until every survivor sees it DEAD. Traffic is\n"
            "   per node per second in steady state (datagrams sent, their bytes, push-pull bytes\n"
            "   sent as requester and responder). suspicion_min = 4 x max(1, log10 N) s.\n\n");
@@ -277,7 +278,7 @@ static void print_detection(const opts_t *o, plan_t *p, size_t first, size_t las
             if (j->n != n) continue;
             ok &= j->ok;
             const sim_cluster_res_t *r = &j->r.cluster;
-            agg_add(&first_d, r->first_detect_ms, j->b);
+            agg_add(&first_d, r->first_suspect_ms, j->b);
             agg_add(&down, r->down_ms, j->b);
             agg_add(&dead, r->dead_ms, j->b);
             join = KV_MAX(join, r->join_ms);
