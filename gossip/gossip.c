@@ -286,6 +286,21 @@ uint32_t gossip_member_add(gossip_t *g, kv_slice_t name, bool self)
     uint32_t i = g->n++;
     g->m[i] = m;
     hidx_put(g->hidx, g->hcap, m->name, i);
+    /* A member hears from a given other about every gossip_interval *
+     * (N - 1) / fanout. phi's guess before its first gap must not be
+     * shorter, or members of a large cluster look down before phi has
+     * learnt their rhythm: raise it for everyone as the cluster grows. */
+    uint64_t gap = (uint64_t)g->cfg.gossip_interval_ms * (g->n > 1 ? g->n - 1 : 1) /
+                   (g->cfg.gossip_fanout ? g->cfg.gossip_fanout : 1);
+    uint32_t first = (uint32_t)KV_MIN(KV_MAX(gap, (uint64_t)g->cfg.phi_first_estimate_ms),
+                                      UINT32_MAX);
+    if (first > g->phi_first) {
+        g->phi_first = first;
+        for (uint32_t k = 0; k < g->n; k++)
+            gossip_phi_set_first_estimate(g->m[k]->phi, first);
+    } else {
+        gossip_phi_set_first_estimate(m->phi, g->phi_first);
+    }
     if (!self) {
         g->cnt[GOSSIP_ALIVE]++;
         gossip_probe_added(g, i);
@@ -373,11 +388,17 @@ uint32_t gossip_count_live(const gossip_t *g)
 
 /* ---- up / down ---------------------------------------------------------- */
 
+#define PHI_MIN_GAPS 4u
+
 static bool member_up(const gossip_t *g, const member_t *m, uint64_t now)
 {
     if (m->self) return true;
     if (m->liveness == GOSSIP_DEAD) return false;
-    if (m->phi_hold || !gossip_phi_has_sample(m->phi)) return true;
+    /* phi convicts only once it has a few gaps to judge by: in a large
+     * cluster a member is heard from every few seconds, and a verdict from
+     * one or two gaps flags healthy members down (SWIM still catches a
+     * dead one) */
+    if (m->phi_hold || gossip_phi_gaps(m->phi) < PHI_MIN_GAPS) return true;
     if ((double)now + 1.0 < m->down_at) return true;
     return gossip_phi_value(m->phi, now) < g->cfg.phi_threshold;
 }

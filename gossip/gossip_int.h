@@ -171,6 +171,10 @@ double gossip_phi_z_for(double phi);
 /* Record an arrival without taking the gap as a sample (the gap spans
  * this node's own stall). */
 void gossip_phi_mark(gossip_phi_t *p, uint64_t now_ms);
+/* Gaps in the window now. */
+uint32_t gossip_phi_gaps(const gossip_phi_t *p);
+/* Change the mean assumed before the first gap (used until samples come). */
+void gossip_phi_set_first_estimate(gossip_phi_t *p, uint32_t first_estimate_ms);
 /* The time at which phi reaches the z from gossip_phi_z_for (no sample
  * yet: +inf). */
 double gossip_phi_cross_ms(const gossip_phi_t *p, double z);
@@ -279,6 +283,7 @@ typedef struct seed {
 
 struct gossip {
     gossip_config_t cfg;
+    uint32_t phi_first;  /* phi's first estimate now: grows with N */
     char *cluster;
     kv_rng_t rng;
     double z_thr; /* phi_threshold as a standardised gap */

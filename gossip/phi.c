@@ -120,6 +120,14 @@ static void phi_estimate(gossip_phi_t *p)
     if (p->std < 1e-3) p->std = 1e-3; /* min_std 0: keep z finite */
 }
 
+uint32_t gossip_phi_gaps(const gossip_phi_t *p) { return p->ngaps; }
+
+void gossip_phi_set_first_estimate(gossip_phi_t *p, uint32_t first_estimate_ms)
+{
+    p->first = first_estimate_ms;
+    if (p->ngaps == 0) phi_estimate(p);
+}
+
 void gossip_phi_reset(gossip_phi_t *p)
 {
     p->has_last = false;

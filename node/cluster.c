@@ -710,19 +710,6 @@ static void gossip_config_from(const node_config_t *cfg, gossip_config_t *gc)
     gc->seed = node_now_ns() ^ kv_clock_wall_ms(kv_clock_system());
 }
 
-/* Phi's first guess of the gap between datagrams from one member: each
- * node gossips to gossip_fanout of the others per gossip_interval, so a
- * given member is heard from about every interval * (N - 1) / fanout. In a
- * large cluster the 1 s default would call members down before phi has
- * learnt their real rhythm. */
-static void phi_estimate_for(gossip_config_t *gc, size_t members)
-{
-    uint64_t gap = (uint64_t)gc->gossip_interval_ms *
-                   (members > 1 ? members - 1 : 1) / KV_MAX(gc->gossip_fanout, 1u);
-    if (gap > gc->phi_first_estimate_ms)
-        gc->phi_first_estimate_ms = (uint32_t)KV_MIN(gap, UINT32_MAX);
-}
-
 kv_status_t node_cluster_open(node_t *n)
 {
     const node_config_t *cfg = n->cfg;
@@ -765,7 +752,6 @@ kv_status_t node_cluster_open(node_t *n)
 
     gossip_config_t gc;
     gossip_config_from(cfg, &gc);
-    phi_estimate_for(&gc, nm);
     const char *host = cfg->advertise_address && *cfg->advertise_address
                            ? cfg->advertise_address : cfg->listen_address;
     gossip_local_t self = {
