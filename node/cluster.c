@@ -815,6 +815,7 @@ void node_cluster_close(node_t *n)
     kv_free(cl->desc);
     if (cl->ring) ring_destroy(cl->ring);
     kv_free(cl->ring_slot);
+    kv_free(cl->gossip_slot);
     if (cl->gossip) gossip_destroy(cl->gossip);
     for (uint32_t i = 0; i < cl->npeers; i++) {
         kv_free(cl->peers[i]->name);

@@ -61,6 +61,9 @@ struct node_cluster {
     node_peer_t **peers;    /* by slot; never shrinks */
     uint32_t npeers, peers_cap;
     uint32_t *ring_slot;    /* ring node index -> slot */
+    uint32_t *gossip_slot;  /* gossip member index -> slot (gossip indices
+                               are stable and only appended) */
+    uint32_t ngossip_slot;
     uint32_t self;
     gossip_t *gossip;
     gossip_glue_t *glue;    /* UDP, push-pull connections, timers */

@@ -236,12 +236,19 @@ void cluster_view_refresh(node_cluster_t *cl)
     uint64_t rv = gossip_ring_version(cl->gossip);
     size_t n = gossip_member_count(cl->gossip);
     bool ring_moved = rv != cl->ring_version_seen;
+    if (n > cl->ngossip_slot) {
+        cl->gossip_slot = kv_realloc(cl->gossip_slot, n * sizeof *cl->gossip_slot);
+        for (size_t i = cl->ngossip_slot; i < n; i++) cl->gossip_slot[i] = UINT32_MAX;
+        cl->ngossip_slot = (uint32_t)n;
+    }
     for (size_t i = 0; i < n; i++) {
         gossip_member_t m;
         gossip_member_at(cl->gossip, i, now, &m);
-        node_peer_t *p = cluster_peer_find(cl, m.name);
+        uint32_t si = cl->gossip_slot[i];
+        node_peer_t *p = si != UINT32_MAX ? cl->peers[si] : cluster_peer_find(cl, m.name);
         bool fresh = !p;
         if (fresh) p = slot_new(cl, &m);
+        cl->gossip_slot[i] = p->idx;
         if (ring_moved || fresh) {
             bool moved = slot_update(p, &m);
             if (fresh) peer_add(cl, p);
@@ -249,8 +256,7 @@ void cluster_view_refresh(node_cluster_t *cl)
         } else if (!p->self) {
             p->load_bytes = m.load_bytes;
         }
-        if (p->gossip_up != m.up) p->gossip_up = m.up;
-        if (p->m_phi) metrics_gauge_set(p->m_phi, m.phi);
+        p->gossip_up = m.up;
     }
     if (ring_moved) {
         cl->ring_version_seen = rv;
