@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cairn.h"
@@ -62,6 +63,13 @@ static void usage(FILE *out)
 "                   node that answered), the members not in the ring, then\n"
 "                   every token and its node, ascending\n"
 "  endpoints KEY    the token of KEY and its replicas, primary first\n"
+"  hints            hinted handoff across the cluster: asks every reachable\n"
+"                   node what it holds for whom (holder, target, hints,\n"
+"                   bytes, age of the oldest), then each node's totals:\n"
+"                   pending, written, delivered, expired (older than\n"
+"                   max_hint_window_ms: not delivered), past-window (not\n"
+"                   written: the target was down longer than the window),\n"
+"                   refused (no space), dropped (target left), corrupt\n"
 "\n"
 "Options:\n"
 "  -H, --host HOST[:PORT][,HOST[:PORT]...]\n"
@@ -539,6 +547,113 @@ static int cmd_view(cairn_client_t *c, view_t v, const char *key, const char *cl
     return rc;
 }
 
+/* ---- hints: what every node holds for whom ------------------------------ */
+
+typedef struct hint_totals {
+    unsigned long long v[8];
+} hint_totals_t;
+
+static const char *const HINT_TOTALS[8] = {
+    "hints_pending", "hints_written", "hints_replayed", "hints_expired",
+    "hints_refused_window", "hints_refused_full", "hints_dropped", "hints_corrupt",
+};
+
+typedef struct hint_scan {
+    const char *holder;
+    table_t *rows;
+    hint_totals_t tot;
+    bool any_total;
+    double now_ms;
+} hint_scan_t;
+
+static void hint_item(const char *name, const char *value, void *arg)
+{
+    hint_scan_t *h = arg;
+    for (int i = 0; i < 8; i++) {
+        if (!strcmp(name, HINT_TOTALS[i])) {
+            h->tot.v[i] = strtoull(value, NULL, 10);
+            h->any_total = true;
+            return;
+        }
+    }
+    if (strncmp(name, "hints_for:", 10) != 0) return;
+    unsigned long long rec = 0, bytes = 0, oldest = 0;
+    if (sscanf(value, "records=%llu bytes=%llu oldest_ms=%llu", &rec, &bytes,
+               &oldest) != 3)
+        return;
+    char nrec[32], nbytes[32], age[32];
+    snprintf(nrec, sizeof nrec, "%llu", rec);
+    human_bytes(bytes, nbytes, sizeof nbytes);
+    if (oldest && h->now_ms > (double)oldest)
+        snprintf(age, sizeof age, "%.0fs", (h->now_ms - (double)oldest) / 1000.0);
+    else
+        snprintf(age, sizeof age, "-");
+    const char *row[] = {h->holder, name + 10, nrec, nbytes, age};
+    table_row(h->rows, row);
+}
+
+static int cmd_hints(cairn_client_t *c, const cairn_options_t *base)
+{
+    cairn_ring_t r;
+    cairn_status_t st = cairn_ring(c, NULL, 0, &r);
+    if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+    size_t *order = nodes_by_name(&r);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now_ms = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+    table_t rows, totals;
+    table_init(&rows, 5);
+    table_init(&totals, 9);
+    const char *h1[] = {"Holder", "Target", "Hints", "Bytes", "Oldest"};
+    table_row(&rows, h1);
+    const char *h2[] = {"Node", "Pending", "Written", "Delivered", "Expired",
+                        "Past-window", "Refused", "Dropped", "Corrupt"};
+    table_row(&totals, h2);
+    size_t listed = 0, unreachable = 0;
+    for (size_t k = 0; k < r.nnodes; k++) {
+        const cairn_ring_node_t *n = &r.nodes[order[k]];
+        if (n->status == CAIRN_NODE_LEFT) continue;
+        char addr[300];
+        node_address(n, addr, sizeof addr);
+        hint_scan_t h = {.holder = n->name, .rows = &rows, .now_ms = now_ms};
+        cairn_client_t *nc = NULL;
+        cairn_options_t o = *base;
+        o.contact_points = addr;
+        st = n->up || order[k] == r.self ? cairn_connect(&o, &nc) : CAIRN_UNAVAILABLE;
+        if (st == CAIRN_OK) {
+            st = cairn_info(nc, hint_item, &h);
+            cairn_close(nc);
+        }
+        if (st != CAIRN_OK || !h.any_total) {
+            const char *row[] = {n->name, "unreachable", "-", "-", "-", "-", "-", "-", "-"};
+            table_row(&totals, row);
+            unreachable++;
+            continue;
+        }
+        char cell[8][32];
+        for (int i = 0; i < 8; i++) snprintf(cell[i], sizeof cell[i], "%llu", h.tot.v[i]);
+        const char *row[] = {n->name, cell[0], cell[1], cell[2], cell[3],
+                             cell[4], cell[5], cell[6], cell[7]};
+        table_row(&totals, row);
+        listed++;
+    }
+    if (rows.nrows > 1) table_print(&rows, NULL);
+    else printf("No hints are waiting for delivery.\n");
+    printf("\n");
+    table_print(&totals, NULL);
+    table_free(&rows);
+    table_free(&totals);
+    free(order);
+    cairn_ring_free(&r);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "cairn: cannot write stdout: %s\n", strerror(errno));
+        return EXIT_ERROR;
+    }
+    if (listed == 0 && unreachable > 0)
+        return fail(CAIRN_UNAVAILABLE, "no node answered");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cairn_options_t o;
@@ -592,7 +707,9 @@ int main(int argc, char **argv)
     int want;
     if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints")) want = 1;
     else if (!strcmp(cmd, "put")) want = 2;
-    else if (!strcmp(cmd, "info") || !strcmp(cmd, "status") || !strcmp(cmd, "ring")) want = 0;
+    else if (!strcmp(cmd, "info") || !strcmp(cmd, "status") || !strcmp(cmd, "ring") ||
+             !strcmp(cmd, "hints"))
+        want = 0;
     else if (!strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
@@ -645,6 +762,8 @@ int main(int argc, char **argv)
         rc = cmd_view(c, VIEW_RING, NULL, o.cluster_name);
     } else if (!strcmp(cmd, "endpoints")) {
         rc = cmd_view(c, VIEW_ENDPOINTS, args[0], o.cluster_name);
+    } else if (!strcmp(cmd, "hints")) {
+        rc = cmd_hints(c, &o);
     } else {
         rc = cmd_info(c);
     }

@@ -334,3 +334,75 @@ kv_status_t peer_decode_read_reply(const kv_frame_t *f, peer_head_t *head,
     *out = r;
     return KV_OK;
 }
+
+/* ---- hinted handoff ---------------------------------------------------- */
+
+#define HINT_ARGS 5u /* key, ts, tombstone, expire_ms, value|nil */
+
+kv_status_t peer_encode_hints(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                              const peer_hint_t *h, size_t n, uint32_t max_body)
+{
+    if (n == 0 || n > (UINT32_MAX - 2) / HINT_ARGS) return KV_INVALID;
+    for (size_t i = 0; i < n; i++)
+        if (h[i].key.len == 0 || !cell_ok(&h[i].cell)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_HINTS, msg_id, hlc, 1 + (uint32_t)n * HINT_ARGS);
+    msgpack_pack_uint32(&w.pk, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        kv_pack_bytes(&w.pk, h[i].key);
+        pack_cell(&w.pk, &h[i].cell);
+    }
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_encode_hints_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                    const peer_hints_reply_t *r,
+                                    uint32_t max_body)
+{
+    if (!status_ok(r->status)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_HINTS_REPLY, msg_id, hlc, 3);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    msgpack_pack_uint64(&w.pk, r->stored);
+    msgpack_pack_uint64(&w.pk, r->superseded);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_hints(const kv_frame_t *f, peer_head_t *head, uint32_t *n)
+{
+    peer_head_t hd;
+    uint32_t count;
+    KV_RET(head_of(f, PEER_HINTS, PEER_HINTS, &hd));
+    KV_RET(arg_u32(f, ARG0, &count));
+    if (count == 0 || count > (UINT32_MAX - 2) / HINT_ARGS ||
+        f->nargs < ARG0 + 1 + count * HINT_ARGS)
+        return KV_PROTO;
+    *head = hd;
+    *n = count;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_hint_at(const kv_frame_t *f, uint32_t i, peer_hint_t *out)
+{
+    peer_hint_t h;
+    uint32_t base = ARG0 + 1 + i * HINT_ARGS;
+    if (f->type != PEER_HINTS || base + HINT_ARGS > f->nargs) return KV_PROTO;
+    KV_RET(arg_nonempty(f, base, &h.key));
+    KV_RET(arg_cell(f, base + 1, &h.cell));
+    *out = h;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_hints_reply(const kv_frame_t *f, peer_head_t *head,
+                                    peer_hints_reply_t *out)
+{
+    peer_head_t hd;
+    peer_hints_reply_t r;
+    KV_RET(head_of(f, PEER_HINTS_REPLY, PEER_HINTS_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &r.stored));
+    KV_RET(kv_arg_u64(f, ARG0 + 2, &r.superseded));
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}

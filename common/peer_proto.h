@@ -25,6 +25,9 @@
  *                   value|nil]
  *   GOSSIP_PUSHPULL       [220, msg_id, hlc, body]
  *   GOSSIP_PUSHPULL_REPLY [221, msg_id, hlc, body]
+ *   HINTS          [230, msg_id, hlc, n, (key, ts, tombstone, expire_ms,
+ *                   value|nil) x n]
+ *   HINTS_REPLY    [231, msg_id, hlc, status, stored, superseded]
  *
  * Types 220-229 are kept for gossip, 230-239 for hinted handoff, 240-249 for
  * streaming, 250-259 for repair. key and value are msgpack bin, names and
@@ -51,6 +54,13 @@
  * or an error. READ returns the newest cell held (tombstones included): OK
  * with ts/tombstone/expire_ms/value, NOTFOUND with ts 0, or an error.
  *
+ * HINTS delivers a batch of hinted writes (writes this node missed while it
+ * was down) from a coordinator's hint log, oldest first. The receiver stores
+ * them in one engine batch; a cell older than the one it holds is simply
+ * not stored (superseded). HINTS_REPLY is OK once every cell is stored or
+ * superseded (stored and superseded count them), or the error that stopped
+ * the batch -- the sender then keeps the batch and retries later.
+ *
  * Compatibility: receivers ignore arguments past the ones they know.
  */
 #ifndef CAIRN_PEER_PROTO_H
@@ -75,6 +85,8 @@ typedef enum {
     PEER_GOSSIP_PUSHPULL = 220,
     PEER_GOSSIP_PUSHPULL_REPLY = 221,
     PEER_HINT_FIRST = 230,      /* 230..239: hinted handoff */
+    PEER_HINTS = 230,
+    PEER_HINTS_REPLY = 231,
     PEER_STREAM_FIRST = 240,    /* 240..249: streaming */
     PEER_REPAIR_FIRST = 250,    /* 250..259: anti-entropy repair */
     PEER_TYPE_LAST = 259,
@@ -157,6 +169,34 @@ kv_status_t peer_encode_pushpull(kv_buf_t *buf, peer_msg_t type, uint64_t msg_id
                                  uint64_t hlc, kv_slice_t body, uint32_t max_body);
 kv_status_t peer_decode_pushpull(const kv_frame_t *f, peer_head_t *head,
                                  kv_slice_t *body);
+
+/* HINTS: one hinted write. */
+typedef struct peer_hint {
+    kv_slice_t key;
+    peer_cell_t cell;
+} peer_hint_t;
+
+typedef struct peer_hints_reply {
+    kv_status_t status;
+    uint64_t stored, superseded;
+} peer_hints_reply_t;
+
+/* HINTS with n >= 1 records (KV_INVALID for 0, an empty key, a tombstone
+ * with a value, or a frame over max_body). */
+kv_status_t peer_encode_hints(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                              const peer_hint_t *h, size_t n, uint32_t max_body);
+kv_status_t peer_encode_hints_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                    const peer_hints_reply_t *r,
+                                    uint32_t max_body);
+/* HINTS: the head and the record count (checked against the arguments
+ * present: KV_PROTO when n is 0 or they do not match); then each record by
+ * index with peer_decode_hint_at (KV_PROTO when malformed). */
+kv_status_t peer_decode_hints(const kv_frame_t *f, peer_head_t *head,
+                              uint32_t *n);
+kv_status_t peer_decode_hint_at(const kv_frame_t *f, uint32_t i,
+                                peer_hint_t *out);
+kv_status_t peer_decode_hints_reply(const kv_frame_t *f, peer_head_t *head,
+                                    peer_hints_reply_t *out);
 
 /* The head of any peer frame: KV_PROTO when the type is outside
  * 200..PEER_TYPE_LAST or the hlc argument is missing or not an unsigned

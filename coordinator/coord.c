@@ -1,16 +1,17 @@
 /* coord.c -- client-request state machines: consistency levels, superseded
- * re-stamps, read resolution and blocking read repair, deadlines. No I/O.
+ * re-stamps, hints, read resolution, blocking and background read repair,
+ * deadlines. No I/O.
  *
- * DESIGN  Each client request is a req_t, found by its sequence number in a
+ * DESIGN  Each request is a req_t, found by its sequence number in a
  * chained hash table and ordered by deadline in a binary min-heap. Every
  * message a request sends carries msg_id = seq << 12 | attempt << 6 | slot:
  * `slot` is the replica's position in the request's replica list and
  * `attempt` names the round the message belongs to (write: the stamp number,
- * 0..COORD_MAX_WRITE_ATTEMPTS-1; read: 0 = query, 1 = repair). A reply whose
- * attempt is not the request's current one is stale and dropped, so
- * re-stamping never has to chase earlier messages. Per slot and round the
- * request keeps IDLE / PENDING / DONE / FAILED; duplicates find the slot no
- * longer PENDING and are dropped.
+ * 0..COORD_MAX_WRITE_ATTEMPTS-1; read and background check: 0 = query,
+ * 1 = repair). A reply whose attempt is not the request's current one is
+ * stale and dropped, so re-stamping never has to chase earlier messages.
+ * Per slot and round the request keeps IDLE / PENDING / DONE / FAILED;
+ * duplicates find the slot no longer PENDING and are dropped.
  *
  * The coordinator never waits on anything: the caller drives it with
  * (now, input) and drains the action list. Keys and values are copied into
@@ -31,26 +32,54 @@
  *        (write_restamp)                else TIMEOUT)         v
  *                        all answered or deadline -----> freed
  *
+ * HINTS  A write hints (HINT: the replica, the current cell) every replica
+ * that may have missed its current stamp: one down at dispatch
+ * (write_send_round), one that answers with an error -- the glue turns a
+ * failed send into one -- (write_on_reply), and one still PENDING when the
+ * deadline frees the write, replied or not (write_expire). A stale attempt
+ * is never hinted: its slots were reset and the new stamp re-sent to all.
+ * `hinted` marks the slots hinted this attempt, so no (request, replica,
+ * attempt) is hinted twice. A write that gave up because its stamp was
+ * superseded (TIMEOUT after MAX attempts, or CLOCK_SKEW) is `beaten`: a
+ * replica holds something newer, so it hints nothing more.
+ *
  * READ
  *
  *   coord_read --(live < CL)--> REPLY UNAVAILABLE
  *        v
- *   QUERY: READ to the first CL live replicas (read_start)
+ *   QUERY: READ to the first CL live replicas (read_start; `queried`)
  *        | all answered: resolve by eng_cell_lww_cmp (read_resolve)
  *        +--(every answer equals the winner)--> REPLY OK / NOTFOUND --> freed
  *        v
  *   REPAIR: MUTATION(winner) to each replica that answered older or nothing
  *        | all acked (OK or SUPERSEDED: it holds >= winner)
  *        v
- *   REPLY OK / NOTFOUND --> freed
+ *   REPLY OK / NOTFOUND --> background check (by chance) ; read freed
  *   (deadline in QUERY or REPAIR -> REPLY TIMEOUT(answers) -> freed;
  *    a replica error -> TIMEOUT at once: no speculative retry yet)
+ *
+ * BACKGROUND CHECK  A follow-on request of its own kind (REQ_BG) with its own
+ * seq, so its messages can never be taken for the read's. bg_start makes
+ * one, after the read's REPLY is already appended, when the dice roll
+ * (read_repair_ppm[cl]) hits, the read has an alive replica it did not
+ * query, and fewer than bg_repair_max_inflight checks are in flight. It
+ * carries the read's winner (or none) and never replies.
+ *
+ *   BG_QUERY: READ to each alive unqueried replica
+ *        | all answered (an error counts as unknown)
+ *        v   winner = newest of the read's winner and the answers
+ *   BG_REPAIR: MUTATION(winner) to each extra replica that answered older
+ *        |     or nothing, and to every queried one if the winner is newer
+ *        |     than the read's (none to send -> freed)
+ *        v
+ *   all answered, or the deadline (now + the read's timeout at start) -> freed
  *
  * INVARIANTS
  *   (1) every request accepted by coord_write/coord_read gets exactly one
  *       REPLY; a request whose state is held has not replied unless it is
  *       DRAINING, and a DRAINING request has answers outstanding and an
- *       unexpired deadline (req_maybe_free frees it otherwise).
+ *       unexpired deadline (req_maybe_free frees it otherwise). Background
+ *       checks are not client requests and never reply.
  *   (2) outstanding == number of PENDING slots; PENDING slots are alive.
  *   (3) a write's acks count DONE slots of the current attempt only, and OK
  *       is replied only once acks >= need; its stamp strictly grows with
@@ -59,6 +88,14 @@
  *       heap_idx its position; the heap is ordered by (deadline, seq).
  *   (5) a read replies only after every replica of its read set holds a cell
  *       >= the winner (blocking repair), which makes QUORUM reads monotonic.
+ *   (6) a write's down replicas are IDLE and hinted in every attempt, its
+ *       live ones were sent the attempt's stamp; a hinted slot is down or
+ *       FAILED (never PENDING or DONE), so at most one hint per (request,
+ *       replica, attempt); a read's slots are never hinted.
+ *   (7) a background check exists only after its read replied; it has
+ *       answers outstanding (it is freed when they are in); its query went
+ *       to exactly the alive replicas the read did not query; the checks
+ *       held number bg_inflight <= bg_repair_max_inflight.
  *
  * THREADING  loop thread only.
  */
@@ -71,7 +108,7 @@
 #include "ring.h"
 
 static_assert(COORD_MAX_REPLICAS == RING_MAX_RF, "replica limit follows the ring");
-static_assert(COORD_MAX_REPLICAS <= 64, "slot field is 6 bits");
+static_assert(COORD_MAX_REPLICAS <= 64, "slot field is 6 bits; slot masks are 64");
 static_assert(COORD_MAX_WRITE_ATTEMPTS <= 64, "attempt field is 6 bits");
 
 #define MSG_SLOT_BITS 6
@@ -79,16 +116,25 @@ static_assert(COORD_MAX_WRITE_ATTEMPTS <= 64, "attempt field is 6 bits");
 #define MSG_SEQ_SHIFT (MSG_SLOT_BITS + MSG_ATTEMPT_BITS)
 #define MSG_FIELD_MASK ((1u << MSG_SLOT_BITS) - 1)
 
+/* Reads and background checks: the rounds (msg_id's attempt field). */
 #define READ_ROUND_QUERY 0u
 #define READ_ROUND_REPAIR 1u
 
-typedef enum { REQ_WRITE = 1, REQ_READ = 2 } req_kind_t;
+#define PPM_ALWAYS 1000000u
+
+typedef enum {
+    REQ_WRITE = 1,
+    REQ_READ = 2,
+    REQ_BG = 3, /* a background read check: no client, no REPLY */
+} req_kind_t;
 
 typedef enum {
     PH_WRITE_SENDING = 1,
     PH_READ_QUERY = 2,
     PH_READ_REPAIR = 3,
     PH_DRAINING = 4, /* replied; waiting for late answers or the deadline */
+    PH_BG_QUERY = 5,
+    PH_BG_REPAIR = 6,
 } req_phase_t;
 
 typedef enum {
@@ -107,25 +153,31 @@ typedef struct read_slot {
 
 typedef struct req {
     uint64_t seq;
-    uint64_t client_req_id;
+    uint64_t client_req_id; /* REQ_BG: its read's, a label only */
     req_kind_t kind;
     req_phase_t phase;
-    uint32_t n, need;
+    coord_cl_t cl;
+    uint32_t n, need; /* REQ_BG: need = the extra replicas it reads */
     uint32_t replicas[COORD_MAX_REPLICAS];
     bool alive[COORD_MAX_REPLICAS];
     uint8_t slot[COORD_MAX_REPLICAS]; /* slot_state_t, current round */
     uint32_t attempt;                 /* the current round */
     uint32_t acks;        /* write: DONE this attempt; read: query answers */
     uint32_t outstanding; /* PENDING slots */
+    uint64_t hinted;      /* write: slots hinted this attempt (bit = slot) */
+    uint64_t queried;     /* read, REQ_BG: the read's query set */
+    bool beaten;          /* write: gave up, its stamp superseded */
+    uint64_t timeout_ms;
     uint64_t deadline;
     size_t heap_idx;
     struct req *hnext;
     kv_buf_t key;
-    /* write: the cell being written; read: the winner once resolved */
+    /* write: the cell being written; read: the winner once resolved;
+     * REQ_BG: the read's winner, then the newest cell seen */
     eng_cell_t cell;
     kv_buf_t value;
     bool have_cell;
-    read_slot_t *rs; /* reads: n answers */
+    read_slot_t *rs; /* read, REQ_BG: n answers */
 } req_t;
 
 struct coord {
@@ -142,6 +194,11 @@ struct coord {
     coord_action_t *acts;
     kv_buf_t *act_bufs;
     size_t nacts, acts_cap;
+    /* background checks */
+    uint32_t ppm[4];
+    uint32_t bg_max;
+    uint32_t bg_inflight; /* REQ_BG held */
+    kv_rng_t rng;
     coord_stats_t st;
 };
 
@@ -168,6 +225,10 @@ uint32_t coord_cl_required(coord_cl_t cl, uint32_t rf)
     }
     return 0;
 }
+
+#define SLOT_BIT(i) (UINT64_C(1) << (i))
+
+static uint32_t popcount64(uint64_t x) { return (uint32_t)__builtin_popcountll(x); }
 
 static uint64_t msg_id_make(const req_t *r, uint32_t slot)
 {
@@ -370,9 +431,10 @@ static req_t *req_new(coord_t *c, req_kind_t kind, uint64_t now_ms,
     r->need = need;
     memcpy(r->replicas, replicas, n * sizeof *replicas);
     memcpy(r->alive, alive, n * sizeof *alive);
+    r->timeout_ms = timeout_ms;
     r->deadline = now_ms + timeout_ms < now_ms ? UINT64_MAX : now_ms + timeout_ms;
     buf_set(&r->key, key);
-    if (kind == REQ_READ) r->rs = kv_calloc(n, sizeof *r->rs);
+    if (kind != REQ_WRITE) r->rs = kv_calloc(n, sizeof *r->rs);
     table_insert(c, r);
     heap_insert(c, r);
     return r;
@@ -382,6 +444,7 @@ static void req_free(coord_t *c, req_t *r)
 {
     table_remove(c, r);
     heap_remove(c, r);
+    if (r->kind == REQ_BG) c->bg_inflight--;
     if (r->rs) {
         for (uint32_t i = 0; i < r->n; i++) kv_buf_deinit(&r->rs[i].value);
         kv_free(r->rs);
@@ -404,17 +467,50 @@ static eng_cell_t req_cell(const req_t *r)
     return cell;
 }
 
+/* HINT the write's current cell to the replica in `slot`: at most once per
+ * (request, replica, attempt). */
+static void hint_push(coord_t *c, req_t *r, uint32_t slot)
+{
+    kv_assert(r->kind == REQ_WRITE && !(r->hinted & SLOT_BIT(slot)));
+    eng_cell_t cell = req_cell(r);
+    coord_action_t *a = act_push(c, COORD_ACT_HINT, r->client_req_id,
+                                 req_key(r), cell.value);
+    a->node = r->replicas[slot];
+    a->cell.ts = cell.ts;
+    a->cell.tombstone = cell.tombstone;
+    a->cell.expire_ms = cell.expire_ms;
+    r->hinted |= SLOT_BIT(slot);
+    c->st.hints++;
+}
+
+/* The deadline has come: a write hints every replica that has not answered
+ * its current stamp (replied OK or not), then the request is freed. */
+static void req_expire(coord_t *c, req_t *r)
+{
+    if (r->kind == REQ_WRITE && !r->beaten) {
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (r->slot[i] != SLOT_PENDING) continue;
+            hint_push(c, r, i);
+            c->st.hints_timeout++;
+        }
+    }
+    req_free(c, r);
+}
+
 /* Free a replied request once nothing more is expected of it. */
 static void req_maybe_free(coord_t *c, req_t *r, uint64_t now_ms)
 {
-    if (r->phase == PH_DRAINING && (r->outstanding == 0 || now_ms >= r->deadline))
-        req_free(c, r);
+    if (r->phase != PH_DRAINING) return;
+    if (r->outstanding == 0) req_free(c, r);
+    else if (now_ms >= r->deadline) req_expire(c, r);
 }
+
+static void bg_start(coord_t *c, const req_t *r, uint64_t now_ms);
 
 static void req_reply(coord_t *c, req_t *r, uint64_t now_ms, kv_status_t status,
                       uint32_t acks)
 {
-    kv_assert(r->phase != PH_DRAINING);
+    kv_assert(r->phase != PH_DRAINING && r->kind != REQ_BG);
     hlc_ts_t ts = 0;
     kv_slice_t value = kv_slice(NULL, 0);
     uint64_t expire = 0;
@@ -429,6 +525,8 @@ static void req_reply(coord_t *c, req_t *r, uint64_t now_ms, kv_status_t status,
     }
     reply_push(c, r->client_req_id, req_key(r), status, ts, value, expire, acks);
     r->phase = PH_DRAINING;
+    if (r->kind == REQ_READ && (status == KV_OK || status == KV_NOTFOUND))
+        bg_start(c, r, now_ms); /* after the REPLY: it never delays it */
     req_maybe_free(c, r, now_ms);
 }
 
@@ -440,13 +538,24 @@ static void slot_answer(req_t *r, uint32_t slot, slot_state_t st)
     r->outstanding--;
 }
 
-/* Start a new round: every slot IDLE, nothing outstanding. */
+/* Start a new round: every slot IDLE, nothing outstanding or hinted. */
 static void round_reset(req_t *r, uint32_t attempt)
 {
     r->attempt = attempt;
     memset(r->slot, SLOT_IDLE, sizeof r->slot);
     r->outstanding = 0;
     r->acks = 0;
+    r->hinted = 0;
+}
+
+static void send_read(coord_t *c, req_t *r, uint32_t slot)
+{
+    coord_action_t *a = act_push(c, COORD_ACT_SEND_READ, r->client_req_id,
+                                 req_key(r), kv_slice(NULL, 0));
+    a->node = r->replicas[slot];
+    a->msg_id = msg_id_make(r, slot);
+    r->slot[slot] = SLOT_PENDING;
+    r->outstanding++;
 }
 
 static void send_mutation(coord_t *c, req_t *r, uint32_t slot)
@@ -500,18 +609,8 @@ static kv_status_t merge_causality(coord_t *c, hlc_ts_t causality, hlc_ts_t *out
 static void write_send_round(coord_t *c, req_t *r)
 {
     for (uint32_t i = 0; i < r->n; i++) {
-        if (r->alive[i]) {
-            send_mutation(c, r, i);
-        } else {
-            eng_cell_t cell = req_cell(r);
-            coord_action_t *a = act_push(c, COORD_ACT_HINT, r->client_req_id,
-                                         req_key(r), cell.value);
-            a->node = r->replicas[i];
-            a->cell.ts = cell.ts;
-            a->cell.tombstone = cell.tombstone;
-            a->cell.expire_ms = cell.expire_ms;
-            c->st.hints++;
-        }
+        if (r->alive[i]) send_mutation(c, r, i);
+        else hint_push(c, r, i);
     }
 }
 
@@ -540,6 +639,7 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
     req_t *r = req_new(c, REQ_WRITE, now_ms, client_req_id, key, timeout_ms,
                        need, replicas, n, alive);
     r->phase = PH_WRITE_SENDING;
+    r->cl = cl;
     r->cell.ts = ts;
     r->cell.tombstone = tombstone;
     r->cell.expire_ms = expire_ms;
@@ -556,12 +656,14 @@ static void write_restamp(coord_t *c, req_t *r, uint64_t now_ms, hlc_ts_t held)
     if (r->attempt + 1 >= COORD_MAX_WRITE_ATTEMPTS) {
         KV_LOG(KV_DEBUG, "write %" PRIu64 ": superseded %u times, giving up",
                r->client_req_id, r->attempt + 1);
+        r->beaten = true;
         req_reply(c, r, now_ms, KV_TIMEOUT, r->acks);
         return;
     }
     hlc_ts_t ts;
     kv_status_t rc = hlc_update(c->hlc, held, &ts);
     if (rc != KV_OK) {
+        r->beaten = true;
         req_reply(c, r, now_ms, rc, r->acks);
         return;
     }
@@ -575,18 +677,21 @@ static void write_restamp(coord_t *c, req_t *r, uint64_t now_ms, hlc_ts_t held)
 static void write_on_reply(coord_t *c, req_t *r, uint64_t now_ms, uint32_t slot,
                            kv_status_t status, hlc_ts_t superseded_by)
 {
+    slot_answer(r, slot, status == KV_OK ? SLOT_DONE : SLOT_FAILED);
+    if (status != KV_OK && status != KV_SUPERSEDED && !r->beaten) {
+        /* The replica missed this stamp (a failed send comes back so). */
+        hint_push(c, r, slot);
+        c->st.hints_error++;
+    }
     if (r->phase == PH_DRAINING) {
-        slot_answer(r, slot, status == KV_OK ? SLOT_DONE : SLOT_FAILED);
         req_maybe_free(c, r, now_ms);
         return;
     }
     if (status == KV_OK) {
-        slot_answer(r, slot, SLOT_DONE);
         r->acks++;
         if (r->acks >= r->need) req_reply(c, r, now_ms, KV_OK, r->acks);
         return;
     }
-    slot_answer(r, slot, SLOT_FAILED);
     if (status == KV_SUPERSEDED) {
         write_restamp(c, r, now_ms, superseded_by);
         return;
@@ -623,22 +728,20 @@ kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
     req_t *r = req_new(c, REQ_READ, now_ms, client_req_id, key, timeout_ms, need,
                        replicas, n, alive);
     r->phase = PH_READ_QUERY;
+    r->cl = cl;
     round_reset(r, READ_ROUND_QUERY);
     /* The first CL live replicas in ring order: the primary first. */
     for (uint32_t i = 0; i < r->n && r->outstanding < r->need; i++) {
         if (!r->alive[i]) continue;
-        coord_action_t *a = act_push(c, COORD_ACT_SEND_READ, client_req_id, key,
-                                     none);
-        a->node = r->replicas[i];
-        a->msg_id = msg_id_make(r, i);
-        r->slot[i] = SLOT_PENDING;
-        r->outstanding++;
+        send_read(c, r, i);
+        r->queried |= SLOT_BIT(i);
     }
     return KV_OK;
 }
 
-/* Every query answer is in: pick the winner, repair the stale, or reply. */
-static void read_resolve(coord_t *c, req_t *r, uint64_t now_ms)
+/* The newest answer a read or background check holds (DONE, found), or
+ * NULL when every answer was "nothing". */
+static const read_slot_t *best_answer(const req_t *r)
 {
     const read_slot_t *win = NULL;
     for (uint32_t i = 0; i < r->n; i++) {
@@ -646,15 +749,41 @@ static void read_resolve(coord_t *c, req_t *r, uint64_t now_ms)
         if (!win || eng_cell_lww_cmp(&r->rs[i].cell, &win->cell) > 0)
             win = &r->rs[i];
     }
+    return win;
+}
+
+/* Make `win` (an answer) the request's own cell. */
+static void take_winner(req_t *r, const read_slot_t *win)
+{
+    r->cell = win->cell;
+    buf_set(&r->value, win->cell.value);
+    r->cell.value = kv_slice(NULL, 0); /* req_cell() points it at r->value */
+    r->have_cell = true;
+}
+
+/* Copy a replica's read answer (OK or NOTFOUND) into its slot. */
+static void answer_store(req_t *r, uint32_t slot, kv_status_t status,
+                         const eng_cell_t *cell)
+{
+    read_slot_t *rs = &r->rs[slot];
+    rs->found = status == KV_OK;
+    if (rs->found) {
+        buf_set(&rs->value, cell->tombstone ? kv_slice(NULL, 0) : cell->value);
+        rs->cell = *cell;
+        rs->cell.value = buf_part(&rs->value, 0, rs->value.len);
+    }
+}
+
+/* Every query answer is in: pick the winner, repair the stale, or reply. */
+static void read_resolve(coord_t *c, req_t *r, uint64_t now_ms)
+{
+    const read_slot_t *win = best_answer(r);
     if (!win) {
         r->have_cell = false;
         req_reply(c, r, now_ms, KV_NOTFOUND, r->acks);
         return;
     }
-    r->cell = win->cell;
-    buf_set(&r->value, win->cell.value);
-    r->cell.value = kv_slice(NULL, 0); /* req_cell() points it at r->value */
-    r->have_cell = true;
+    take_winner(r, win);
     eng_cell_t best = req_cell(r);
 
     bool stale[COORD_MAX_REPLICAS] = {false};
@@ -690,13 +819,7 @@ static void read_on_answer(coord_t *c, req_t *r, uint64_t now_ms, uint32_t slot,
         req_reply(c, r, now_ms, KV_TIMEOUT, r->acks);
         return;
     }
-    read_slot_t *rs = &r->rs[slot];
-    rs->found = status == KV_OK;
-    if (rs->found) {
-        buf_set(&rs->value, cell->tombstone ? kv_slice(NULL, 0) : cell->value);
-        rs->cell = *cell;
-        rs->cell.value = buf_part(&rs->value, 0, rs->value.len);
-    }
+    answer_store(r, slot, status, cell);
     slot_answer(r, slot, SLOT_DONE);
     r->acks++;
     if (r->outstanding == 0) read_resolve(c, r, now_ms);
@@ -719,6 +842,97 @@ static void read_on_repair_ack(coord_t *c, req_t *r, uint64_t now_ms,
     }
     if (r->outstanding == 0)
         req_reply(c, r, now_ms, r->cell.tombstone ? KV_NOTFOUND : KV_OK, r->acks);
+}
+
+/* ---- background read checks ------------------------------------------- */
+
+/* After read r replied OK or NOTFOUND: roll the dice and maybe start a
+ * check of the alive replicas r did not query. */
+static void bg_start(coord_t *c, const req_t *r, uint64_t now_ms)
+{
+    uint64_t extra = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->alive[i] && !(r->queried & SLOT_BIT(i))) extra |= SLOT_BIT(i);
+    uint32_t ppm = c->ppm[r->cl];
+    if (extra == 0 || ppm == 0) return;
+    if (ppm < PPM_ALWAYS && kv_rng_below(&c->rng, PPM_ALWAYS) >= ppm) return;
+    if (c->bg_inflight >= c->bg_max) {
+        c->st.bg_repair_skipped++;
+        return;
+    }
+    req_t *b = req_new(c, REQ_BG, now_ms, r->client_req_id, req_key(r),
+                       r->timeout_ms, popcount64(extra), r->replicas, r->n,
+                       r->alive);
+    c->bg_inflight++;
+    c->st.bg_repair_checks++;
+    b->phase = PH_BG_QUERY;
+    b->cl = r->cl;
+    b->queried = r->queried;
+    if (r->have_cell) { /* the read's winner */
+        b->cell = r->cell;
+        buf_set(&b->value, req_cell(r).value);
+        b->cell.value = kv_slice(NULL, 0);
+        b->have_cell = true;
+    }
+    round_reset(b, READ_ROUND_QUERY);
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (!(extra & SLOT_BIT(i))) continue;
+        send_read(c, b, i);
+        c->st.bg_repair_reads++;
+    }
+}
+
+/* Every extra replica answered: repair whichever replica is known older
+ * than the newest cell seen, or end. */
+static void bg_resolve(coord_t *c, req_t *b)
+{
+    const read_slot_t *win = best_answer(b);
+    eng_cell_t read_win = req_cell(b);
+    bool newer = win && (!b->have_cell ||
+                         eng_cell_lww_cmp(&win->cell, &read_win) > 0);
+    if (newer) take_winner(b, win);
+    if (!b->have_cell) { /* no replica holds anything */
+        req_free(c, b);
+        return;
+    }
+    eng_cell_t best = req_cell(b);
+    /* The read set held the read's winner or older (blocking repair gave
+     * them the read's winner): behind too when an extra is newer. */
+    uint64_t stale = newer ? b->queried : 0;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->slot[i] != SLOT_DONE) continue; /* FAILED: unknown, left */
+        if (!b->rs[i].found || eng_cell_lww_cmp(&b->rs[i].cell, &best) < 0)
+            stale |= SLOT_BIT(i);
+    }
+    if (stale == 0) {
+        req_free(c, b);
+        return;
+    }
+    round_reset(b, READ_ROUND_REPAIR);
+    b->phase = PH_BG_REPAIR;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (!(stale & SLOT_BIT(i))) continue;
+        send_mutation(c, b, i);
+        c->st.bg_repair_mutations++;
+    }
+}
+
+static void bg_on_answer(coord_t *c, req_t *b, uint32_t slot,
+                         kv_status_t status, const eng_cell_t *cell)
+{
+    bool ok = status == KV_OK || status == KV_NOTFOUND;
+    if (ok) answer_store(b, slot, status, cell);
+    slot_answer(b, slot, ok ? SLOT_DONE : SLOT_FAILED);
+    if (b->outstanding == 0) bg_resolve(c, b);
+}
+
+/* A repair ack is only counted: the check ends with the last one. */
+static void bg_on_repair_ack(coord_t *c, req_t *b, uint32_t slot,
+                             kv_status_t status)
+{
+    bool ok = status == KV_OK || status == KV_SUPERSEDED;
+    slot_answer(b, slot, ok ? SLOT_DONE : SLOT_FAILED);
+    if (b->outstanding == 0) req_free(c, b);
 }
 
 /* ---- replies from replicas --------------------------------------------- */
@@ -754,7 +968,8 @@ kv_status_t coord_on_mutation_reply(coord_t *c, uint64_t now_ms,
         c->st.dropped_replies++;
         return KV_NOTFOUND;
     }
-    read_on_repair_ack(c, r, now_ms, slot, status);
+    if (r->kind == REQ_BG) bg_on_repair_ack(c, r, slot, status);
+    else read_on_repair_ack(c, r, now_ms, slot, status);
     return KV_OK;
 }
 
@@ -765,10 +980,14 @@ kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
     uint32_t slot;
     req_t *r = reply_match(c, from_node, msg_id, &slot);
     if (!r) return KV_NOTFOUND;
-    if (r->kind != REQ_READ || r->attempt != READ_ROUND_QUERY ||
+    if (r->kind == REQ_WRITE || r->attempt != READ_ROUND_QUERY ||
         (status == KV_OK && !cell)) {
         c->st.dropped_replies++;
         return KV_NOTFOUND;
+    }
+    if (r->kind == REQ_BG) {
+        bg_on_answer(c, r, slot, status, cell);
+        return KV_OK;
     }
     if (r->phase == PH_DRAINING) { /* the read already failed */
         slot_answer(r, slot, SLOT_FAILED);
@@ -785,10 +1004,10 @@ void coord_tick(coord_t *c, uint64_t now_ms)
 {
     while (c->count > 0 && c->heap[0]->deadline <= now_ms) {
         req_t *r = c->heap[0];
-        if (r->phase != PH_DRAINING)
-            req_reply(c, r, now_ms, KV_TIMEOUT, r->acks); /* frees r */
+        if (r->kind == REQ_BG || r->phase == PH_DRAINING)
+            req_expire(c, r);
         else
-            req_free(c, r);
+            req_reply(c, r, now_ms, KV_TIMEOUT, r->acks); /* frees r */
     }
 }
 
@@ -801,13 +1020,23 @@ bool coord_next_deadline(const coord_t *c, uint64_t *out_ms)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-void coord_options_init(coord_options_t *o) { memset(o, 0, sizeof *o); }
+void coord_options_init(coord_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->bg_repair_max_inflight = 64;
+}
 
 kv_status_t coord_create(const coord_options_t *o, coord_t **out)
 {
     if (!o || !o->hlc) return KV_INVALID;
+    for (int cl = COORD_CL_ONE; cl <= COORD_CL_ALL; cl++)
+        if (o->read_repair_ppm[cl] > PPM_ALWAYS) return KV_INVALID;
     coord_t *c = kv_calloc(1, sizeof *c);
     c->hlc = o->hlc;
+    for (int cl = COORD_CL_ONE; cl <= COORD_CL_ALL; cl++)
+        c->ppm[cl] = o->read_repair_ppm[cl];
+    c->bg_max = o->bg_repair_max_inflight;
+    kv_rng_seed(&c->rng, o->rng_seed);
     c->next_seq = 1;
     c->nbuckets = 16;
     c->buckets = kv_calloc(c->nbuckets, sizeof *c->buckets);
@@ -841,6 +1070,103 @@ void coord_get_stats(const coord_t *c, coord_stats_t *out) { *out = c->st; }
         }                                                                      \
     } while (0)
 
+static kv_status_t validate_write(const req_t *r, uint32_t done)
+{
+    CHECK(r->phase == PH_WRITE_SENDING || r->phase == PH_DRAINING,
+          "write %" PRIu64 ": phase %d", r->seq, (int)r->phase);
+    CHECK(r->attempt < COORD_MAX_WRITE_ATTEMPTS, "write %" PRIu64 ": attempt",
+          r->seq);
+    CHECK(r->have_cell && r->cell.ts != 0, "write %" PRIu64 ": no stamp",
+          r->seq);
+    CHECK(!r->beaten || r->phase == PH_DRAINING,
+          "write %" PRIu64 ": beaten but not replied", r->seq);
+    if (r->phase == PH_WRITE_SENDING) {
+        CHECK(r->acks == done && r->acks < r->need,
+              "write %" PRIu64 ": acks %u done %u need %u", r->seq, r->acks,
+              done, r->need);
+        CHECK(r->acks + r->outstanding >= r->need,
+              "write %" PRIu64 ": CL unreachable but not replied", r->seq);
+    }
+    /* (6) */
+    for (uint32_t i = 0; i < r->n; i++) {
+        bool hinted = (r->hinted & SLOT_BIT(i)) != 0;
+        if (!r->alive[i])
+            CHECK(r->slot[i] == SLOT_IDLE && hinted,
+                  "write %" PRIu64 ": down replica %u not hinted", r->seq, i);
+        else
+            CHECK(r->slot[i] != SLOT_IDLE && (!hinted || r->slot[i] == SLOT_FAILED),
+                  "write %" PRIu64 ": slot %u state %u hinted %d", r->seq, i,
+                  r->slot[i], (int)hinted);
+    }
+    CHECK(r->n == 64 || (r->hinted >> r->n) == 0,
+          "write %" PRIu64 ": hint past n", r->seq);
+    CHECK(r->queried == 0 && !r->rs, "write %" PRIu64 ": read state", r->seq);
+    return KV_OK;
+}
+
+/* The slots of r that hold a round's message (not IDLE). */
+static uint64_t slots_used(const req_t *r)
+{
+    uint64_t m = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->slot[i] != SLOT_IDLE) m |= SLOT_BIT(i);
+    return m;
+}
+
+static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending)
+{
+    CHECK(r->rs && r->hinted == 0 && !r->beaten, "read %" PRIu64 ": state",
+          r->seq);
+    CHECK(r->phase == PH_READ_QUERY || r->phase == PH_READ_REPAIR ||
+              r->phase == PH_DRAINING,
+          "read %" PRIu64 ": phase %d", r->seq, (int)r->phase);
+    CHECK(r->acks <= r->need, "read %" PRIu64 ": answers %u > need %u", r->seq,
+          r->acks, r->need);
+    CHECK(popcount64(r->queried) == r->need, "read %" PRIu64 ": queried %u",
+          r->seq, popcount64(r->queried));
+    for (uint32_t i = 0; i < r->n; i++)
+        CHECK(!(r->queried & SLOT_BIT(i)) || r->alive[i],
+              "read %" PRIu64 ": queried a down replica", r->seq);
+    CHECK((slots_used(r) & ~r->queried) == 0,
+          "read %" PRIu64 ": a message outside the read set", r->seq);
+    if (r->phase == PH_READ_QUERY) {
+        CHECK(r->attempt == READ_ROUND_QUERY && done == r->acks &&
+                  done + pending == r->need && slots_used(r) == r->queried,
+              "read %" PRIu64 ": query set", r->seq);
+    }
+    if (r->phase == PH_READ_REPAIR) {
+        CHECK(r->attempt == READ_ROUND_REPAIR && r->have_cell &&
+                  r->outstanding > 0,
+              "read %" PRIu64 ": repair", r->seq);
+    }
+    return KV_OK;
+}
+
+/* (7) */
+static kv_status_t validate_bg(const req_t *r)
+{
+    CHECK(r->rs && r->hinted == 0 && !r->beaten, "check %" PRIu64 ": state",
+          r->seq);
+    CHECK(r->outstanding > 0, "check %" PRIu64 ": nothing outstanding", r->seq);
+    uint64_t extra = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->alive[i] && !(r->queried & SLOT_BIT(i))) extra |= SLOT_BIT(i);
+    CHECK(r->queried != 0 && r->need == popcount64(extra),
+          "check %" PRIu64 ": need %u for %u extra replicas", r->seq, r->need,
+          popcount64(extra));
+    if (r->phase == PH_BG_QUERY) {
+        CHECK(r->attempt == READ_ROUND_QUERY && slots_used(r) == extra,
+              "check %" PRIu64 ": query set", r->seq);
+    } else {
+        CHECK(r->phase == PH_BG_REPAIR && r->attempt == READ_ROUND_REPAIR &&
+                  r->have_cell,
+              "check %" PRIu64 ": phase %d", r->seq, (int)r->phase);
+        CHECK((slots_used(r) & ~(extra | r->queried)) == 0,
+              "check %" PRIu64 ": repair outside the replicas", r->seq);
+    }
+    return KV_OK;
+}
+
 static kv_status_t validate_req(const req_t *r)
 {
     CHECK(r->n >= 1 && r->n <= COORD_MAX_REPLICAS, "req %" PRIu64 ": n=%u",
@@ -863,39 +1189,15 @@ static kv_status_t validate_req(const req_t *r)
           r->seq, r->outstanding, pending);
     CHECK(r->phase != PH_DRAINING || r->outstanding > 0,
           "req %" PRIu64 ": drained but held", r->seq);
-    if (r->kind == REQ_WRITE) {
-        CHECK(r->phase == PH_WRITE_SENDING || r->phase == PH_DRAINING,
-              "write %" PRIu64 ": phase %d", r->seq, (int)r->phase);
-        CHECK(r->attempt < COORD_MAX_WRITE_ATTEMPTS, "write %" PRIu64 ": attempt",
-              r->seq);
-        CHECK(r->have_cell && r->cell.ts != 0, "write %" PRIu64 ": no stamp",
-              r->seq);
-        if (r->phase == PH_WRITE_SENDING) {
-            CHECK(r->acks == done && r->acks < r->need,
-                  "write %" PRIu64 ": acks %u done %u need %u", r->seq, r->acks,
-                  done, r->need);
-            CHECK(r->acks + r->outstanding >= r->need,
-                  "write %" PRIu64 ": CL unreachable but not replied", r->seq);
-        }
-    } else {
-        CHECK(r->kind == REQ_READ && r->rs, "req %" PRIu64 ": kind", r->seq);
-        CHECK(r->phase == PH_READ_QUERY || r->phase == PH_READ_REPAIR ||
-                  r->phase == PH_DRAINING,
-              "read %" PRIu64 ": phase %d", r->seq, (int)r->phase);
-        CHECK(r->acks <= r->need, "read %" PRIu64 ": answers %u > need %u",
-              r->seq, r->acks, r->need);
-        if (r->phase == PH_READ_QUERY) {
-            CHECK(r->attempt == READ_ROUND_QUERY && done == r->acks &&
-                      done + pending == r->need,
-                  "read %" PRIu64 ": query set", r->seq);
-        }
-        if (r->phase == PH_READ_REPAIR) {
-            CHECK(r->attempt == READ_ROUND_REPAIR && r->have_cell &&
-                      r->outstanding > 0,
-                  "read %" PRIu64 ": repair", r->seq);
-        }
+    CHECK(r->cl >= COORD_CL_ONE && r->cl <= COORD_CL_ALL &&
+              (r->kind == REQ_BG || r->need == coord_cl_required(r->cl, r->n)),
+          "req %" PRIu64 ": cl %d need %u", r->seq, (int)r->cl, r->need);
+    switch (r->kind) {
+    case REQ_WRITE: return validate_write(r, done);
+    case REQ_READ: return validate_read(r, done, pending);
+    case REQ_BG: return validate_bg(r);
     }
-    return KV_OK;
+    CHECK(false, "req %" PRIu64 ": kind %d", r->seq, (int)r->kind);
 }
 
 kv_status_t coord_validate(const coord_t *c)
@@ -913,7 +1215,9 @@ kv_status_t coord_validate(const coord_t *c)
         }
     }
     CHECK(in_table == c->count, "table holds %zu, count %zu", in_table, c->count);
+    uint32_t checks = 0;
     for (size_t i = 0; i < c->count; i++) {
+        checks += c->heap[i]->kind == REQ_BG;
         const req_t *r = c->heap[i];
         CHECK(r->heap_idx == i, "heap[%zu] says %zu", i, r->heap_idx);
         CHECK(i == 0 || !heap_less(r, c->heap[(i - 1) / 2]),
@@ -922,6 +1226,17 @@ kv_status_t coord_validate(const coord_t *c)
               r->seq);
         KV_RET(validate_req(r));
     }
+    CHECK(checks == c->bg_inflight && checks <= c->bg_max,
+          "%u background checks held, counted %u, max %u", checks,
+          c->bg_inflight, c->bg_max);
+    const coord_stats_t *st = &c->st;
+    CHECK(st->hints_timeout + st->hints_error <= st->hints,
+          "hints %" PRIu64 " < timeout %" PRIu64 " + error %" PRIu64, st->hints,
+          st->hints_timeout, st->hints_error);
+    CHECK(st->bg_repair_reads >= st->bg_repair_checks &&
+              st->bg_repair_checks >= checks,
+          "background checks %" PRIu64 " reads %" PRIu64, st->bg_repair_checks,
+          st->bg_repair_reads);
     for (size_t i = 0; i < c->nacts; i++) {
         const coord_action_t *a = &c->acts[i];
         CHECK(a->kind >= COORD_ACT_SEND_MUTATION && a->kind <= COORD_ACT_HINT,

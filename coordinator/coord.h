@@ -1,8 +1,12 @@
 /* coord.h -- the coordinator's client-request state machines (no I/O).
  *
  * A coord_t owns every in-flight client request coordinated by one node:
- * writes (consistency level, hints for down replicas, superseded re-stamps,
- * timeouts) and reads (resolution by last-write-wins, blocking read repair).
+ * writes (consistency level, superseded re-stamps, timeouts, and hints for
+ * every replica that did not take the write: down at dispatch, answered
+ * with an error, or still silent at the deadline) and reads (resolution by
+ * last-write-wins, blocking read repair of the read set, and -- by chance,
+ * after the reply -- a background check of the replicas outside the read
+ * set that repairs whichever replica is behind).
  * It never touches sockets, timers or clocks: every entry point takes the
  * caller's monotonic time `now_ms` and appends ACTIONS to an output list the
  * caller drains with coord_actions() / coord_actions_clear(). Timestamps come
@@ -11,7 +15,14 @@
  * The glue (node/) maps a key to its replicas with the ring and to liveness
  * with gossip, turns SEND_* actions into peer messages, feeds the replies back
  * in, sends REPLY actions to clients, hands HINT actions to the hint store,
- * and calls coord_tick() no later than coord_next_deadline().
+ * and calls coord_tick() no later than coord_next_deadline(). A send that
+ * fails at once (queue full, link down) must come back as an error reply
+ * for its msg_id, so the request stops waiting and the replica is hinted.
+ *
+ * client_req_id is a label on every action, but only REPLY finishes the
+ * request: HINT and SEND_* actions may carry the id of a request that has
+ * already replied (a write's late hints, a read's background check), so the
+ * glue must not use the id as a handle on anything but a REPLY.
  *
  * THREADING  loop thread only; a coord_t is not shared.
  */
@@ -46,7 +57,8 @@ typedef enum {
     COORD_ACT_SEND_MUTATION = 1, /* node, msg_id, key, cell */
     COORD_ACT_SEND_READ = 2,     /* node, msg_id, key */
     COORD_ACT_REPLY = 3,         /* client_req_id, status, cell_ts, value, acks */
-    COORD_ACT_HINT = 4,          /* node (the down target), key, cell */
+    COORD_ACT_HINT = 4,          /* node (the replica that missed it), key,
+                                    cell (the write's current stamp) */
 } coord_action_kind_t;
 
 /* One thing for the caller to do. Slices point into storage owned by the
@@ -72,11 +84,24 @@ typedef struct coord_action {
 
 typedef struct coord_options {
     hlc_t *hlc; /* required; the caller keeps it open longer than the coord */
+    /* Background read repair: the chance, in parts per million, that a read
+     * at consistency level cl which replied OK or NOTFOUND then checks the
+     * alive replicas it did not query (read_repair_ppm[cl]; index 0 is
+     * unused). 0 never (the default: the glue picks the defaults),
+     * 1000000 always; above that KV_INVALID. */
+    uint32_t read_repair_ppm[4];
+    /* Background checks in flight at once; a check that would pass it is
+     * skipped and counted (bg_repair_skipped). 0 skips every check.
+     * Default 64. */
+    uint32_t bg_repair_max_inflight;
+    /* Seeds the coordinator's own PRNG (the dice above): the same seed and
+     * the same inputs give the same actions. Default 0. */
+    uint64_t rng_seed;
 } coord_options_t;
 
 void coord_options_init(coord_options_t *o);
 
-/* KV_INVALID without an hlc. */
+/* KV_INVALID without an hlc or with a chance above 1000000 ppm. */
 kv_status_t coord_create(const coord_options_t *o, coord_t **out);
 /* Drops every in-flight request without replies (shutdown) and any
  * undrained actions. */
@@ -112,10 +137,12 @@ kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
 /* ---- replica replies --------------------------------------------------- */
 
 /* A replica's answer to a SEND_MUTATION: KV_OK (stored, or already held),
- * KV_SUPERSEDED with the timestamp it holds, or an error. Returns KV_OK when
- * the reply was used, KV_NOTFOUND when it was dropped (unknown or finished
- * request, an earlier attempt's message, a duplicate, a sender that is not
- * the one addressed). */
+ * KV_SUPERSEDED with the timestamp it holds, or an error -- also what the
+ * glue feeds back for a send that failed. A write hints the replica that
+ * answered with an error (unless the write gave up because its stamp was
+ * superseded). Returns KV_OK when the reply was used, KV_NOTFOUND when it
+ * was dropped (unknown or finished request, an earlier attempt's message, a
+ * duplicate, a sender that is not the one addressed). */
 kv_status_t coord_on_mutation_reply(coord_t *c, uint64_t now_ms,
                                     uint32_t from_node, uint64_t msg_id,
                                     kv_status_t status, hlc_ts_t superseded_by);
@@ -127,7 +154,9 @@ kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
                                 uint64_t msg_id, kv_status_t status,
                                 const eng_cell_t *cell);
 
-/* Expire deadlines that are <= now_ms. */
+/* Expire deadlines that are <= now_ms: a request that has not replied
+ * replies TIMEOUT; a write (replied or not) hints each replica whose answer
+ * to its current stamp is still outstanding; a background check just ends. */
 void coord_tick(coord_t *c, uint64_t now_ms);
 
 /* The earliest deadline of an in-flight request; false when there is none. */
@@ -141,17 +170,27 @@ void coord_actions_clear(coord_t *c);
 
 /* ---- introspection ----------------------------------------------------- */
 
-/* Requests whose state is still held (replied ones that wait for late acks
- * included). */
+/* Requests whose state is still held: replied ones that wait for late acks
+ * included, and background read checks (which belong to no client request;
+ * at most bg_repair_max_inflight of them). */
 size_t coord_live_requests(const coord_t *c);
 
 typedef struct coord_stats {
     uint64_t writes, reads;
     uint64_t unavailable, timeouts, clock_skew;
     uint64_t restamps;        /* superseded re-stamps */
-    uint64_t hints;           /* HINT actions */
-    uint64_t read_repairs;    /* repair mutations sent */
+    uint64_t hints;           /* HINT actions, all causes */
+    uint64_t read_repairs;    /* blocking repair mutations sent */
     uint64_t dropped_replies; /* replies that matched nothing in flight */
+    /* subsets of hints: replicas still silent at a write's deadline, and
+     * replicas that answered a write with an error (the rest were down at
+     * dispatch) */
+    uint64_t hints_timeout, hints_error;
+    /* background read repair */
+    uint64_t bg_repair_checks;    /* checks started */
+    uint64_t bg_repair_reads;     /* READs they sent */
+    uint64_t bg_repair_mutations; /* repair MUTATIONs they sent */
+    uint64_t bg_repair_skipped;   /* not started: bg_repair_max_inflight */
 } coord_stats_t;
 
 void coord_get_stats(const coord_t *c, coord_stats_t *out);

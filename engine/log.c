@@ -427,6 +427,20 @@ kv_status_t eng_log_reader_next(eng_log_reader_t *r, kv_slice_t *payload)
     }
 }
 
+kv_status_t eng_log_reader_seek(eng_log_reader_t *r, uint64_t off)
+{
+    if (off < ENG_LOG_HEADER || off > r->fsize) {
+        kv_errmsg_set("%s: cannot seek to offset %llu of a %llu byte log",
+                      eng_file_path(r->f), (unsigned long long)off,
+                      (unsigned long long)r->fsize);
+        return KV_INVALID;
+    }
+    if (r->state == LOG_CORRUPT) return KV_CORRUPT;
+    r->off = r->good_end = off;
+    r->state = LOG_READING;
+    return KV_OK;
+}
+
 uint64_t eng_log_reader_offset(const eng_log_reader_t *r)
 {
     return r->good_end;

@@ -1,5 +1,6 @@
-/* log.h -- checksummed record logs (internal to engine/): the WAL and the
- * manifest are both sequences of records in a file of this format.
+/* log.h -- checksummed record logs: the WAL and the manifest are both
+ * sequences of records in a file of this format, and so are the hint logs
+ * of replication/hints.h (the one user outside engine/).
  *
  * FILE    header: magic(8) || version(u32 LE, = 1) || reserved(u32, 0)
  *         then records back to back.
@@ -70,6 +71,11 @@ kv_status_t eng_log_reader_open(const char *path, const char *magic,
  * KV_NOTFOUND: end of log (clean end or torn tail). KV_CORRUPT: see above.
  * KV_IO: read error. */
 kv_status_t eng_log_reader_next(eng_log_reader_t *r, kv_slice_t *payload);
+/* Go on reading at `off`: the end of a record that an earlier reader of
+ * this file returned (eng_log_reader_offset). An offset that is not such a
+ * boundary reads as a bad record (skipped under salvage). KV_INVALID when
+ * off lies before the first record or past the end of the file. */
+kv_status_t eng_log_reader_seek(eng_log_reader_t *r, uint64_t off);
 /* Offset just past the last good record returned. */
 uint64_t eng_log_reader_offset(const eng_log_reader_t *r);
 void eng_log_reader_stats(const eng_log_reader_t *r, eng_log_read_stats_t *out);

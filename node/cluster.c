@@ -24,9 +24,10 @@
  *        +------------------------------------+----------------------+
  *        v                    v                        v             v
  *   SEND to self:        SEND to a peer:         REPLY:           HINT:
- *   engine write/read    peer_send_* (fails ->   node_req_finish  counted (the
- *   -> replica_op done   deferred error reply)                    hint store
- *   -> coord_on_*_reply  peer reply -> coord_on_*_reply           comes later)
+ *   engine write/read    peer_send_* (fails ->   node_req_finish  hints_glue_add
+ *   -> replica_op done   deferred error reply)                    (hint log, then
+ *   -> coord_on_*_reply  peer reply -> coord_on_*_reply           replay: see
+ *                                                                 hints_glue.c)
  *
  *         Replica side: a MUTATION from a peer is written with
  *         eng_write_async (the engine answers OK, or SUPERSEDED with the newer
@@ -404,8 +405,7 @@ static void cluster_drive(node_cluster_t *cl)
                 finish_client(cl, a);
                 break;
             case COORD_ACT_HINT:
-                /* No hint store yet: the replica catches up through read
-                 * repair. Counted so operators see what was missed. */
+                hints_glue_add(cl, a->node, a->key, &a->cell);
                 break;
             }
         }
@@ -627,9 +627,14 @@ static void register_metrics(node_cluster_t *cl)
     metrics_register(m, "cairn_coordinator_read_repairs_total",
                      "Repair writes sent by reads that found stale replicas.",
                      METRIC_COUNTER, NULL);
-    metrics_register(m, "cairn_coordinator_hints_missed_total",
-                     "Writes a down replica missed (no hint store yet; read "
-                     "repair brings it up to date).", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_hints_total",
+                     "Hints asked for: a replica was down, did not answer in "
+                     "time or failed the write.", METRIC_COUNTER, NULL);
+    metrics_register(m, "cairn_coordinator_background_repair_total",
+                     "Background read repair after reads (read_repair_chance): "
+                     "checks started, reads and repair writes they sent, "
+                     "checks skipped because 64 were already running.",
+                     METRIC_COUNTER, L("step"));
     metrics_register(m, "cairn_coordinator_dropped_replies_total",
                      "Replica replies that arrived after their request ended.",
                      METRIC_COUNTER, NULL);
@@ -650,8 +655,12 @@ static void register_metrics(node_cluster_t *cl)
     cl->m.coord_unavailable = metrics_series(m, "cairn_coordinator_unavailable_total", NULL);
     cl->m.coord_timeouts = metrics_series(m, "cairn_coordinator_timeouts_total", NULL);
     cl->m.coord_read_repairs = metrics_series(m, "cairn_coordinator_read_repairs_total", NULL);
-    cl->m.coord_hints = metrics_series(m, "cairn_coordinator_hints_missed_total", NULL);
+    cl->m.coord_hints = metrics_series(m, "cairn_coordinator_hints_total", NULL);
     cl->m.coord_dropped = metrics_series(m, "cairn_coordinator_dropped_replies_total", NULL);
+    static const char *const steps[4] = {"checks", "reads", "mutations", "skipped"};
+    for (int i = 0; i < 4; i++)
+        cl->m.bg_repair[i] = metrics_series(m, "cairn_coordinator_background_repair_total",
+                                            L(steps[i]));
     cl->m.replica_writes = metrics_series(m, "cairn_replica_writes_total", NULL);
     cl->m.replica_reads = metrics_series(m, "cairn_replica_reads_total", NULL);
 }
@@ -667,7 +676,14 @@ void node_cluster_metrics_refresh(node_t *n)
     metrics_counter_mirror(cl->m.coord_read_repairs, s.read_repairs, &cl->m.last.read_repairs);
     metrics_counter_mirror(cl->m.coord_hints, s.hints, &cl->m.last.hints);
     metrics_counter_mirror(cl->m.coord_dropped, s.dropped_replies, &cl->m.last.dropped_replies);
+    metrics_counter_mirror(cl->m.bg_repair[0], s.bg_repair_checks, &cl->m.last.bg_repair_checks);
+    metrics_counter_mirror(cl->m.bg_repair[1], s.bg_repair_reads, &cl->m.last.bg_repair_reads);
+    metrics_counter_mirror(cl->m.bg_repair[2], s.bg_repair_mutations,
+                           &cl->m.last.bg_repair_mutations);
+    metrics_counter_mirror(cl->m.bg_repair[3], s.bg_repair_skipped,
+                           &cl->m.last.bg_repair_skipped);
     gossip_glue_metrics(cl);
+    hints_glue_metrics(cl);
 }
 
 /* The founders' tokens: members sorted by name, each placed with
@@ -775,9 +791,13 @@ kv_status_t node_cluster_open(node_t *n)
     coord_options_t co;
     coord_options_init(&co);
     co.hlc = n->hlc;
+    co.read_repair_ppm[COORD_CL_ONE] = cfg->read_repair_chance * 10000u;
+    co.read_repair_ppm[COORD_CL_QUORUM] = cfg->read_repair_chance_quorum * 10000u;
+    co.rng_seed = XXH3_64bits(n->node_id, strlen(n->node_id)) ^ cl->generation;
     KV_ERR(rc = coord_create(&co, &cl->coord));
     cl->deadline_ev = evtimer_new(n->base, deadline_cb, cl);
     register_metrics(cl);
+    KV_ERR(rc = hints_glue_start(cl));
     KV_ERR(rc = peer_start(cl));
     cluster_view_refresh(cl);
     KV_ERR(rc = gossip_glue_start(cl, mem, nm));
@@ -793,11 +813,22 @@ err:
     return rc;
 }
 
+size_t node_cluster_info_items(node_t *n, proto_info_item_t *it, size_t cap)
+{
+    return n->cluster ? hints_glue_info(n->cluster, it, cap) : 0;
+}
+
+void node_cluster_quiesce(node_t *n)
+{
+    if (n->cluster) hints_glue_quiesce(n->cluster);
+}
+
 void node_cluster_close(node_t *n)
 {
     node_cluster_t *cl = n->cluster;
     if (!cl) return;
     gossip_glue_stop(cl);
+    hints_glue_stop(cl);
     peer_stop(cl);
     replica_op_t *op = cl->deferred_head;
     while (op) {

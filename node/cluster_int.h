@@ -45,6 +45,8 @@ typedef struct node_peer {
     bool up;                /* handshake done and heard from in time */
     uint64_t last_heard_ns;
     uint64_t next_ping_ns;
+    uint64_t down_since_ms; /* monotonic; when gossip last saw it go down
+                               (0 while up) -- the hint window */
     uint32_t backoff_ms;    /* next reconnect delay */
     struct event *retry_ev;
     char last_error[160];   /* why it is down, for logs and UNAVAILABLE */
@@ -52,6 +54,7 @@ typedef struct node_peer {
 } node_peer_t;
 
 typedef struct gossip_glue gossip_glue_t;
+typedef struct hints_glue hints_glue_t;
 
 struct node_cluster {
     node_t *node;
@@ -67,6 +70,7 @@ struct node_cluster {
     uint32_t self;
     gossip_t *gossip;
     gossip_glue_t *glue;    /* UDP, push-pull connections, timers */
+    hints_glue_t *hints;    /* hinted handoff: hint log, replay */
     uint64_t ring_version_seen, live_version_seen;
     uint64_t generation;    /* this start's gossip generation */
     bool need_tokens;       /* joining: tokens chosen once the view is known */
@@ -94,6 +98,7 @@ struct node_cluster {
         metric_series_t *coord_unavailable, *coord_timeouts;
         metric_series_t *coord_read_repairs, *coord_hints, *coord_dropped;
         metric_series_t *replica_writes, *replica_reads;
+        metric_series_t *bg_repair[4]; /* checks, reads, mutations, skipped */
         coord_stats_t last;
     } m;
 };
@@ -164,6 +169,46 @@ void gossip_glue_metrics(node_cluster_t *cl);
  * cluster it tries to join. */
 const char *gossip_glue_refusal(const node_cluster_t *cl);
 
+/* ---- hints_glue.c ------------------------------------------------------ */
+
+/* Open data_dir/hints and start the replay timer; stop: quiesce, then free. */
+kv_status_t hints_glue_start(node_cluster_t *cl);
+/* Finish every queued hint-log job and sync the log (after the loop ended;
+ * idempotent). Completions that arrive later are only freed. */
+void hints_glue_quiesce(node_cluster_t *cl);
+void hints_glue_stop(node_cluster_t *cl);
+/* A HINT action: keep `cell` for member slot (a copy is queued). */
+void hints_glue_add(node_cluster_t *cl, uint32_t slot, kv_slice_t key,
+                    const eng_cell_t *cell);
+/* Liveness or membership may have changed: re-check what can be replayed. */
+void hints_glue_poke(node_cluster_t *cl);
+/* A HINTS_REPLY on the outbound link to member `from`. */
+void hints_glue_on_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
+                         const peer_hints_reply_t *r);
+/* A HINTS frame (n records, already counted by peer_decode_hints) from a
+ * coordinator: store the cells, answer HINTS_REPLY on the link. */
+void cluster_on_hints(node_cluster_t *cl, peer_link_t *from, uint64_t msg_id,
+                      const kv_frame_t *f, uint32_t n);
+void hints_glue_metrics(node_cluster_t *cl);
+
+/* What this node holds for one target (INFO, /status, `cairn hints`). */
+typedef struct hints_target_view {
+    char node_id[65];
+    char name[128];      /* the member's name, or its node id if unknown */
+    uint64_t records, bytes;
+    uint64_t oldest_ms;  /* wall ms of the oldest pending hint; 0 */
+} hints_target_view_t;
+size_t hints_glue_targets(node_cluster_t *cl, hints_target_view_t *out,
+                          size_t cap);
+
+typedef struct hints_totals {
+    uint64_t pending, pending_bytes, written, replayed, expired, dropped;
+    uint64_t corrupt, refused_window, refused_full, refused_other, received;
+} hints_totals_t;
+void hints_glue_totals(node_cluster_t *cl, hints_totals_t *out);
+/* INFO items: totals, then one per target (node_cluster_info_items). */
+size_t hints_glue_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
+
 /* ---- peer.c ------------------------------------------------------------ */
 
 /* Bind peer_port; members are dialled as they are added (peer_add). */
@@ -187,6 +232,12 @@ kv_status_t peer_send_mutation(node_cluster_t *cl, uint32_t idx, uint64_t msg_id
                                kv_slice_t key, const eng_cell_t *cell);
 kv_status_t peer_send_read(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
                            kv_slice_t key);
+struct hint_batch;
+/* A HINTS frame with every record of the batch. */
+kv_status_t peer_send_hints(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
+                            const struct hint_batch *b);
+void peer_reply_hints(peer_link_t *l, uint64_t msg_id,
+                      const peer_hints_reply_t *r);
 
 /* Answers on an inbound link; dropped when it has closed. */
 void peer_reply_mutation(peer_link_t *l, uint64_t msg_id, kv_status_t st,

@@ -145,6 +145,22 @@ static const setting_t SETTINGS[] = {
     {"phi_convict_threshold", K_COUNT, MEMBER(phi_convict_threshold), "8",
      NULL, false, "Phi-accrual level at which a silent node counts as down "
      "(1-16; higher = slower but fewer false alarms)"},
+    {"hinted_handoff", K_ENUM, MEMBER(hinted_handoff), "on", "on|off", false,
+     "Keep writes for replicas that are down or do not answer, and deliver "
+     "them when the replica is back"},
+    {"max_hint_window_ms", K_MS, MEMBER(max_hint_window_ms), "10800000", NULL,
+     false, "Hints are not written for a replica down longer than this, and "
+     "hints older than this are not delivered (repair covers the rest)"},
+    {"max_hints_bytes", K_SIZE, MEMBER(max_hints_bytes), "1GiB", NULL, false,
+     "Disk space hints may take on this node; past it new hints are refused"},
+    {"hint_replay_bytes_per_sec", K_SIZE, MEMBER(hint_replay_bytes_per_sec),
+     "1MiB", NULL, false, "Rate at which hints are delivered to each "
+     "returning replica (at least 1KiB)"},
+    {"read_repair_chance", K_COUNT, MEMBER(read_repair_chance), "10", NULL,
+     false, "Percent of reads at ONE that afterwards check the other "
+     "replicas and repair stale ones in the background (0-100)"},
+    {"read_repair_chance_quorum", K_COUNT, MEMBER(read_repair_chance_quorum),
+     "0", NULL, false, "The same for reads at QUORUM (0-100)"},
     {"memtable_bytes", K_SIZE, MEMBER(memtable_bytes), "64MiB", NULL, false,
      "Memtable size that triggers a flush"},
     {"cache_bytes", K_SIZE, MEMBER(cache_bytes), "32MiB", NULL, false,

@@ -48,6 +48,12 @@ typedef struct node_config {
     uint32_t gossip_interval_ms;          /* 200 */
     uint32_t gossip_pushpull_interval_ms; /* 30000 */
     uint32_t phi_convict_threshold;       /* 8 */
+    char *hinted_handoff;      /* "on" or "off" */
+    uint64_t max_hint_window_ms;        /* 3 h */
+    uint64_t max_hints_bytes;           /* 1 GiB */
+    uint64_t hint_replay_bytes_per_sec; /* 1 MiB per target */
+    uint32_t read_repair_chance;        /* percent of ONE reads; 10 */
+    uint32_t read_repair_chance_quorum; /* percent of QUORUM reads; 0 */
     uint64_t memtable_bytes;   /* 64 MiB */
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */

@@ -247,6 +247,18 @@ kv_status_t node_config_validate(const node_config_t *c)
                       "gossip_pushpull_interval_ms at least 100");
         return KV_INVALID;
     }
+    if (c->read_repair_chance > 100 || c->read_repair_chance_quorum > 100) {
+        kv_errmsg_set("%s: %" PRIu32 " is not a percentage (0-100)",
+                      c->read_repair_chance > 100 ? "read_repair_chance"
+                                                  : "read_repair_chance_quorum",
+                      c->read_repair_chance > 100 ? c->read_repair_chance
+                                                  : c->read_repair_chance_quorum);
+        return KV_INVALID;
+    }
+    if (c->hint_replay_bytes_per_sec < 1024) {
+        kv_errmsg_set("hint_replay_bytes_per_sec: must be at least 1KiB");
+        return KV_INVALID;
+    }
     if (c->phi_convict_threshold < 1 || c->phi_convict_threshold > 16) {
         kv_errmsg_set("phi_convict_threshold: %" PRIu32 " is outside 1-16",
                       c->phi_convict_threshold);

@@ -236,6 +236,7 @@ void cluster_view_refresh(node_cluster_t *cl)
     uint64_t rv = gossip_ring_version(cl->gossip);
     size_t n = gossip_member_count(cl->gossip);
     bool ring_moved = rv != cl->ring_version_seen;
+    bool liveness_moved = false;
     if (n > cl->ngossip_slot) {
         cl->gossip_slot = kv_realloc(cl->gossip_slot, n * sizeof *cl->gossip_slot);
         for (size_t i = cl->ngossip_slot; i < n; i++) cl->gossip_slot[i] = UINT32_MAX;
@@ -256,6 +257,10 @@ void cluster_view_refresh(node_cluster_t *cl)
         } else if (!p->self) {
             p->load_bytes = m.load_bytes;
         }
+        if (p->gossip_up != m.up || (!m.up && !p->down_since_ms)) {
+            p->down_since_ms = m.up ? 0 : KV_MAX(now, 1);
+            liveness_moved = true;
+        }
         p->gossip_up = m.up;
     }
     if (ring_moved) {
@@ -264,6 +269,7 @@ void cluster_view_refresh(node_cluster_t *cl)
     }
     cl->live_version_seen = gossip_liveness_version(cl->gossip);
     maybe_choose_tokens(cl, now);
+    if (liveness_moved || ring_moved) hints_glue_poke(cl);
 }
 
 /* ---- saved state -------------------------------------------------------- */

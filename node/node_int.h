@@ -203,7 +203,7 @@ uint64_t node_now_ns(void);
 /* INFO items (loop thread); names and strings point into static or node
  * storage valid until the next call. */
 size_t node_info_items(node_t *n, proto_info_item_t *items, size_t cap);
-#define NODE_INFO_MAX 40
+#define NODE_INFO_MAX 128
 
 /* cluster.c: open the cluster layer (after the loop and metrics exist),
  * close it (after the loop and the engine stopped; requests still held
@@ -211,6 +211,13 @@ size_t node_info_items(node_t *n, proto_info_item_t *items, size_t cap);
  * answer RING. */
 kv_status_t node_cluster_open(node_t *n);
 void node_cluster_close(node_t *n);
+/* The cluster layer's INFO items (hints: totals, then one per target as
+ * "hints_for:<name>" = "records=N bytes=N oldest_ms=N"); strings live in
+ * cluster storage until the next call. Returns how many were written. */
+size_t node_cluster_info_items(node_t *n, proto_info_item_t *it, size_t cap);
+/* After the loop ended: finish the cluster layer's background file work
+ * (queued hints are written and synced). Idempotent. */
+void node_cluster_quiesce(node_t *n);
 void node_cluster_metrics_refresh(node_t *n);
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out);
 /* Why the cluster refuses this node ("" when it does not). */

@@ -45,6 +45,7 @@
  */
 #define KV_LOG_MODULE "peer"
 #include "cluster_int.h"
+#include "hints.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -344,6 +345,14 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
         else cluster_on_mutation(cl, l, head.msg_id, &m);
         return;
     }
+    case PEER_HINTS: {
+        uint32_t n;
+        if (peer_decode_hints(f, &head, &n) != KV_OK) break;
+        peer_hints_reply_t r = {.status = KV_CLOCK_SKEW};
+        if (!clock_ok) peer_reply_hints(l, head.msg_id, &r);
+        else cluster_on_hints(cl, l, head.msg_id, f, n);
+        return;
+    }
     case PEER_READ: {
         kv_slice_t key;
         if (peer_decode_read(f, &head, &key) != KV_OK) break;
@@ -448,6 +457,12 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         peer_read_reply_t r;
         if (peer_decode_read_reply(f, &head, &r) != KV_OK) break;
         cluster_on_read_reply(cl, l->peer, head.msg_id, &r);
+        return;
+    }
+    case PEER_HINTS_REPLY: {
+        peer_hints_reply_t r;
+        if (peer_decode_hints_reply(f, &head, &r) != KV_OK) break;
+        hints_glue_on_reply(cl, l->peer, head.msg_id, &r);
         return;
     }
     default:
@@ -829,6 +844,39 @@ kv_status_t peer_send_read(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
     link_write(l, b);
     metrics_counter_add(cl->peers[idx]->m_sent, 1);
     return KV_OK;
+}
+
+kv_status_t peer_send_hints(node_cluster_t *cl, uint32_t idx, uint64_t msg_id,
+                            const hint_batch_t *b)
+{
+    peer_link_t *l;
+    KV_RET(send_check(cl, idx, &l));
+    if (b->n == 0) return KV_INVALID;
+    peer_hint_t *h = kv_calloc(b->n, sizeof *h);
+    for (size_t i = 0; i < b->n; i++) {
+        const eng_cell_t *c = &b->recs[i].cell;
+        h[i].key = b->recs[i].key;
+        h[i].cell = (peer_cell_t){.ts = c->ts, .tombstone = c->tombstone,
+                                  .expire_ms = c->tombstone ? 0 : c->expire_ms,
+                                  .value = c->tombstone ? kv_slice(NULL, 0) : c->value};
+    }
+    kv_buf_t *buf = &cl->node->scratch;
+    kv_status_t rc = peer_encode_hints(buf, msg_id, hlc_of(cl), h, b->n, max_body(cl));
+    kv_free(h);
+    KV_RET(rc);
+    link_write(l, buf);
+    metrics_counter_add(cl->peers[idx]->m_sent, 1);
+    return KV_OK;
+}
+
+void peer_reply_hints(peer_link_t *l, uint64_t msg_id, const peer_hints_reply_t *r)
+{
+    if (l->closed || l->closing) return;
+    node_cluster_t *cl = l->cl;
+    kv_buf_t *b = &cl->node->scratch;
+    if (peer_encode_hints_reply(b, msg_id, hlc_of(cl), r, 0) == KV_OK)
+        link_write(l, b);
+    metrics_counter_add(cl->peers[l->peer]->m_sent, 1);
 }
 
 void peer_reply_mutation(peer_link_t *l, uint64_t msg_id, kv_status_t st,

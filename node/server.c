@@ -271,6 +271,7 @@ size_t node_info_items(node_t *n, proto_info_item_t *it, size_t cap)
         U("cache_hits", s.cache_hits);
         U("cache_misses", s.cache_misses);
     }
+    if (k < cap) k += node_cluster_info_items(n, it + k, cap - k);
 #undef S
 #undef U
     return k;
@@ -685,6 +686,7 @@ kv_status_t node_run(node_t *n)
                kv_status_str(frc));
     node_pool_destroy(n->readers);
     n->readers = NULL;
+    node_cluster_quiesce(n);
     eng_close(n->eng); /* completes every write still queued */
     n->eng = NULL;
     done_cb(-1, 0, n); /* drop their replies: connections are closed */
@@ -701,6 +703,7 @@ void node_destroy(node_t *n)
         while (n->conns) node_conn_close(n->conns);
     }
     node_pool_destroy(n->readers);
+    node_cluster_quiesce(n);
     if (n->eng) eng_close(n->eng);
     n->eng = NULL;
     if (n->done_ev) done_cb(-1, 0, n);

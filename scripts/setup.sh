@@ -13,6 +13,8 @@ PACKAGES=(
   librocksdb-dev libleveldb-dev
   # tests that run a node with a shifted wall clock
   faketime
+  # scripts/bench-hints.sh
+  curl bc
 )
 
 missing=()

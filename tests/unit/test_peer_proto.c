@@ -1043,6 +1043,93 @@ static void test_peer_encoders_refuse_out_of_range_fields(void **state)
     kv_buf_deinit(&b);
 }
 
+static void test_peer_hints_round_trip_and_refuse_malformed_batches(void **state)
+{
+    (void)state;
+    peer_hint_t h[3] = {
+        {kv_slice_str("a"), {10, false, 0, kv_slice_str("one")}},
+        {kv_slice_str("b"), {UINT64_MAX, true, 0, kv_slice(NULL, 0)}},
+        {kv_slice("\0k", 2), {7, false, 1700000000000ULL, kv_slice(NULL, 0)}},
+    };
+    kv_buf_t b = {0};
+    assert_int_equal(peer_encode_hints(&b, 42, 99, h, 3, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, PEER_HINTS);
+    assert_int_equal(f.nargs, 1 + 1 + 3 * 5);
+    peer_head_t head;
+    uint32_t n = 0;
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(head.msg_id, 42);
+    assert_int_equal(head.hlc, 99);
+    for (uint32_t i = 0; i < n; i++) {
+        peer_hint_t out;
+        assert_int_equal(peer_decode_hint_at(&f, i, &out), KV_OK);
+        assert_true(kv_slice_eq(out.key, h[i].key));
+        check_cell(&out.cell, &h[i].cell);
+    }
+    peer_hint_t past;
+    assert_int_equal(peer_decode_hint_at(&f, 3, &past), KV_PROTO);
+    kv_frame_release(&f);
+
+    /* a count larger than the records present, a zero count, an empty key,
+     * a tombstone carrying a value: refused */
+    targ_t more[] = {U(1), U(2), B("k"), U(1), FALSE_, U(0), B("v")};
+    kv_buf_clear(&b);
+    build(&b, PEER_HINTS, 1, more, KV_ARRAY_LEN(more));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_PROTO);
+    kv_frame_release(&f);
+    targ_t zero[] = {U(1), U(0)};
+    kv_buf_clear(&b);
+    build(&b, PEER_HINTS, 1, zero, KV_ARRAY_LEN(zero));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_PROTO);
+    kv_frame_release(&f);
+    targ_t bad[] = {U(1), U(2), B("k"), U(1), FALSE_, U(0), B("v"),
+                    B(""), U(1), FALSE_, U(0), B("v")};
+    kv_buf_clear(&b);
+    build(&b, PEER_HINTS, 1, bad, KV_ARRAY_LEN(bad));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_OK);
+    peer_hint_t one;
+    assert_int_equal(peer_decode_hint_at(&f, 0, &one), KV_OK);
+    assert_int_equal(peer_decode_hint_at(&f, 1, &one), KV_PROTO);
+    kv_frame_release(&f);
+    targ_t tomb[] = {U(1), U(1), B("k"), U(1), TRUE_, U(0), B("v")};
+    kv_buf_clear(&b);
+    build(&b, PEER_HINTS, 1, tomb, KV_ARRAY_LEN(tomb));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_OK);
+    assert_int_equal(peer_decode_hint_at(&f, 0, &one), KV_PROTO);
+    kv_frame_release(&f);
+
+    /* encoders refuse what decoders refuse, and oversized batches */
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_hints(&b, 1, 1, h, 0, 0), KV_INVALID);
+    peer_hint_t e = {kv_slice(NULL, 0), {1, false, 0, kv_slice(NULL, 0)}};
+    assert_int_equal(peer_encode_hints(&b, 1, 1, &e, 1, 0), KV_INVALID);
+    assert_int_equal(peer_encode_hints(&b, 1, 1, h, 3, 16), KV_INVALID);
+    assert_int_equal(b.len, 0);
+
+    /* the reply */
+    peer_hints_reply_t r = {KV_NOSPACE, 5, 7};
+    assert_int_equal(peer_encode_hints_reply(&b, 8, 9, &r, 0), KV_OK);
+    decode_one(&b, &f);
+    peer_hints_reply_t ro;
+    assert_int_equal(peer_decode_hints_reply(&f, &head, &ro), KV_OK);
+    assert_int_equal(ro.status, KV_NOSPACE);
+    assert_int_equal(ro.stored, 5);
+    assert_int_equal(ro.superseded, 7);
+    assert_int_equal(peer_decode_hints(&f, &head, &n), KV_PROTO);
+    kv_frame_release(&f);
+    r.status = KV_STATUS_COUNT_;
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_hints_reply(&b, 8, 9, &r, 0), KV_INVALID);
+    kv_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1062,6 +1149,7 @@ int main(void)
         kv_unit_test(test_peer_decoders_ignore_trailing_arguments),
         kv_unit_test(test_peer_encoders_refuse_oversized_frames),
         kv_unit_test(test_peer_encoders_refuse_out_of_range_fields),
+        kv_unit_test(test_peer_hints_round_trip_and_refuse_malformed_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
