@@ -597,7 +597,10 @@ static void test_config_help_lists_every_setting(void **state)
         "drain_timeout_ms", "idle_timeout_ms", "max_clock_offset_ms",
         "peer_timeout_ms", "peer_queue_bytes", "gossip_probe_interval_ms",
         "gossip_probe_timeout_ms", "gossip_interval_ms",
-        "gossip_pushpull_interval_ms", "phi_convict_threshold", "memtable_bytes",
+        "gossip_pushpull_interval_ms", "phi_convict_threshold",
+        "hinted_handoff", "max_hint_window_ms", "max_hints_bytes",
+        "hint_replay_bytes_per_sec", "read_repair_chance",
+        "read_repair_chance_quorum", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
     };
     char *help = capture(NULL, NULL);
@@ -766,6 +769,9 @@ static void set_probe_timeout_long(node_config_t *c)
 static void set_gossip_fast(node_config_t *c) { c->gossip_interval_ms = 5; }
 static void set_phi_zero(node_config_t *c) { c->phi_convict_threshold = 0; }
 static void set_phi_big(node_config_t *c) { c->phi_convict_threshold = 17; }
+static void set_rr_big(node_config_t *c) { c->read_repair_chance = 101; }
+static void set_rrq_big(node_config_t *c) { c->read_repair_chance_quorum = 250; }
+static void set_replay_slow(node_config_t *c) { c->hint_replay_bytes_per_sec = 1000; }
 static void set_initial_bad(node_config_t *c)
 {
     set_str(&c->initial_cluster, "nobody=h:1");
@@ -805,6 +811,9 @@ static void test_config_validate_checks_each_rule(void **state)
         {set_gossip_fast, {"gossip_interval_ms", "10"}},
         {set_phi_zero, {"phi_convict_threshold", "1-16"}},
         {set_phi_big, {"phi_convict_threshold", "17"}},
+        {set_rr_big, {"read_repair_chance", "101"}},
+        {set_rrq_big, {"read_repair_chance_quorum", "250"}},
+        {set_replay_slow, {"hint_replay_bytes_per_sec", "1KiB"}},
     };
     for (size_t i = 0; i < KV_ARRAY_LEN(CASES); i++) {
         node_config_t c;
