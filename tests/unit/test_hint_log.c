@@ -70,6 +70,16 @@ static void check_rec(const hint_rec_t *r, int i)
     assert_int_equal(r->cell.expire_ms, i % 7 == 0 ? T0 + 1000000 + (uint64_t)i : 0);
 }
 
+/* The hint number in a key "k<i>" (a slice, not a string). */
+static int key_num(kv_slice_t key)
+{
+    char buf[16];
+    assert_true(key.len > 1 && key.len < sizeof buf);
+    memcpy(buf, key.data + 1, key.len - 1);
+    buf[key.len - 1] = '\0';
+    return atoi(buf);
+}
+
 /* Read and ack everything pending for target; returns the hint numbers in
  * the order they came (read from their keys). */
 static size_t drain(fx_t *f, const char *target, uint64_t budget, int *got, size_t cap)
@@ -81,7 +91,7 @@ static size_t drain(fx_t *f, const char *target, uint64_t budget, int *got, size
         assert_int_equal(hint_log_read(f->h, target, T0, 0, budget, &b), KV_OK);
         for (size_t i = 0; i < b.n; i++) {
             assert_true(n < cap);
-            got[n++] = atoi((const char *)b.recs[i].key.data + 1);
+            got[n++] = key_num(b.recs[i].key);
         }
         bool more = b.more, empty = b.n == 0;
         assert_int_equal(hint_log_ack(f->h, target, b.end), KV_OK);
@@ -103,6 +113,11 @@ static size_t count_files(const char *dir)
     return k;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Path of the target's segment number `idx` in name order. */
 static void seg_file(const fx_t *f, const char *target, size_t idx, char *out, size_t cap)
 {
@@ -111,7 +126,7 @@ static void seg_file(const fx_t *f, const char *target, size_t idx, char *out, s
     char **names;
     size_t n;
     assert_int_equal(eng_fs_list(d, &names, &n), KV_OK);
-    qsort(names, n, sizeof *names, (int (*)(const void *, const void *))strcmp);
+    qsort(names, n, sizeof *names, name_cmp);
     size_t k = 0;
     bool found = false;
     for (size_t i = 0; i < n && !found; i++) {
@@ -361,7 +376,7 @@ static void test_hint_log_flipped_bit_skips_one_record_and_counts_it_once(void *
     assert_int_equal(b.n, 29);
     int missing = -1;
     for (int i = 0, j = 0; i < 30; i++) {
-        if (j < 29 && atoi((const char *)b.recs[j].key.data + 1) == i) {
+        if (j < 29 && key_num(b.recs[j].key) == i) {
             check_rec(&b.recs[j], i);
             j++;
         } else {

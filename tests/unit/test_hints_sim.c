@@ -93,8 +93,12 @@ static void key_name(int k, char *buf) { snprintf(buf, 16, "key-%02d", k); }
 
 static int key_index(kv_slice_t key)
 {
+    char buf[16];
+    assert_true(key.len < sizeof buf);
+    memcpy(buf, key.data, key.len);
+    buf[key.len] = '\0'; /* keys are slices, not strings */
     int k = -1;
-    assert_int_equal(sscanf((const char *)key.data, "key-%02d", &k), 1);
+    assert_int_equal(sscanf(buf, "key-%02d", &k), 1);
     return k;
 }
 
