@@ -197,6 +197,9 @@ typedef struct eng_stats {
     uint64_t wal_syncs, wal_records, wal_bytes;
     uint64_t wal_group_writes;       /* batches that shared those syncs */
     uint64_t wal_torn_tails, wal_torn_bytes; /* cut at open */
+    uint64_t wal_recovered_ops;      /* writes replayed from WALs at open: 0
+                                        when the last run flushed before it
+                                        closed (a clean shutdown) */
     uint64_t write_stalls_ms;
     uint64_t background_errors;
     kv_status_t background_error;    /* last one, KV_OK if none */

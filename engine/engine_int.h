@@ -248,6 +248,7 @@ struct eng {
     atomic_uint_fast64_t st_wal_syncs, st_wal_records, st_wal_bytes,
         st_wal_groups;
     atomic_uint_fast64_t st_torn_tails, st_torn_bytes, st_stall_ms;
+    atomic_uint_fast64_t st_recovered_ops;
     atomic_uint_fast64_t st_bg_errors;
 };
 

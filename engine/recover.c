@@ -45,6 +45,7 @@ static bool parse_file_name(const char *name, const char *ext, uint64_t *no)
 typedef struct replay_ctx {
     eng_memtable_t *mem;
     uint64_t last_seq;
+    uint64_t ops; /* writes replayed */
 } replay_ctx_t;
 
 static void replay_op(void *arg, uint64_t seq, eng_kind_t kind, kv_slice_t okey,
@@ -52,6 +53,7 @@ static void replay_op(void *arg, uint64_t seq, eng_kind_t kind, kv_slice_t okey,
 {
     replay_ctx_t *r = arg;
     eng_memtable_add(r->mem, seq, kind, okey, cell);
+    r->ops++;
     if (seq > r->last_seq) r->last_seq = seq;
 }
 
@@ -107,7 +109,7 @@ static kv_status_t recover_wals(struct eng *e)
     }
     eng_fs_names_free(names, n);
     qsort(wals, nw, sizeof *wals, cmp_u64);
-    replay_ctx_t ctx = {eng_memtable_create_sized(e->o.memtable_bytes), e->last_seq};
+    replay_ctx_t ctx = {eng_memtable_create_sized(e->o.memtable_bytes), e->last_seq, 0};
     kv_status_t rc = KV_OK;
     for (size_t i = 0; i < nw && rc == KV_OK; i++) {
         rc = replay_wal(e, wals[i], &ctx);
@@ -120,6 +122,12 @@ static kv_status_t recover_wals(struct eng *e)
     }
     e->last_seq = ctx.last_seq;
     atomic_store(&e->visible_seq, ctx.last_seq);
+    /* A run that ended with a flush left nothing to replay; writes found
+     * here mean it did not (a crash, a kill, a close without a flush). */
+    atomic_store(&e->st_recovered_ops, ctx.ops);
+    if (ctx.ops)
+        KV_LOG(KV_INFO, "recovered %" PRIu64 " writes from %zu write-ahead log(s) "
+               "not flushed by the last run", ctx.ops, nw);
     if (eng_memtable_count(ctx.mem) > 0) {
         e->imm = ctx.mem; /* flushed in the background; WALs kept till then */
     } else {
@@ -370,6 +378,7 @@ void eng_get_stats(eng_t *e, eng_stats_t *s)
     s->wal_group_writes = atomic_load(&e->st_wal_groups);
     s->wal_torn_tails = atomic_load(&e->st_torn_tails);
     s->wal_torn_bytes = atomic_load(&e->st_torn_bytes);
+    s->wal_recovered_ops = atomic_load(&e->st_recovered_ops);
     s->write_stalls_ms = atomic_load(&e->st_stall_ms);
     s->background_errors = atomic_load(&e->st_bg_errors);
     pthread_mutex_lock(&e->mu);

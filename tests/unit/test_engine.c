@@ -213,6 +213,48 @@ static void test_engine_reopen_keeps_everything(void **state)
     test_rmrf(dir);
 }
 
+/* The open reports how many writes it replayed from WALs: none after a run
+ * that flushed before closing (cairnd's clean drain), every unflushed one
+ * after a run that did not (a crash: the daemon's "recovery work"). */
+static void test_engine_open_counts_the_writes_it_recovers(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("eng-recovered");
+    eng_options_t o;
+    small_options(&o, dir);
+    eng_t *e = open_or_die(&o);
+    eng_stats_t st;
+    eng_get_stats(e, &st);
+    assert_int_equal(st.wal_recovered_ops, 0); /* a new store */
+    write_keys(e, 0, 300, 1);
+    assert_int_equal(eng_flush(e), KV_OK);
+    eng_close(e);
+
+    e = open_or_die(&o); /* flushed, then closed: nothing to replay */
+    eng_get_stats(e, &st);
+    assert_int_equal(st.wal_recovered_ops, 0);
+    write_keys(e, 300, 420, 1);
+    char k[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(k, sizeof k, "key-%06d", i);
+        assert_int_equal(eng_delete(e, kv_slice_str(k), TS(2), NULL), KV_OK);
+    }
+    eng_close(e); /* no flush: 125 writes only in the WAL */
+
+    e = open_or_die(&o);
+    eng_get_stats(e, &st);
+    assert_int_equal(st.wal_recovered_ops, 125);
+    check_keys(e, 5, 420, 1);
+    assert_int_equal(eng_flush(e), KV_OK);
+    eng_close(e);
+
+    e = open_or_die(&o); /* what was replayed was flushed at that open */
+    eng_get_stats(e, &st);
+    assert_int_equal(st.wal_recovered_ops, 0);
+    eng_close(e);
+    test_rmrf(dir);
+}
+
 static void test_engine_second_open_of_a_directory_is_refused(void **state)
 {
     (void)state;
@@ -600,6 +642,7 @@ int main(void)
         kv_unit_test(test_engine_batch_is_atomic_with_per_op_results),
         kv_unit_test(test_engine_oversized_value_is_invalid),
         kv_unit_test(test_engine_reopen_keeps_everything),
+        kv_unit_test(test_engine_open_counts_the_writes_it_recovers),
         kv_unit_test(test_engine_second_open_of_a_directory_is_refused),
         kv_unit_test(test_engine_snapshot_sees_the_past_through_flush_and_compaction),
         kv_unit_test(test_engine_token_range_scans),
