@@ -268,6 +268,7 @@ size_t node_info_items(node_t *n, proto_info_item_t *it, size_t cap)
         U("flushes", s.flushes);
         U("compactions", s.compactions);
         U("wal_syncs", s.wal_syncs);
+        U("wal_recovered_writes", s.wal_recovered_ops);
         U("cache_hits", s.cache_hits);
         U("cache_misses", s.cache_misses);
     }

@@ -288,6 +288,37 @@ static void info_cb(void *arg, kv_slice_t name, bool is_str, kv_slice_t str,
         s->node_id = 1;
 }
 
+typedef struct info_num {
+    const char *name;
+    uint64_t value;
+    bool found;
+} info_num_t;
+
+static void info_num_cb(void *arg, kv_slice_t name, bool is_str, kv_slice_t str,
+                        uint64_t num)
+{
+    info_num_t *q = arg;
+    (void)str;
+    if (!is_str && kv_slice_eq(name, kv_slice_str(q->name))) {
+        q->value = num;
+        q->found = true;
+    }
+}
+
+/* One numeric INFO item of the node behind c (after HELLO). */
+static uint64_t info_number(client_t *c, const char *name)
+{
+    assert_int_equal(proto_encode_info(&c->out, 99, 0), KV_OK);
+    client_flush(c);
+    assert_int_equal(client_next(c), KV_OK);
+    assert_int_equal(c->f.type, MSG_INFO_REPLY);
+    uint64_t hlc;
+    info_num_t q = {.name = name};
+    assert_int_equal(proto_decode_info_reply(&c->f, &hlc, info_num_cb, &q), KV_OK);
+    if (!q.found) fail_msg("INFO has no numeric item %s", name);
+    return q.value;
+}
+
 static void test_node_hello_and_info_describe_the_node(void **state)
 {
     (void)state;
@@ -477,6 +508,8 @@ static void test_node_restart_keeps_data_and_node_id(void **state)
     client_open(&c, p);
     client_hello(&c, &ok);
     assert_memory_equal(ok.node_id.data, id1, 32);
+    /* the drain flushed: the restart had nothing to recover */
+    assert_int_equal(info_number(&c, "wal_recovered_writes"), 0);
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "r-%d", i);
         snprintf(v, sizeof v, "v-%d", i);
@@ -589,6 +622,10 @@ static void test_node_sigkill_loses_no_acknowledged_write(void **state)
     proc_start(p, NULL);
     client_open(&c, p);
     client_hello(&c, NULL);
+    /* no drain, no flush: the restart replayed the WAL */
+    uint64_t recovered = info_number(&c, "wal_recovered_writes");
+    print_message("writes recovered from the WAL at restart: %" PRIu64 "\n", recovered);
+    assert_true(recovered >= (uint64_t)nacked);
     kv_slice_t want = kv_slice_str("durable");
     for (int i = 1; i <= N; i++) {
         if (!acked[i]) continue;
