@@ -666,10 +666,13 @@ static bool is_word(const char *name, size_t len, const char *want)
     return strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
-/* Is ENTRY (NAME=value, after "CAIRN_") one the test harness owns? */
+/* Is ENTRY (NAME=value, after "CAIRN_") one the test harness or the cairn
+ * tool owns? (CAIRN_HOST, the tool's contact points, is often exported in
+ * the shell that starts a node, or set in a container for `cairn` there.) */
 static bool env_ignored(const char *name, size_t len)
 {
     return (len >= 5 && memcmp(name, "TEST_", 5) == 0) ||
+           is_word(name, len, "HOST") ||
            is_word(name, len, "CRASH_ROUNDS") ||
            is_word(name, len, "MODEL_STEPS");
 }
