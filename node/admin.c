@@ -6,7 +6,8 @@
  *
  *           path      GET/HEAD answer (bodies end in \n)     Content-Type
  *           /health   200 ok                                text/plain
- *           /ready    200 ready, 503 starting / draining    text/plain
+ *           /ready    200 ready, 503 starting / joining /   text/plain
+ *                     draining / refused
  *           /metrics  200 metrics_render (refresh first)    text/plain; version=0.0.4
  *           /status   200 hooks->status_json                application/json
  *           other     404 not found                         text/plain
@@ -95,6 +96,10 @@ static void admin_ready(admin_t *a, struct evhttp_request *req)
     case ADMIN_REFUSED:
         admin_reply_text(req, 503, "Service Unavailable",
                          "refused by the cluster (see the log)\n");
+        return;
+    case ADMIN_JOINING:
+        admin_reply_text(req, 503, "Service Unavailable",
+                         "joining: no other member of the cluster heard from yet\n");
         return;
     }
     admin_reply_text(req, 503, "Service Unavailable", "unknown\n");

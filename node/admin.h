@@ -17,8 +17,12 @@
 typedef struct admin admin_t;
 
 /* REFUSED: running, but the cluster it tries to join refuses it (another
- * cluster name, a node name already taken): /ready answers 503. */
-typedef enum { ADMIN_STARTING, ADMIN_SERVING, ADMIN_DRAINING, ADMIN_REFUSED } admin_state_t;
+ * cluster name, a node name already taken): /ready answers 503.
+ * JOINING: running, but it has not heard from any other member of its
+ * cluster yet (its seeds are not up, or not reachable): /ready answers 503. */
+typedef enum {
+    ADMIN_STARTING, ADMIN_SERVING, ADMIN_DRAINING, ADMIN_REFUSED, ADMIN_JOINING
+} admin_state_t;
 
 typedef struct admin_hooks {
     /* the node's state for /ready */

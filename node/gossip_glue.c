@@ -20,6 +20,12 @@
  *         name not yet in the small cache starts a lookup and the datagram
  *         is lost (gossip expects losses); push-pulls resolve at each
  *         attempt, so a seed that moves is found again.
+ *         Joined: a node with seeds or other founders is ready (/ready)
+ *         only once it has heard from another member of its cluster, so a
+ *         node started before its peers (containers in any order) is not
+ *         reported healthy while it is alone. Latched: a node whose peers
+ *         all go away later stays ready and serves what it can. A cluster
+ *         of one (no seeds, no other founder) is joined from the start.
  *
  * THREADING  Loop thread only.
  */
@@ -78,6 +84,7 @@ struct gossip_glue {
     char refusal[256];       /* the refusal last logged */
     uint64_t refusal_logged_ms;
     bool flushing;
+    bool joined;             /* heard from another member (latched) */
     gossip_stats_t last;
     struct {
         metric_series_t *alive, *suspect, *dead;
@@ -395,6 +402,26 @@ static void schedule(gossip_glue_t *gl)
     evtimer_add(gl->timer_ev, &tv);
 }
 
+/* Latch joined once any other member is known from a real announcement
+ * (a placeholder from initial_cluster is not). */
+static void check_joined(gossip_glue_t *gl)
+{
+    if (gl->joined) return;
+    node_cluster_t *cl = gl->cl;
+    uint64_t now = now_ms();
+    size_t n = gossip_member_count(cl->gossip);
+    for (size_t i = 0; i < n; i++) {
+        gossip_member_t m;
+        gossip_member_at(cl->gossip, i, now, &m);
+        if (m.self || !m.known) continue;
+        gl->joined = true;
+        KV_LOG(KV_INFO, "joined: heard from %s (%s:%u), %" PRIu64 " ms after start; "
+               "ready", m.name, m.host, (unsigned)m.port,
+               (node_now_ns() - cl->node->start_ns) / 1000000u);
+        return;
+    }
+}
+
 void gossip_glue_flush(node_cluster_t *cl)
 {
     gossip_glue_t *gl = cl->glue;
@@ -418,7 +445,13 @@ void gossip_glue_flush(node_cluster_t *cl)
         if (na == 0 && ne == 0) break;
     }
     gl->flushing = false;
+    check_joined(gl);
     schedule(gl);
+}
+
+bool node_cluster_joined(node_t *n)
+{
+    return !n->cluster || !n->cluster->glue || n->cluster->glue->joined;
 }
 
 const char *gossip_glue_refusal(const node_cluster_t *cl)
@@ -605,6 +638,7 @@ kv_status_t gossip_glue_start(node_cluster_t *cl, const node_member_t *mem,
     gl->udp_ev = event_new(n->base, gl->fd, EV_READ | EV_PERSIST, udp_read_cb, gl);
     gl->timer_ev = evtimer_new(n->base, timer_cb, gl);
     event_add(gl->udp_ev, NULL);
+    gl->joined = nm <= 1 && !(cfg->seeds && *cfg->seeds); /* a cluster of one */
     set_seeds(cl, mem, nm);
     gossip_glue_flush(cl);
     return KV_OK;

@@ -222,6 +222,9 @@ void node_cluster_metrics_refresh(node_t *n);
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out);
 /* Why the cluster refuses this node ("" when it does not). */
 const char *node_cluster_refusal(node_t *n);
+/* gossip_glue.c: has this node heard from another member of its cluster
+ * since it started (always true for a cluster of one)? /ready waits for it. */
+bool node_cluster_joined(node_t *n);
 
 /* server.c: bind a listener on listen_address:port (setting names the port
  * in errors: KV_INVALID for an unresolvable address, KV_IO when the port

@@ -305,7 +305,8 @@ static admin_state_t admin_state(void *arg)
     switch (n->state) {
     case NODE_STARTING: return ADMIN_STARTING;
     case NODE_SERVING:
-        return node_cluster_refusal(n)[0] ? ADMIN_REFUSED : ADMIN_SERVING;
+        if (node_cluster_refusal(n)[0]) return ADMIN_REFUSED;
+        return node_cluster_joined(n) ? ADMIN_SERVING : ADMIN_JOINING;
     default: return ADMIN_DRAINING;
     }
 }

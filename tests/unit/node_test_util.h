@@ -202,6 +202,33 @@ static inline void proc_wait_ready(node_proc_t *p)
     fail_msg("cairnd did not become ready; see %s", p->log);
 }
 
+/* Wait until cairnd serves although it may not be ready: /ready answers
+ * 200, or 503 "joining" (a founder whose peers never start has heard from
+ * no other member, so it serves without being ready). Fails if the child
+ * exits first. */
+static inline void proc_wait_serving(node_proc_t *p)
+{
+    uint64_t t0 = now_ms();
+    kv_buf_t body = {0};
+    while (now_ms() - t0 < 15000) {
+        int st;
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            kv_buf_deinit(&body);
+            fail_msg("cairnd exited during start-up (status %d); see %s", st, p->log);
+        }
+        int code = http_get(p->admin_port, "/ready", &body);
+        if (code == 200 || (code == 503 && body.data &&
+                            strncmp((const char *)body.data, "joining", 7) == 0)) {
+            kv_buf_deinit(&body);
+            return;
+        }
+        sleep_ms(10);
+    }
+    kv_buf_deinit(&body);
+    fail_msg("cairnd did not start serving; see %s", p->log);
+}
+
 static inline void proc_start(node_proc_t *p, const char *const *extra)
 {
     proc_spawn(p, extra);

@@ -267,6 +267,8 @@ static void test_admin_ready_follows_the_node_state(void **state)
         {ADMIN_STARTING, 503, "starting\n"},
         {ADMIN_SERVING, 200, "ready\n"},
         {ADMIN_DRAINING, 503, "draining\n"},
+        {ADMIN_REFUSED, 503, "refused by the cluster (see the log)\n"},
+        {ADMIN_JOINING, 503, "joining: no other member of the cluster heard from yet\n"},
     };
     fixture_t fx;
     fx_start(&fx);

@@ -325,8 +325,9 @@ static void test_cluster_refuses_other_cluster_and_other_ring(void **state)
     const char *rf[] = {"--replication-factor", "2", NULL};
     node_spawn(&c, 2, rf, NULL);
     /* each is a founder of its own view: refused by the others, each still
-     * serves (n1 alone at ONE below) */
-    for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
+     * serves (n1 alone at ONE below); n2 hears from no member of its
+     * cluster "other", so it never becomes ready */
+    for (int i = 0; i < NODES; i++) proc_wait_serving(c.n[i]);
     uint64_t t0 = now_ms();
     while (scrape(c.n[0], "cairn_peer_handshakes_refused_total{reason=\"cluster_name\"}") < 1 ||
            scrape(c.n[0], "cairn_peer_handshakes_refused_total{reason=\"config\"}") < 1) {
@@ -349,6 +350,73 @@ static void test_cluster_refuses_other_cluster_and_other_ring(void **state)
         sleep_ms(50);
     }
     ASSERT_ST(put_via(&c, 0, "k", "v", CAIRN_ONE, 2000, NULL), CAIRN_OK);
+    /* n2 serves but is not ready: no member of its cluster "other" exists */
+    kv_buf_t body = {0};
+    assert_int_equal(http_get(c.n[1]->admin_port, "/ready", &body), 503);
+    assert_non_null(strstr((const char *)body.data, "joining"));
+    kv_buf_deinit(&body);
+}
+
+/* ---- readiness: joined ------------------------------------------------- */
+
+/* /ready of node i is 503 "joining" for the whole of ms milliseconds while
+ * /health answers 200 (the process runs and keeps trying its seeds). */
+static void expect_joining_for(tcluster_t *c, int i, int ms)
+{
+    kv_buf_t body = {0};
+    uint64_t t0 = now_ms();
+    int probes = 0;
+    while (now_ms() - t0 < (uint64_t)ms) {
+        int code = http_get(c->n[i]->admin_port, "/ready", &body);
+        if (code != 503 || !strstr((const char *)body.data, "joining"))
+            fail_msg("%s: /ready %d '%s' after %" PRIu64 " ms alone, want 503 joining",
+                     c->names[i], code, body.data ? (const char *)body.data : "",
+                     now_ms() - t0);
+        assert_int_equal(http_get(c->n[i]->admin_port, "/health", NULL), 200);
+        probes++;
+        sleep_ms(50);
+    }
+    kv_buf_deinit(&body);
+    assert_true(probes > 3);
+}
+
+/* Containers start in any order: a founder started before its peers serves
+ * but is not ready until it hears from one of them; once in touch it stays
+ * ready when they go (it still serves ONE), and a restart while they are
+ * gone waits for them again. */
+static void test_cluster_node_is_ready_once_it_hears_from_its_cluster(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "joined");
+    node_spawn(&c, 0, NULL, NULL);
+    proc_wait_serving(c.n[0]);
+    expect_joining_for(&c, 0, 1500);
+    ASSERT_ST(put_via(&c, 0, "early", "v", CAIRN_ONE, 2000, NULL), CAIRN_OK);
+
+    node_spawn(&c, 1, NULL, NULL);
+    node_spawn(&c, 2, NULL, NULL);
+    for (int i = 0; i < NODES; i++) proc_wait_ready(c.n[i]);
+
+    /* its peers die: n1 stays ready */
+    for (int i = 1; i < NODES; i++) {
+        proc_kill(c.n[i], SIGKILL);
+        proc_wait_exit(c.n[i], 5000);
+    }
+    wait_peer(&c, 0, 1, 0);
+    wait_peer(&c, 0, 2, 0);
+    assert_int_equal(http_get(c.n[0]->admin_port, "/ready", NULL), 200);
+
+    /* restarted alone: joining again, until n3 is back */
+    proc_kill(c.n[0], SIGTERM);
+    assert_int_equal(proc_wait_exit(c.n[0], 10000), 0);
+    node_spawn(&c, 0, NULL, NULL);
+    proc_wait_serving(c.n[0]);
+    expect_joining_for(&c, 0, 1000);
+    node_spawn(&c, 2, NULL, NULL);
+    proc_wait_ready(c.n[2]);
+    proc_wait_ready(c.n[0]);
+    expect_val(&c, 0, "early", CAIRN_ONE, "v");
 }
 
 /* ---- the tools ---------------------------------------------------------- */
@@ -444,6 +512,7 @@ int main(void)
         node_test(test_cluster_skewed_node_is_refused),
         node_test(test_cluster_write_through_a_lagging_clock_is_not_lost),
         node_test(test_cluster_refuses_other_cluster_and_other_ring),
+        node_test(test_cluster_node_is_ready_once_it_hears_from_its_cluster),
         node_test(test_cluster_status_ring_and_endpoints_tools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
