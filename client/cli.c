@@ -1,8 +1,10 @@
 /* cli.c -- `cairn`, the command-line client.
  *
- * DESIGN  A thin shell over libcairn's public API (cairn.h) only: parse the
+ * DESIGN  A thin shell over libcairn's public API (cairn.h): parse the
  *         options, connect, run one command, map the outcome to an exit
- *         code. Values travel as raw bytes both ways (stdin for `put KEY -`,
+ *         code. One command does not use the client protocol: `ready` asks
+ *         a node's admin port for /ready over plain HTTP, so a container
+ *         health check needs no other program (curl) in the image. Values travel as raw bytes both ways (stdin for `put KEY -`,
  *         stdout for `get`), so the tool is usable in pipelines with binary
  *         data; a newline is added after a value only when stdout is a
  *         terminal.
@@ -27,11 +29,15 @@
  * THREADING  Single-threaded (libcairn runs its own I/O thread).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +45,7 @@
 
 #define EXIT_NOTFOUND 1
 #define EXIT_ERROR 2
+#define EXIT_NOT_READY 1 /* ready: the node is not ready or not reachable */
 
 static void usage(FILE *out)
 {
@@ -70,6 +77,13 @@ static void usage(FILE *out)
 "                   max_hint_window_ms: not delivered), past-window (not\n"
 "                   written: the target was down longer than the window),\n"
 "                   refused (no space), dropped (target left), corrupt\n"
+"  ready [HOST[:PORT]]\n"
+"                   ask a node's admin port whether it is ready (HTTP GET\n"
+"                   /ready; default 127.0.0.1, port $CAIRN_ADMIN_PORT or\n"
+"                   7072): exit 0 and print \"ready\" when it answers 200;\n"
+"                   exit 1 when it is not ready (starting, joining,\n"
+"                   draining ...) or cannot be reached. Made for container\n"
+"                   health checks; -t bounds the wait\n"
 "\n"
 "Options:\n"
 "  -H, --host HOST[:PORT][,HOST[:PORT]...]\n"
@@ -83,9 +97,10 @@ static void usage(FILE *out)
 "                   cluster name to expect (default \"cairn\")\n"
 "  -h, --help       this text\n"
 "\n"
-"Exit status: 0 success, 1 key not found, 2 any other error (the reason is\n"
-"printed as \"cairn: <Status>: <detail>\" on stderr). A Timeout or\n"
-"ConnectionError on put/del means the write may or may not have been applied.\n"
+"Exit status: 0 success, 1 key not found (ready: not ready), 2 any other\n"
+"error (the reason is printed as \"cairn: <Status>: <detail>\" on stderr). A\n"
+"Timeout or ConnectionError on put/del means the write may or may not have\n"
+"been applied.\n"
 "\n"
 "Examples:\n"
 "  cairn put user:1 '{\"name\":\"ada\"}'\n"
@@ -93,7 +108,8 @@ static void usage(FILE *out)
 "  tar c dir | cairn -H 10.0.0.1,10.0.0.2 put backup -\n"
 "  cairn get backup | tar x\n"
 "  cairn -H 10.0.0.1 status\n"
-"  cairn endpoints user:1\n");
+"  cairn endpoints user:1\n"
+"  cairn ready 10.0.0.1:7072\n");
 }
 
 static int fail(cairn_status_t st, const char *detail)
@@ -592,6 +608,179 @@ static void hint_item(const char *name, const char *value, void *arg)
     table_row(h->rows, row);
 }
 
+/* ---- ready: GET /ready on the admin port -------------------------------- */
+
+#define READY_MAX_REPLY 4096
+
+static long ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (long)(deadline->tv_sec - now.tv_sec) * 1000 +
+              (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms > 0 ? ms : 0;
+}
+
+/* Wait for fd to be ready for `events` until the deadline; false on timeout. */
+static bool wait_fd(int fd, short events, const struct timespec *deadline)
+{
+    for (;;) {
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)ms_left(deadline));
+        if (r > 0) return true;
+        if (r == 0) return false;
+        if (errno != EINTR) return false;
+    }
+}
+
+/* Connect to one address before the deadline; the socket, or -1 with *err. */
+static int connect_before(const struct addrinfo *a, const struct timespec *deadline,
+                          int *err)
+{
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    a->ai_protocol);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            *err = errno;
+            close(fd);
+            return -1;
+        }
+        if (!wait_fd(fd, POLLOUT, deadline)) {
+            *err = ETIMEDOUT;
+            close(fd);
+            return -1;
+        }
+        int so = 0;
+        socklen_t len = sizeof so;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0 || so != 0) {
+            *err = so ? so : errno;
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* `cairn ready [HOST[:PORT]]`: 0 when /ready answers 200, 1 when the node
+ * answers anything else or cannot be reached, 2 for a bad argument. */
+static int cmd_ready(const char *target, uint32_t timeout_ms)
+{
+    char host[256] = "127.0.0.1", port[8] = "7072";
+    const char *envport = getenv("CAIRN_ADMIN_PORT");
+    uint32_t u;
+    if (envport && *envport) {
+        if (!parse_u32(envport, &u) || u > 65535)
+            return usage_error("bad CAIRN_ADMIN_PORT '%s' (a port number)", envport);
+        snprintf(port, sizeof port, "%u", u);
+    }
+    if (target) {
+        /* HOST, HOST:PORT, [V6] or [V6]:PORT */
+        const char *h = target, *hend, *colon = NULL;
+        if (target[0] == '[') {
+            h = target + 1;
+            hend = strchr(h, ']');
+            if (!hend || (hend[1] && hend[1] != ':'))
+                return usage_error("bad address '%s' (HOST[:PORT] or [V6][:PORT])", target);
+            if (hend[1] == ':') colon = hend + 1;
+        } else {
+            colon = strchr(target, ':');
+            if (colon && strchr(colon + 1, ':'))
+                return usage_error("bad address '%s' (write an IPv6 address as [V6]:PORT)",
+                                   target);
+            hend = colon ? colon : target + strlen(target);
+        }
+        if (hend == h || (size_t)(hend - h) >= sizeof host)
+            return usage_error("bad address '%s' (HOST[:PORT])", target);
+        memcpy(host, h, (size_t)(hend - h));
+        host[hend - h] = 0;
+        if (colon) {
+            if (!parse_u32(colon + 1, &u) || u > 65535)
+                return usage_error("bad port in '%s'", target);
+            snprintf(port, sizeof port, "%u", u);
+        }
+    }
+    char where[300];
+    snprintf(where, sizeof where, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    char detail[600];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int gerr = getaddrinfo(host, port, &hints, &res);
+    if (gerr != 0) {
+        snprintf(detail, sizeof detail, "cannot resolve %s: %s", host, gai_strerror(gerr));
+        fail(CAIRN_CONNECTION, detail);
+        return EXIT_NOT_READY;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
+        fd = connect_before(a, &deadline, &err);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(detail, sizeof detail, "cannot connect to %s: %s", where, strerror(err));
+        fail(err == ETIMEDOUT ? CAIRN_TIMEOUT : CAIRN_CONNECTION, detail);
+        return EXIT_NOT_READY;
+    }
+
+    char req[400], reply[READY_MAX_REPLY + 1];
+    int rlen = snprintf(req, sizeof req,
+                        "GET /ready HTTP/1.0\r\nHost: %s\r\nUser-Agent: cairn\r\n\r\n", where);
+    size_t off = 0, got = 0;
+    bool timed_out = false;
+    while (off < (size_t)rlen) {
+        ssize_t w = send(fd, req + off, (size_t)rlen - off, MSG_NOSIGNAL);
+        if (w > 0) off += (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, &deadline)) continue;
+        else break;
+    }
+    /* HTTP/1.0: the node closes the connection after its answer */
+    while (off == (size_t)rlen && got < READY_MAX_REPLY) {
+        ssize_t r = recv(fd, reply + got, READY_MAX_REPLY - got, 0);
+        if (r > 0) got += (size_t)r;
+        else if (r == 0) break;
+        else if (errno == EINTR) continue;
+        else if (errno == EAGAIN && wait_fd(fd, POLLIN, &deadline)) continue;
+        else {
+            timed_out = errno == EAGAIN;
+            break;
+        }
+    }
+    close(fd);
+    reply[got] = 0;
+    int code = 0;
+    if (sscanf(reply, "HTTP/1.%*d %d", &code) != 1) {
+        snprintf(detail, sizeof detail, "%s did not answer /ready%s", where,
+                 timed_out ? " in time" : got ? " with HTTP" : "");
+        fail(timed_out ? CAIRN_TIMEOUT : CAIRN_CONNECTION, detail);
+        return EXIT_NOT_READY;
+    }
+    /* the body: one line of text ("ready", "joining: ...", "draining") */
+    const char *body = strstr(reply, "\r\n\r\n");
+    body = body ? body + 4 : "";
+    char line[256];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(body, "\r\n"), body);
+    if (code == 200) {
+        printf("%s\n", line[0] ? line : "ready");
+        return fflush(stdout) == 0 ? 0 : EXIT_ERROR;
+    }
+    snprintf(detail, sizeof detail, "%s is not ready (HTTP %d): %s", where, code,
+             line[0] ? line : "(no reason given)");
+    fail(CAIRN_UNAVAILABLE, detail);
+    return EXIT_NOT_READY;
+}
+
 static int cmd_hints(cairn_client_t *c, const cairn_options_t *base)
 {
     cairn_ring_t r;
@@ -703,6 +892,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
+
+    if (!strcmp(cmd, "ready")) {
+        if (argc - optind - 1 > 1) return usage_error("%s", "ready takes at most one HOST[:PORT]");
+        return cmd_ready(argc - optind - 1 ? argv[optind + 1] : NULL,
+                         o.timeout_ms ? o.timeout_ms : 2000);
+    }
 
     int want;
     if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints")) want = 1;

@@ -204,6 +204,88 @@ static void test_e2e_cli_against_a_node(void **state)
     kv_buf_deinit(&err);
 }
 
+/* `cairn ready` is the container health check: exit 0 only when /ready
+ * answers 200, 1 when the node is not ready or cannot be reached, 2 for a
+ * bad argument; the reason goes to stderr. */
+static void test_e2e_cli_ready_follows_the_node(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("e2e-ready");
+    proc_start(p, NULL);
+    kv_buf_t out = {0}, err = {0};
+    char admin[64], byname[64];
+    snprintf(admin, sizeof admin, "127.0.0.1:%u", p->admin_port);
+    snprintf(byname, sizeof byname, "localhost:%u", p->admin_port);
+    const char *ready[] = {"ready", admin, NULL};
+    assert_int_equal(cli(NULL, &out, &err, ready), 0);
+    assert_int_equal(out.len, 6);
+    assert_memory_equal(out.data, "ready\n", 6);
+    const char *named[] = {"ready", byname, NULL};
+    assert_int_equal(cli(NULL, &out, &err, named), 0);
+    /* no argument: 127.0.0.1 and the port in CAIRN_ADMIN_PORT (what a
+     * container's health check gets from the node's environment) */
+    char port[8];
+    snprintf(port, sizeof port, "%u", p->admin_port);
+    setenv("CAIRN_ADMIN_PORT", port, 1);
+    const char *bare[] = {"ready", NULL};
+    int rc = cli(NULL, &out, &err, bare);
+    setenv("CAIRN_ADMIN_PORT", "x", 1);
+    int bad_env = cli(NULL, &out, &err, bare);
+    unsetenv("CAIRN_ADMIN_PORT");
+    assert_int_equal(rc, 0);
+    assert_int_equal(bad_env, 2);
+
+    /* a founder whose other founder never starts serves but is not ready */
+    node_proc_t *q = proc_new("e2e-ready-alone");
+    char initial[128], qadmin[64];
+    snprintf(initial, sizeof initial, "solo=127.0.0.1:%u,ghost=127.0.0.1:%u",
+             q->peer_port, free_port());
+    const char *extra[] = {"--node-name", "solo", "--initial-cluster", initial, NULL};
+    proc_spawn(q, extra);
+    proc_wait_serving(q);
+    snprintf(qadmin, sizeof qadmin, "127.0.0.1:%u", q->admin_port);
+    const char *alone[] = {"ready", qadmin, NULL};
+    assert_int_equal(cli(NULL, &out, &err, alone), 1);
+    assert_int_equal(out.len, 0);
+    assert_true(buf_has(&err, "Unavailable"));
+    assert_true(buf_has(&err, "joining"));
+
+    /* nobody listening; a listener that never answers, within -t */
+    char dead[64];
+    snprintf(dead, sizeof dead, "127.0.0.1:%u", free_port());
+    const char *nobody[] = {"ready", dead, NULL};
+    assert_int_equal(cli(NULL, &out, &err, nobody), 1);
+    assert_true(buf_has(&err, "ConnectionError"));
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&la, sizeof la), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t llen = sizeof la;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&la, &llen), 0);
+    char mute[64];
+    snprintf(mute, sizeof mute, "127.0.0.1:%u", ntohs(la.sin_port));
+    const char *silent[] = {"-t", "300", "ready", mute, NULL};
+    uint64_t t0 = now_ms();
+    assert_int_equal(cli(NULL, &out, &err, silent), 1);
+    uint64_t took = now_ms() - t0;
+    close(lfd);
+    assert_true(buf_has(&err, "Timeout"));
+    assert_true(took < 2000);
+
+    /* bad arguments */
+    const char *badport[] = {"ready", "127.0.0.1:http", NULL};
+    assert_int_equal(cli(NULL, &out, &err, badport), 2);
+    const char *two[] = {"ready", admin, admin, NULL};
+    assert_int_equal(cli(NULL, &out, &err, two), 2);
+
+    /* draining, then gone: not ready */
+    proc_kill(p, SIGTERM);
+    assert_int_equal(proc_wait_exit(p, 10000), 0);
+    assert_int_equal(cli(NULL, &out, &err, ready), 1);
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -212,6 +294,7 @@ int main(void)
         node_test(test_e2e_libcairn_pipelines_futures),
         node_test(test_e2e_libcairn_fails_over_and_acked_writes_survive_sigkill),
         node_test(test_e2e_cli_against_a_node),
+        node_test(test_e2e_cli_ready_follows_the_node),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
