@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # test.sh -- the README's test command: install what is missing, build, and
 # run the whole suite twice: an optimised build and an AddressSanitizer +
-# UndefinedBehaviorSanitizer build. Exits non-zero on any failure; the last
-# thing printed is CTest's summary.
+# UndefinedBehaviorSanitizer build; then, when a Docker engine answers, the
+# docker-compose deployment test (tests/docker/compose-test.sh: builds the
+# image, runs a three-node cluster through kill/start/stop). Exits non-zero
+# on any failure; ends with one line per part. No Docker engine (or no
+# compose) is not a failure: the recap says the docker test did not run,
+# and why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +30,26 @@ run_suite() { # <build-dir> <label> [cmake args...]
 mkdir -p build build-asan
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-run_suite build "optimised build" -DCAIRN_SANITIZE=OFF || status=1
-run_suite build-asan "sanitizer build (ASan+UBSan)" -DCAIRN_SANITIZE=ON -DCAIRN_BUILD_BENCH=OFF || status=1
+recap=()
+if run_suite build "optimised build" -DCAIRN_SANITIZE=OFF; then
+  recap+=("optimised build: passed")
+else
+  status=1; recap+=("optimised build: FAILED")
+fi
+if run_suite build-asan "sanitizer build (ASan+UBSan)" -DCAIRN_SANITIZE=ON -DCAIRN_BUILD_BENCH=OFF; then
+  recap+=("sanitizer build: passed")
+else
+  status=1; recap+=("sanitizer build: FAILED")
+fi
+
+echo "== docker-compose deployment test (tests/docker/compose-test.sh)"
+bash tests/docker/compose-test.sh 2>&1 | tee build/compose-test.log
+case ${PIPESTATUS[0]} in
+  0) recap+=("docker-compose test: passed") ;;
+  77) recap+=("docker-compose test: DID NOT RUN -- $(sed -n 's/.*did not run: //p' build/compose-test.log | head -n1) (not a failure)") ;;
+  *) status=1; recap+=("docker-compose test: FAILED (log: build/compose-test.log)") ;;
+esac
+
+echo "== summary"
+for line in "${recap[@]}"; do echo "   $line"; done
 exit $status
