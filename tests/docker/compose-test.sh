@@ -254,6 +254,13 @@ for s in node1 node2 node3; do
   [ -n "$uid" ] && [ "$uid" != 0 ] || fail "cairnd in $s runs as uid '$uid', not unprivileged"
 done
 note "cairnd runs as uid $uid (not root) in every container"
+# cluster_name, replication_factor and the founders come from the mounted
+# cairn.yaml: without it each node would be a cluster of one
+must_port P1 node1
+view=$("$CLI" -H "$P1" status) || fail "cairn status through node1 failed"
+[ "$(grep -cE '^UN +node[1-3] ' <<<"$view")" = 3 ] && grep -q "replication factor 3" <<<"$view" ||
+  fail "cairn status through node1 does not show three UN nodes with replication factor 3: $view"
+note "cairn status: three nodes UN, replication factor 3 (initial_cluster from cairn.yaml)"
 
 # ---- 2. 1,000 keys -----------------------------------------------------------------
 step "2. write $NKEYS keys at QUORUM from the host, read them back at ALL"
