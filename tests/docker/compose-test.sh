@@ -150,7 +150,7 @@ exit_code() { docker inspect -f '{{.State.ExitCode}}' "$(cid "$1")"; }
 # chooses it anew); fails (status 1) when there is none
 hostport() { # service container-port
   local hp
-  hp=$(docker port "$(cid "$1")" "$2/tcp" 2>/dev/null | head -n1)
+  hp=$(docker port "$(cid "$1")" "$2/tcp" 2>/dev/null | awk 'NR == 1')
   [ -n "$hp" ] && [ "${hp##*:}" != 0 ] || return 1
   echo "$hp"
 }
@@ -182,7 +182,7 @@ hints_pending() { # var: the hints node1 and node2 hold
   must_info h2 "$P2" hints_pending
   printf -v "$1" '%s' $((h1 + h2))
 }
-clean_stops() { docker logs "$(cid "$1")" 2>&1 | grep -c "stopped after a clean drain"; }
+clean_stops() { grep -c "stopped after a clean drain" <<<"$(docker logs "$(cid "$1")" 2>&1)"; }
 
 # One cairn per key, SHARDS of them at a time (each waits for its replicas'
 # fsyncs; one at a time would leave the machine idle). A shard stops at its
@@ -284,7 +284,9 @@ check_keys "$LIVE" QUORUM k 1 100
 note "$NDOWN QUORUM writes and $((NDOWN + 100)) QUORUM reads succeeded with node3 down"
 t0=$SECONDS
 for P in "$P1" "$P2"; do
-  until "$CLI" -H "$P" status | grep -Eq '^DN +node3 '; do
+  # (grep reads a captured string: `producer | grep -q` fails under
+  # pipefail when grep quits early and the producer gets SIGPIPE)
+  until grep -Eq '^DN +node3 ' <<<"$("$CLI" -H "$P" status)"; do
     [ $((SECONDS - t0)) -lt 30 ] || fail "cairn status through $P does not show node3 DN: $("$CLI" -H "$P" status)"
     sleep 0.5
   done
@@ -307,7 +309,7 @@ wait_healthy 60 node3
 must_port P3 node3
 must_info rec "$P3" wal_recovered_writes
 [ "$rec" -gt 0 ] || fail "node3 restarted after SIGKILL without WAL recovery (wal_recovered_writes '$rec')"
-docker logs "$(cid node3)" 2>&1 | grep -q "recovered $rec writes from" ||
+grep -q "recovered $rec writes from" <<<"$(docker logs "$(cid node3)" 2>&1)" ||
   fail "node3's log does not say it recovered $rec writes"
 note "node3 healthy; after the kill it replayed $rec writes from its WAL (expected: it crashed)"
 t0=$SECONDS
