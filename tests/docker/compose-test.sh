@@ -110,7 +110,8 @@ cleanup() {
   fi
   if [ "${CAIRN_COMPOSE_TEST_KEEP:-0}" = 1 ] && [ $rc -ne 0 ]; then
     echo "compose-test: left running; remove with:" >&2
-    echo "  ${COMPOSE[*]} -p $PROJECT -f $FILE down -v; docker rmi $IMAGE" >&2
+    echo "  ${COMPOSE[*]} -p $RUN -f $ROOT/deploy/docker-compose.yml down -v" >&2
+    echo "  ${COMPOSE[*]} -p $PROJECT5 -f $FILE5 down -v; docker rmi $IMAGE" >&2
   else
     local t0=$SECONDS
     teardown "$RUN" "$ROOT/deploy/docker-compose.yml" || rc=1
