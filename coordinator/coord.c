@@ -107,7 +107,8 @@
 
 #include "ring.h"
 
-static_assert(COORD_MAX_REPLICAS == RING_MAX_RF, "replica limit follows the ring");
+static_assert(COORD_MAX_REPLICAS == RING_MAX_RF + 1,
+              "a replica set plus the pending replica of a ring change");
 static_assert(COORD_MAX_REPLICAS <= 64, "slot field is 6 bits; slot masks are 64");
 static_assert(COORD_MAX_WRITE_ATTEMPTS <= 64, "attempt field is 6 bits");
 
@@ -158,6 +159,7 @@ typedef struct req {
     req_phase_t phase;
     coord_cl_t cl;
     uint32_t n, need; /* REQ_BG: need = the extra replicas it reads */
+    uint32_t npending; /* writes: the last npending replicas are pending */
     uint32_t replicas[COORD_MAX_REPLICAS];
     bool alive[COORD_MAX_REPLICAS];
     uint8_t slot[COORD_MAX_REPLICAS]; /* slot_state_t, current round */
@@ -575,15 +577,16 @@ static void send_mutation(coord_t *c, req_t *r, uint32_t slot)
 /* ---- argument checks --------------------------------------------------- */
 
 static kv_status_t check_args(kv_slice_t key, coord_cl_t cl, uint64_t timeout_ms,
-                              const uint32_t *replicas, size_t n,
+                              const uint32_t *replicas, size_t n, size_t npending,
                               const bool *alive, uint32_t *need, uint32_t *live)
 {
-    if (n == 0 || n > COORD_MAX_REPLICAS || !replicas || !alive)
+    if (n == 0 || n > COORD_MAX_REPLICAS || !replicas || !alive || npending >= n)
         return KV_INVALID;
     if (key.len == 0 || key.len > COORD_MAX_KEY || timeout_ms == 0)
         return KV_INVALID;
-    uint32_t k = coord_cl_required(cl, (uint32_t)n);
+    uint32_t k = coord_cl_required(cl, (uint32_t)(n - npending));
     if (k == 0) return KV_INVALID;
+    k += (uint32_t)npending; /* one more ack for every pending replica */
     uint32_t up = 0;
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++)
@@ -620,8 +623,22 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                         hlc_ts_t causality, const uint32_t *replicas, size_t n,
                         const bool *alive)
 {
+    return coord_write_pending(c, now_ms, client_req_id, key, value, tombstone,
+                               expire_ms, cl, timeout_ms, causality, replicas, n,
+                               0, alive);
+}
+
+kv_status_t coord_write_pending(coord_t *c, uint64_t now_ms,
+                                uint64_t client_req_id, kv_slice_t key,
+                                kv_slice_t value, bool tombstone,
+                                uint64_t expire_ms, coord_cl_t cl,
+                                uint64_t timeout_ms, hlc_ts_t causality,
+                                const uint32_t *replicas, size_t n,
+                                size_t npending, const bool *alive)
+{
     uint32_t need, live;
-    KV_RET(check_args(key, cl, timeout_ms, replicas, n, alive, &need, &live));
+    KV_RET(check_args(key, cl, timeout_ms, replicas, n, npending, alive, &need,
+                      &live));
     if (tombstone) value = kv_slice(NULL, 0);
     if (value.len > COORD_MAX_VALUE) return KV_INVALID;
     c->st.writes++;
@@ -639,6 +656,7 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
     req_t *r = req_new(c, REQ_WRITE, now_ms, client_req_id, key, timeout_ms,
                        need, replicas, n, alive);
     r->phase = PH_WRITE_SENDING;
+    r->npending = (uint32_t)npending;
     r->cl = cl;
     r->cell.ts = ts;
     r->cell.tombstone = tombstone;
@@ -710,7 +728,7 @@ kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                        const bool *alive)
 {
     uint32_t need, live;
-    KV_RET(check_args(key, cl, timeout_ms, replicas, n, alive, &need, &live));
+    KV_RET(check_args(key, cl, timeout_ms, replicas, n, 0, alive, &need, &live));
     c->st.reads++;
     kv_slice_t none = kv_slice(NULL, 0);
     if (live < need) {
@@ -1190,7 +1208,8 @@ static kv_status_t validate_req(const req_t *r)
     CHECK(r->phase != PH_DRAINING || r->outstanding > 0,
           "req %" PRIu64 ": drained but held", r->seq);
     CHECK(r->cl >= COORD_CL_ONE && r->cl <= COORD_CL_ALL &&
-              (r->kind == REQ_BG || r->need == coord_cl_required(r->cl, r->n)),
+              (r->kind == REQ_BG ||
+               r->need == coord_cl_required(r->cl, r->n - r->npending) + r->npending),
           "req %" PRIu64 ": cl %d need %u", r->seq, (int)r->cl, r->need);
     switch (r->kind) {
     case REQ_WRITE: return validate_write(r, done);

@@ -36,7 +36,7 @@
 typedef struct coord coord_t;
 
 /* Most replicas one request may name (= RING_MAX_RF). */
-#define COORD_MAX_REPLICAS 32u
+#define COORD_MAX_REPLICAS 33u /* RING_MAX_RF + a pending replica */
 /* Write attempts (the first stamp plus superseded re-stamps) before the
  * write gives up with KV_TIMEOUT. */
 #define COORD_MAX_WRITE_ATTEMPTS 5u
@@ -129,6 +129,16 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
 /* A client read at consistency cl; arguments and results as coord_write.
  * The REPLY is OK (value, cell_ts) or NOTFOUND (absent or a tombstone won;
  * cell_ts is the tombstone's stamp or 0), TIMEOUT, UNAVAILABLE, CLOCK_SKEW. */
+/* The same while a membership change runs: the last npending replicas are
+ * pending ones (ring_change.h), and the write needs the level's acks among
+ * the first n - npending plus one more for each pending replica. */
+kv_status_t coord_write_pending(coord_t *c, uint64_t now_ms,
+                                uint64_t client_req_id, kv_slice_t key,
+                                kv_slice_t value, bool tombstone,
+                                uint64_t expire_ms, coord_cl_t cl,
+                                uint64_t timeout_ms, hlc_ts_t causality,
+                                const uint32_t *replicas, size_t n,
+                                size_t npending, const bool *alive);
 kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                        kv_slice_t key, coord_cl_t cl, uint64_t timeout_ms,
                        hlc_ts_t causality, const uint32_t *replicas, size_t n,
