@@ -168,6 +168,8 @@ typedef struct req {
     uint32_t outstanding; /* PENDING slots */
     uint64_t hinted;      /* write: slots hinted this attempt (bit = slot) */
     uint64_t queried;     /* read, REQ_BG: the read's query set */
+    uint32_t failovers;   /* read: queried replicas that failed and were
+                             replaced by another live one */
     bool beaten;          /* write: gave up, its stamp superseded */
     uint64_t timeout_ms;
     uint64_t deadline;
@@ -834,6 +836,16 @@ static void read_on_answer(coord_t *c, req_t *r, uint64_t now_ms, uint32_t slot,
 {
     if (status != KV_OK && status != KV_NOTFOUND) {
         slot_answer(r, slot, SLOT_FAILED);
+        /* A live replica not asked yet takes the failed one's place (a
+         * replica that died with the request in flight). */
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (!r->alive[i] || (r->queried & SLOT_BIT(i))) continue;
+            send_read(c, r, i);
+            r->queried |= SLOT_BIT(i);
+            r->failovers++;
+            c->st.read_failovers++;
+            return;
+        }
         req_reply(c, r, now_ms, KV_TIMEOUT, r->acks);
         return;
     }
@@ -1016,6 +1028,34 @@ kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
     return KV_OK;
 }
 
+void coord_on_node_down(coord_t *c, uint64_t now_ms, uint32_t node)
+{
+    /* Collect first: answering may finish requests and reshape the heap. */
+    typedef struct { uint64_t msg_id; bool read; } lost_t;
+    lost_t *lost = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t h = 0; h < c->count; h++) {
+        const req_t *r = c->heap[h];
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (r->replicas[i] != node || r->slot[i] != SLOT_PENDING) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                lost = kv_realloc(lost, cap * sizeof *lost);
+            }
+            lost[n].msg_id = msg_id_make(r, i);
+            lost[n].read = r->kind != REQ_WRITE && r->attempt == READ_ROUND_QUERY;
+            n++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (lost[i].read)
+            coord_on_read_reply(c, now_ms, node, lost[i].msg_id, KV_UNAVAILABLE, NULL);
+        else
+            coord_on_mutation_reply(c, now_ms, node, lost[i].msg_id, KV_UNAVAILABLE, 0);
+    }
+    kv_free(lost);
+}
+
 /* ---- time -------------------------------------------------------------- */
 
 void coord_tick(coord_t *c, uint64_t now_ms)
@@ -1140,8 +1180,8 @@ static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending
           "read %" PRIu64 ": phase %d", r->seq, (int)r->phase);
     CHECK(r->acks <= r->need, "read %" PRIu64 ": answers %u > need %u", r->seq,
           r->acks, r->need);
-    CHECK(popcount64(r->queried) == r->need, "read %" PRIu64 ": queried %u",
-          r->seq, popcount64(r->queried));
+    CHECK(popcount64(r->queried) == r->need + r->failovers,
+          "read %" PRIu64 ": queried %u", r->seq, popcount64(r->queried));
     for (uint32_t i = 0; i < r->n; i++)
         CHECK(!(r->queried & SLOT_BIT(i)) || r->alive[i],
               "read %" PRIu64 ": queried a down replica", r->seq);
@@ -1152,6 +1192,7 @@ static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending
                   done + pending == r->need && slots_used(r) == r->queried,
               "read %" PRIu64 ": query set", r->seq);
     }
+
     if (r->phase == PH_READ_REPAIR) {
         CHECK(r->attempt == READ_ROUND_REPAIR && r->have_cell &&
                   r->outstanding > 0,

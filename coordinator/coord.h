@@ -164,6 +164,12 @@ kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
                                 uint64_t msg_id, kv_status_t status,
                                 const eng_cell_t *cell);
 
+/* The connection to `node` was lost: every message to it still waiting
+ * for an answer is answered as failed (UNAVAILABLE) at once -- a write
+ * hints it, a read asks another live replica instead -- rather than at the
+ * deadline. */
+void coord_on_node_down(coord_t *c, uint64_t now_ms, uint32_t node);
+
 /* Expire deadlines that are <= now_ms: a request that has not replied
  * replies TIMEOUT; a write (replied or not) hints each replica whose answer
  * to its current stamp is still outstanding; a background check just ends. */
@@ -201,6 +207,8 @@ typedef struct coord_stats {
     uint64_t bg_repair_reads;     /* READs they sent */
     uint64_t bg_repair_mutations; /* repair MUTATIONs they sent */
     uint64_t bg_repair_skipped;   /* not started: bg_repair_max_inflight */
+    uint64_t read_failovers;      /* reads that asked another replica after
+                                     one failed */
 } coord_stats_t;
 
 void coord_get_stats(const coord_t *c, coord_stats_t *out);

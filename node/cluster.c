@@ -539,6 +539,29 @@ void node_exec(node_t *n, node_req_t *r)
     cluster_drive(cl);
 }
 
+static void lost_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    node_cluster_t *cl = arg;
+    if (cl->node->state == NODE_STOPPED) return;
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = cl->peers[i];
+        if (!p->lost) continue;
+        p->lost = false;
+        if (p->up) continue; /* reconnected meanwhile */
+        coord_on_node_down(cl->coord, now_ms(), i);
+    }
+    cluster_drive(cl);
+}
+
+void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx)
+{
+    if (!cl->lost_ev || idx >= cl->npeers) return;
+    cl->peers[idx]->lost = true;
+    event_active(cl->lost_ev, EV_TIMEOUT, 0);
+}
+
 /* ---- RING -------------------------------------------------------------- */
 
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
@@ -822,6 +845,7 @@ kv_status_t node_cluster_open(node_t *n)
     co.rng_seed = XXH3_64bits(n->node_id, strlen(n->node_id)) ^ cl->generation;
     KV_ERR(rc = coord_create(&co, &cl->coord));
     cl->deadline_ev = evtimer_new(n->base, deadline_cb, cl);
+    cl->lost_ev = evtimer_new(n->base, lost_cb, cl);
     register_metrics(cl);
     KV_ERR(rc = hints_glue_start(cl));
     KV_ERR(rc = stream_start(cl));
@@ -891,6 +915,7 @@ void node_cluster_close(node_t *n)
         op = next;
     }
     if (cl->deadline_ev) event_free(cl->deadline_ev);
+    if (cl->lost_ev) event_free(cl->lost_ev);
     if (cl->coord) coord_destroy(cl->coord);
     while (cl->reqs) {
         node_req_t *r = cl->reqs;

@@ -53,6 +53,7 @@ typedef struct node_peer {
     char left_id[33];       /* node id seen LEFT in this slot: that node
                                stays out of the ring even if it returns */
     uint64_t generation;    /* gossip's, for token conflicts */
+    bool lost;              /* its link dropped: the coordinator is told */
     metric_series_t *m_up, *m_sent, *m_recv, *m_phi;
 } node_peer_t;
 
@@ -90,6 +91,7 @@ struct node_cluster {
     bool founder;           /* this node is one of them */
     coord_t *coord;
     struct event *deadline_ev;
+    struct event *lost_ev;  /* tells the coordinator of dropped links */
     struct event *heartbeat_ev;
     struct evconnlistener *listener;
     struct event *accept_retry; /* re-enables the listener after EMFILE */
@@ -141,6 +143,11 @@ void cluster_on_mutation_reply(node_cluster_t *cl, uint32_t from,
 void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
                            const peer_read_reply_t *r);
 
+
+/* The outbound link to member idx dropped: messages to it waiting for an
+ * answer fail now (the coordinator hints writes and asks other replicas
+ * for reads) instead of at their deadline. Runs from the loop shortly. */
+void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx);
 
 /* ---- members.c --------------------------------------------------------- */
 

@@ -106,6 +106,7 @@ struct ops {
     xfer_t *x;
     size_t nx, ndone, running;
     size_t ranges_total, ranges_done; /* of the last plan, kept for INFO */
+    size_t ranges_resumed;  /* copied before a restart, skipped after it */
     uint64_t keys, bytes, started_ms;
     char error[256];
     char refusal[256];      /* left, or a replace that cannot be done */
@@ -330,7 +331,7 @@ static kv_status_t plan(ops_t *o, const kv_buf_t *done)
     }
     kv_free(tr);
     o->ranges_total = o->nx;
-    o->ranges_done = o->ndone;
+    o->ranges_done = o->ranges_resumed = o->ndone;
     KV_LOG(KV_INFO, "%s: %zu range(s) to copy, %zu done before", KIND[o->kind], o->nx,
            o->ndone);
     return KV_OK;
@@ -513,7 +514,7 @@ static void begin(ops_t *o, op_kind_t kind, const char *subject)
     o->kind = kind;
     snprintf(o->subject, sizeof o->subject, "%s", subject ? subject : "");
     o->keys = o->bytes = 0;
-    o->ranges_total = o->ranges_done = 0;
+    o->ranges_total = o->ranges_done = o->ranges_resumed = 0;
     o->error[0] = 0;
     o->started_ms = now_ms();
     state_save(o);
@@ -749,7 +750,7 @@ kv_status_t ops_admin(node_cluster_t *cl, kv_slice_t op, kv_slice_t arg, char *m
 size_t ops_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap)
 {
     ops_t *o = cl->ops;
-    if (!o || cap < 8) return 0;
+    if (!o || cap < 9) return 0;
     size_t k = 0;
     it[k++] = (proto_info_item_t){"ring_change", KIND[o->kind], 0};
     it[k++] = (proto_info_item_t){"ring_change_state", STATE[o->state], 0};
@@ -757,6 +758,7 @@ size_t ops_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap)
     it[k++] = (proto_info_item_t){"ring_change_subject", o->info_vals[0], 0};
     it[k++] = (proto_info_item_t){"ring_change_ranges", NULL, o->ranges_total};
     it[k++] = (proto_info_item_t){"ring_change_ranges_done", NULL, o->ranges_done};
+    it[k++] = (proto_info_item_t){"ring_change_ranges_resumed", NULL, o->ranges_resumed};
     it[k++] = (proto_info_item_t){"ring_change_keys", NULL, o->keys};
     snprintf(o->info_vals[1], sizeof o->info_vals[1], "%s", o->error);
     it[k++] = (proto_info_item_t){"ring_change_error", o->info_vals[1], 0};

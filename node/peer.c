@@ -151,7 +151,10 @@ static void link_close(peer_link_t *l)
         if (p->out == l) {
             p->out = NULL;
             peer_set_up(p, false);
-            if (cl->node->state != NODE_STOPPED) schedule_retry(cl, p);
+            if (cl->node->state != NODE_STOPPED) {
+                schedule_retry(cl, p);
+                if (l->ready) cluster_on_peer_lost(cl, l->peer);
+            }
         }
     }
     peer_link_unref(l);

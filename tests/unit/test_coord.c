@@ -629,6 +629,53 @@ static void test_coord_pending_replica_gets_the_write_and_one_more_ack(void **st
     sim_deinit(&s);
 }
 
+/* A read whose replica fails asks the replica it did not ask yet; a read
+ * whose replica's connection drops does the same at once, not at the
+ * deadline. */
+static void stats_of(sim_t *s, int ci, coord_stats_t *st);
+
+static void test_coord_read_fails_over_to_an_unasked_replica(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_init(&s, test_seed("coord_failover"), 3, 1, NULL);
+    const creply_t *w = sim_wait(&s, sim_write(&s, 0, "k", "v", COORD_CL_ALL));
+    assert_int_equal(w->status, KV_OK);
+    s.rep[0].fail_reads = true; /* the first asked answers an error */
+    const creply_t *r = sim_wait(&s, sim_read(&s, 0, "k", COORD_CL_QUORUM));
+    assert_int_equal(r->status, KV_OK);
+    assert_string_equal(r->val, "v");
+    coord_stats_t st;
+    stats_of(&s, 0, &st);
+    assert_int_equal(st.read_failovers, 1);
+    /* two failing of three: QUORUM cannot be had */
+    s.rep[1].fail_reads = true;
+    r = sim_wait(&s, sim_read(&s, 0, "k", COORD_CL_QUORUM));
+    assert_int_equal(r->status, KV_TIMEOUT);
+    s.rep[0].fail_reads = s.rep[1].fail_reads = false;
+
+    /* a replica goes silent with the read in flight; its link drops */
+    s.rep[0].mute = true;
+    uint64_t t0 = s.now;
+    uint64_t id = sim_read(&s, 0, "k", COORD_CL_QUORUM);
+    coord_on_node_down(s.co[0].c, s.now, 0);
+    sim_drain(&s, 0);
+    r = sim_wait(&s, id);
+    assert_int_equal(r->status, KV_OK);
+    assert_true(r->at - t0 < 100); /* well before the 500 ms deadline */
+    /* a write in flight to it is hinted at once */
+    uint32_t hints = s.hints;
+    id = sim_write(&s, 0, "k", "w", COORD_CL_QUORUM);
+    coord_on_node_down(s.co[0].c, s.now, 0);
+    sim_drain(&s, 0);
+    assert_int_equal(s.hints, hints + 1);
+    w = sim_wait(&s, id);
+    assert_int_equal(w->status, KV_OK);
+    s.rep[0].mute = false;
+    sim_settle(&s);
+    sim_deinit(&s);
+}
+
 static void test_coord_two_replicas_down_only_one_succeeds(void **state)
 {
     (void)state;
@@ -1631,6 +1678,7 @@ int main(void)
         kv_unit_test(test_coord_every_level_succeeds_on_a_healthy_cluster),
         kv_unit_test(test_coord_one_replica_down_quorum_ok_all_unavailable),
         kv_unit_test(test_coord_two_replicas_down_only_one_succeeds),
+        kv_unit_test(test_coord_read_fails_over_to_an_unasked_replica),
         kv_unit_test(test_coord_pending_replica_gets_the_write_and_one_more_ack),
         kv_unit_test(test_coord_lost_acks_time_out_with_the_ack_count),
         kv_unit_test(test_coord_a_write_after_another_finished_wins_despite_skew),
