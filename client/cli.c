@@ -78,7 +78,14 @@ static void usage(FILE *out)
 "                   surviving replicas to their new owners, then removes it\n"
 "  cleanup          drop, on the connected node, the data of ranges it no\n"
 "                   longer replicates (run on each node after adding nodes)\n"
-"  netstats         each node's ring change in progress and its streams\n"
+"  netstats         each node's ring change in progress and its streams, its\n"
+"                   repair and the age of its least recently repaired range\n"
+"  repair [primary] [range=START:END] [node=NAME]\n"
+"                   anti-entropy repair of the ranges the connected node\n"
+"                   replicates (primary: only those it is first replica of;\n"
+"                   range: tokens; node: only with that replica): Merkle trees\n"
+"                   are compared and what differs is copied both ways;\n"
+"                   follows the progress until done\n"
 "\n"
 "Options:\n"
 "  -H, --host HOST[:PORT][,HOST[:PORT]...]\n"
@@ -671,6 +678,8 @@ typedef struct change_view {
     unsigned long long bytes_in, bytes_out, keys_in, keys_out;
     char streams[16][300];
     int nstreams;
+    char rstate[32], rresult[300], rage[120];
+    unsigned long long rranges, rdone, rfailed, rleaves, rin, rout;
 } change_view_t;
 
 static void change_item(const char *name, const char *value, void *arg)
@@ -688,6 +697,15 @@ static void change_item(const char *name, const char *value, void *arg)
     else if (!strcmp(name, "stream_bytes_out")) v->bytes_out = strtoull(value, NULL, 10);
     else if (!strcmp(name, "stream_keys_in")) v->keys_in = strtoull(value, NULL, 10);
     else if (!strcmp(name, "stream_keys_out")) v->keys_out = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_state")) snprintf(v->rstate, sizeof v->rstate, "%s", value);
+    else if (!strcmp(name, "repair_result")) snprintf(v->rresult, sizeof v->rresult, "%s", value);
+    else if (!strcmp(name, "repair_oldest_range_age_s")) snprintf(v->rage, sizeof v->rage, "%s", value);
+    else if (!strcmp(name, "repair_ranges")) v->rranges = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_ranges_done")) v->rdone = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_ranges_failed")) v->rfailed = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_leaves_differing")) v->rleaves = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_keys_in")) v->rin = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_keys_out")) v->rout = strtoull(value, NULL, 10);
     else if ((!strncmp(name, "stream_in:", 10) || !strncmp(name, "stream_out:", 11)) &&
              v->nstreams < 16)
         snprintf(v->streams[v->nstreams++], sizeof v->streams[0], "%.120s %.170s", name,
@@ -709,14 +727,22 @@ static int cmd_change(cairn_client_t *c, const char *op, const char *arg)
     printf("%.*s\n", (int)msg.len, (const char *)msg.data);
     cairn_value_free(&msg);
     fflush(stdout);
-    bool clean = !strcmp(op, "cleanup");
+    bool clean = !strcmp(op, "cleanup"), repair = !strcmp(op, "repair");
     char last[700] = "";
     for (;;) {
         change_view_t v;
         st = change_read(c, &v);
         if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
         char line[700];
-        if (clean) {
+        if (repair) {
+            if (strcmp(v.rstate, "running") != 0) {
+                printf("repair %s: %s\n", v.rstate, v.rresult);
+                return strcmp(v.rstate, "done") ? EXIT_ERROR : 0;
+            }
+            snprintf(line, sizeof line, "repair: %llu of %llu ranges, %llu failed, %llu "
+                     "leaves differed, %llu cells in, %llu out", v.rdone, v.rranges,
+                     v.rfailed, v.rleaves, v.rin, v.rout);
+        } else if (clean) {
             if (strcmp(v.cleanup, "running") != 0) {
                 printf("cleanup %s\n", v.cleanup);
                 return strncmp(v.cleanup, "done", 4) ? EXIT_ERROR : 0;
@@ -739,6 +765,18 @@ static int cmd_change(cairn_client_t *c, const char *op, const char *arg)
         }
         sleep(1);
     }
+}
+
+/* Under `status`: how long ago the answering node's ranges were repaired. */
+static void status_repair_line(cairn_client_t *c)
+{
+    change_view_t v;
+    if (change_read(c, &v) != CAIRN_OK || !v.rage[0]) return;
+    if (!strncmp(v.rage, "never", 5))
+        printf("\nRepair: the answering node has ranges never repaired (%s)\n", v.rage + 6);
+    else
+        printf("\nRepair: the answering node's least recently repaired range was repaired "
+               "%s s ago%s\n", v.rage, !strcmp(v.rstate, "running") ? " (a repair is running)" : "");
 }
 
 /* Every reachable node's ring change and streams. */
@@ -778,6 +816,9 @@ static int cmd_netstats(cairn_client_t *c, const cairn_options_t *base)
         printf("; streamed in %llu keys (%s), out %llu keys (%s); cleanup %s\n",
                v.keys_in, bi, v.keys_out, bo, v.cleanup[0] ? v.cleanup : "-");
         if (v.error[0]) printf("  %s\n", v.error);
+        printf("  repair %s%s%s; oldest unrepaired range: %s%s\n", v.rstate,
+               v.rresult[0] ? ": " : "", v.rresult, v.rage,
+               strncmp(v.rage, "never", 5) ? " s" : "");
         for (int i = 0; i < v.nstreams; i++) printf("  %s\n", v.streams[i]);
     }
     free(order);
@@ -843,13 +884,15 @@ int main(int argc, char **argv)
              !strcmp(cmd, "cleanup") || !strcmp(cmd, "netstats"))
         want = 0;
     else if (!strcmp(cmd, "removenode")) want = 1;
+    else if (!strcmp(cmd, "repair")) want = -1; /* any: its options */
     else if (!strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
     } else {
         return usage_error("unknown command '%s'", cmd);
     }
-    if (nargs != want) return usage_error("wrong number of arguments for '%s'", cmd);
+    if (want >= 0 && nargs != want)
+        return usage_error("wrong number of arguments for '%s'", cmd);
 
     /* Read stdin before connecting: a slow producer must not eat the
      * request timeout. */
@@ -891,6 +934,7 @@ int main(int argc, char **argv)
         if (st != CAIRN_OK) rc = fail(st, cairn_last_error(c));
     } else if (!strcmp(cmd, "status")) {
         rc = cmd_view(c, VIEW_STATUS, NULL, o.cluster_name);
+        if (rc == 0) status_repair_line(c);
     } else if (!strcmp(cmd, "ring")) {
         rc = cmd_view(c, VIEW_RING, NULL, o.cluster_name);
     } else if (!strcmp(cmd, "endpoints")) {
@@ -903,6 +947,13 @@ int main(int argc, char **argv)
         rc = cmd_change(c, cmd, args[0]);
     } else if (!strcmp(cmd, "netstats")) {
         rc = cmd_netstats(c, &o);
+    } else if (!strcmp(cmd, "repair")) {
+        char arg[512] = "";
+        size_t len = 0;
+        for (int i = 0; i < nargs && len < sizeof arg; i++)
+            len += (size_t)snprintf(arg + len, sizeof arg - len, "%s%s", i ? " " : "",
+                                    args[i]);
+        rc = cmd_change(c, cmd, arg);
     } else {
         rc = cmd_info(c);
     }

@@ -626,3 +626,89 @@ kv_status_t peer_decode_fetch_reply(const kv_frame_t *f, peer_head_t *head,
     *out = r;
     return KV_OK;
 }
+
+/* ---- repair ------------------------------------------------------------------ */
+
+#define MERKLE_MAX_DEPTH_WIRE 16u
+
+kv_status_t peer_encode_merkle_req(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t depth,
+                                   uint32_t max_body)
+{
+    if (depth > MERKLE_MAX_DEPTH_WIRE) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MERKLE_REQ, msg_id, hlc, 3);
+    msgpack_pack_uint64(&w.pk, start);
+    msgpack_pack_uint64(&w.pk, end);
+    msgpack_pack_uint32(&w.pk, depth);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_merkle_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end, uint32_t *depth)
+{
+    peer_head_t hd;
+    uint64_t s, e;
+    uint32_t d;
+    KV_RET(head_of(f, PEER_MERKLE_REQ, PEER_MERKLE_REQ, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &s));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &e));
+    KV_RET(arg_u32(f, ARG0 + 2, &d));
+    if (d > MERKLE_MAX_DEPTH_WIRE) return KV_PROTO;
+    *head = hd;
+    *start = s;
+    *end = e;
+    *depth = d;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_merkle_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                     kv_status_t status, uint32_t depth, uint64_t cells,
+                                     const uint64_t *leaves, uint32_t max_body)
+{
+    if (!status_ok(status) || depth > MERKLE_MAX_DEPTH_WIRE ||
+        (status == KV_OK && !leaves))
+        return KV_INVALID;
+    size_t n = status == KV_OK ? (size_t)1 << depth : 0;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MERKLE_REPLY, msg_id, hlc, 4);
+    msgpack_pack_uint32(&w.pk, (uint32_t)status);
+    msgpack_pack_uint32(&w.pk, depth);
+    msgpack_pack_uint64(&w.pk, cells);
+    msgpack_pack_bin(&w.pk, n * 8);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t be[8];
+        uint64_t v = leaves[i];
+        for (int b = 7; b >= 0; b--) {
+            be[b] = (uint8_t)v;
+            v >>= 8;
+        }
+        msgpack_pack_bin_body(&w.pk, be, sizeof be);
+    }
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_merkle_reply(const kv_frame_t *f, peer_head_t *head,
+                                     peer_merkle_reply_t *out)
+{
+    peer_head_t hd;
+    peer_merkle_reply_t r;
+    KV_RET(head_of(f, PEER_MERKLE_REPLY, PEER_MERKLE_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(arg_u32(f, ARG0 + 1, &r.depth));
+    KV_RET(kv_arg_u64(f, ARG0 + 2, &r.cells));
+    KV_RET(kv_arg_bytes(f, ARG0 + 3, &r.leaves));
+    if (r.depth > MERKLE_MAX_DEPTH_WIRE) return KV_PROTO;
+    if (r.leaves.len != (r.status == KV_OK ? ((size_t)8 << r.depth) : 0)) return KV_PROTO;
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
+
+uint64_t peer_merkle_leaf(const peer_merkle_reply_t *r, size_t i)
+{
+    const uint8_t *p = r->leaves.data + 8 * i;
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) v = v << 8 | p[b];
+    return v;
+}

@@ -35,6 +35,8 @@
  *   STREAM_ABORT   [243, sid, hlc, status, message]
  *   FETCH          [244, msg_id, hlc, start, end, n, source name x n]
  *   FETCH_REPLY    [245, msg_id, hlc, status, keys, bytes, message]
+ *   MERKLE_REQ     [250, msg_id, hlc, start, end, depth]
+ *   MERKLE_REPLY   [251, msg_id, hlc, status, depth, cells, leaves]
  *
  * Types 220-229 are kept for gossip, 230-239 for hinted handoff, 240-249 for
  * streaming, 250-259 for repair. key and value are msgpack bin, names and
@@ -86,6 +88,11 @@
  * FETCH_REPLY once every pull is done or one failed: this is how a leaving
  * node or a removenode coordinator has the new owners copy their ranges.
  *
+ * MERKLE_REQ asks a replica for its Merkle tree of (start, end] at a depth
+ * (replication/merkle.h); MERKLE_REPLY carries the depth it used (smaller
+ * for a range narrower than 2^depth tokens), the cells it hashed and the
+ * 2^depth leaves as one bin of 8-byte big-endian hashes.
+ *
  * Compatibility: receivers ignore arguments past the ones they know.
  */
 #ifndef CAIRN_PEER_PROTO_H
@@ -120,6 +127,8 @@ typedef enum {
     PEER_FETCH = 244,
     PEER_FETCH_REPLY = 245,
     PEER_REPAIR_FIRST = 250,    /* 250..259: anti-entropy repair */
+    PEER_MERKLE_REQ = 250,
+    PEER_MERKLE_REPLY = 251,
     PEER_TYPE_LAST = 259,
 } peer_msg_t;
 
@@ -284,6 +293,29 @@ kv_status_t peer_encode_fetch_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc
                                     const peer_fetch_reply_t *r, uint32_t max_body);
 kv_status_t peer_decode_fetch_reply(const kv_frame_t *f, peer_head_t *head,
                                     peer_fetch_reply_t *out);
+
+/* ---- repair ----------------------------------------------------------------- */
+
+typedef struct peer_merkle_reply {
+    kv_status_t status;
+    uint32_t depth;       /* <= 16 */
+    uint64_t cells;
+    kv_slice_t leaves;    /* 8 * 2^depth bytes, big-endian (OK only) */
+} peer_merkle_reply_t;
+
+kv_status_t peer_encode_merkle_req(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t depth,
+                                   uint32_t max_body);
+kv_status_t peer_decode_merkle_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end, uint32_t *depth);
+/* leaves: 2^depth hashes (ignored unless status is OK). */
+kv_status_t peer_encode_merkle_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                     kv_status_t status, uint32_t depth, uint64_t cells,
+                                     const uint64_t *leaves, uint32_t max_body);
+kv_status_t peer_decode_merkle_reply(const kv_frame_t *f, peer_head_t *head,
+                                     peer_merkle_reply_t *out);
+/* Leaf i of a decoded reply. */
+uint64_t peer_merkle_leaf(const peer_merkle_reply_t *r, size_t i);
 
 /* The head of any peer frame: KV_PROTO when the type is outside
  * 200..PEER_TYPE_LAST or the hlc argument is missing or not an unsigned

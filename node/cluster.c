@@ -733,6 +733,7 @@ void node_cluster_metrics_refresh(node_t *n)
     gossip_glue_metrics(cl);
     hints_glue_metrics(cl);
     stream_metrics(cl);
+    repair_metrics(cl);
 }
 
 /* The founders' tokens: members sorted by name, each placed with
@@ -850,6 +851,7 @@ kv_status_t node_cluster_open(node_t *n)
     KV_ERR(rc = hints_glue_start(cl));
     KV_ERR(rc = stream_start(cl));
     KV_ERR(rc = ops_start(cl, sv.status, sv.ntokens > 0));
+    KV_ERR(rc = repair_start(cl));
     KV_ERR(rc = peer_start(cl));
     cluster_view_refresh(cl);
     KV_ERR(rc = gossip_glue_start(cl, mem, nm));
@@ -872,6 +874,7 @@ size_t node_cluster_info_items(node_t *n, proto_info_item_t *it, size_t cap)
     if (!cl) return 0;
     size_t k = hints_glue_info(cl, it, cap);
     k += ops_info(cl, it + k, cap - k);
+    k += repair_info(cl, it + k, cap - k);
     k += stream_info(cl, it + k, cap - k, cl->stream_names, cl->stream_vals,
                      KV_ARRAY_LEN(cl->stream_names));
     return k;
@@ -883,6 +886,7 @@ void node_cluster_quiesce(node_t *n)
     hints_glue_quiesce(n->cluster);
     stream_quiesce(n->cluster);
     ops_quiesce(n->cluster);
+    repair_quiesce(n->cluster);
 }
 
 kv_status_t node_cluster_admin(node_t *n, kv_slice_t op, kv_slice_t arg, char *msg,
@@ -908,6 +912,7 @@ void node_cluster_close(node_t *n)
     peer_stop(cl);
     stream_stop(cl);
     ops_stop(cl);
+    repair_stop(cl);
     replica_op_t *op = cl->deferred_head;
     while (op) {
         replica_op_t *next = op->next_deferred;

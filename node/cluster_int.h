@@ -82,6 +82,7 @@ struct node_cluster {
     hints_glue_t *hints;    /* hinted handoff: hint log, replay */
     stream_mgr_t *stream;   /* range streaming (stream.c) */
     ops_t *ops;             /* ring changes: bootstrap, decommission ... */
+    struct repair_mgr *repair; /* anti-entropy repair (repair.c) */
     uint64_t ring_version_seen, live_version_seen;
     uint64_t generation;    /* this start's gossip generation */
     bool need_tokens;       /* joining: tokens chosen once the view is known */
@@ -290,6 +291,20 @@ void ops_refuse(node_cluster_t *cl, const char *why);
 kv_status_t ops_admin(node_cluster_t *cl, kv_slice_t op, kv_slice_t arg,
                       char *msg, size_t cap);
 size_t ops_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
+
+/* ---- repair.c ---------------------------------------------------------- */
+
+kv_status_t repair_start(node_cluster_t *cl);
+void repair_quiesce(node_cluster_t *cl);
+void repair_stop(node_cluster_t *cl);
+/* ADMIN "repair": arg "[primary] [range=S:E] [node=NAME]". */
+kv_status_t repair_admin(node_cluster_t *cl, const char *arg, char *msg, size_t cap);
+void repair_on_merkle_req(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
+                          uint64_t start, uint64_t end, uint32_t depth);
+void repair_on_merkle_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
+                            const peer_merkle_reply_t *r);
+size_t repair_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
+void repair_metrics(node_cluster_t *cl);
 
 /* ---- peer.c ------------------------------------------------------------ */
 

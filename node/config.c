@@ -173,6 +173,11 @@ static const setting_t SETTINGS[] = {
     {"stream_bytes_per_sec", K_SIZE, MEMBER(stream_bytes_per_sec), "32MiB",
      NULL, false, "Rate at which this node sends ranges to others during "
      "ring changes (at least 64KiB)"},
+    {"repair_interval_ms", K_MS, MEMBER(repair_interval_ms), "0", NULL, false,
+     "Repair this node's primary ranges in the background this often (0: only "
+     "when `cairn repair` asks); keep it below gc_grace_seconds"},
+    {"repair_bytes_per_sec", K_SIZE, MEMBER(repair_bytes_per_sec), "32MiB", NULL,
+     false, "Rate at which repair reads this node's data to build Merkle trees"},
     {"memtable_bytes", K_SIZE, MEMBER(memtable_bytes), "64MiB", NULL, false,
      "Memtable size that triggers a flush"},
     {"cache_bytes", K_SIZE, MEMBER(cache_bytes), "32MiB", NULL, false,

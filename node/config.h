@@ -58,6 +58,8 @@ typedef struct node_config {
     char *replace_node;        /* "" or a dead node's name or node id */
     uint64_t ring_delay_ms;    /* 5000 */
     uint64_t stream_bytes_per_sec; /* 32 MiB */
+    uint64_t repair_interval_ms;   /* 0 = off */
+    uint64_t repair_bytes_per_sec; /* 32 MiB */
     uint64_t memtable_bytes;   /* 64 MiB */
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */

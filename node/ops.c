@@ -740,8 +740,9 @@ kv_status_t ops_admin(node_cluster_t *cl, kv_slice_t op, kv_slice_t arg, char *m
         return removenode(o, a, msg, cap);
     }
     if (kv_slice_eq(op, kv_slice_str("cleanup"))) return cleanup(o, msg, cap);
+    if (kv_slice_eq(op, kv_slice_str("repair"))) return repair_admin(cl, a, msg, cap);
     snprintf(msg, cap, "unknown admin operation '%.*s' (decommission, removenode, "
-             "cleanup)", (int)KV_MIN(op.len, 40), (const char *)op.data);
+             "cleanup, repair)", (int)KV_MIN(op.len, 40), (const char *)op.data);
     return KV_INVALID;
 }
 

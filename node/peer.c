@@ -401,6 +401,13 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
         stream_on_fetch(cl, l, head.msg_id, &fe);
         return;
     }
+    case PEER_MERKLE_REQ: {
+        uint64_t start, end;
+        uint32_t depth;
+        if (peer_decode_merkle_req(f, &head, &start, &end, &depth) != KV_OK) break;
+        repair_on_merkle_req(cl, l, head.msg_id, start, end, depth);
+        return;
+    }
     default:
         /* A later version's message this node does not know: ignore it. */
         KV_LOG(KV_DEBUG, "ignoring peer message type %u from %s", f->type, p->name);
@@ -517,6 +524,12 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         kv_slice_t msg;
         if (peer_decode_stream_abort(f, &head, &st, &msg) != KV_OK) break;
         stream_on_abort(cl, l, head.msg_id, st, msg);
+        return;
+    }
+    case PEER_MERKLE_REPLY: {
+        peer_merkle_reply_t r;
+        if (peer_decode_merkle_reply(f, &head, &r) != KV_OK) break;
+        repair_on_merkle_reply(cl, l->peer, head.msg_id, &r);
         return;
     }
     case PEER_FETCH_REPLY: {

@@ -601,7 +601,8 @@ static void test_config_help_lists_every_setting(void **state)
         "hinted_handoff", "max_hint_window_ms", "max_hints_bytes",
         "hint_replay_bytes_per_sec", "read_repair_chance",
         "read_repair_chance_quorum", "auto_bootstrap", "replace_node",
-        "ring_delay_ms", "stream_bytes_per_sec", "memtable_bytes",
+        "ring_delay_ms", "stream_bytes_per_sec", "repair_interval_ms",
+        "repair_bytes_per_sec", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
     };
     char *help = capture(NULL, NULL);
