@@ -209,7 +209,8 @@ static kv_status_t announce_self(ops_t *o, gossip_status_t status,
         tokens = self.tokens;
         ntokens = self.ntokens;
     }
-    uint64_t *copy = kv_memdup(tokens, (ntokens ? ntokens : 1) * sizeof *tokens);
+    uint64_t *copy = kv_calloc(ntokens ? ntokens : 1, sizeof *copy);
+    if (ntokens) memcpy(copy, tokens, ntokens * sizeof *tokens);
     node_saved_t sv = {.generation = cl->generation, .status = status,
                        .tokens = copy, .ntokens = ntokens};
     kv_status_t rc = node_saved_store(cl->node, &sv);

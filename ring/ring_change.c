@@ -203,7 +203,7 @@ kv_status_t ring_change_transfers(const ring_t *cur, const ring_t *future,
         }
     }
     kv_free(tok);
-    qsort(items, n, sizeof *items, item_cmp);
+    if (n) qsort(items, n, sizeof *items, item_cmp);
     ring_transfer_t *res = kv_malloc((n ? n : 1) * sizeof *res);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
