@@ -773,7 +773,8 @@ static void status_repair_line(cairn_client_t *c)
     change_view_t v;
     if (change_read(c, &v) != CAIRN_OK || !v.rage[0]) return;
     if (!strncmp(v.rage, "never", 5))
-        printf("\nRepair: the answering node has ranges never repaired (%s)\n", v.rage + 6);
+        printf("\nRepair: %d of the answering node's ranges have never been repaired "
+               "(cairn repair)\n", atoi(v.rage + 7));
     else
         printf("\nRepair: the answering node's least recently repaired range was repaired "
                "%s s ago%s\n", v.rage, !strcmp(v.rstate, "running") ? " (a repair is running)" : "");
