@@ -177,6 +177,17 @@ void cairn_future_free(cairn_future_t *f);
 typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);
 cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg);
 
+/* A cluster operation on the connected node, for operators (what `cairn
+ * decommission`, `removenode` and `cleanup` send): op is "decommission",
+ * "removenode" (arg: a node name or node id) or "cleanup". On success
+ * *result (if not NULL; free with cairn_value_free) holds a sentence saying
+ * what was started; the operation then runs on the node, and its progress
+ * shows in INFO (ring_change, ring_change_state, ring_change_ranges_done,
+ * cleanup). Errors: CAIRN_OVERLOADED for another change in progress,
+ * CAIRN_INVALID for one that cannot be done (the message says why). */
+cairn_status_t cairn_admin(cairn_client_t *c, const char *op, const char *arg,
+                           cairn_value_t *result);
+
 /* What a node announces about its place in the cluster. */
 typedef enum {
     CAIRN_NODE_JOINING = 0, /* a member, not yet owning ranges */

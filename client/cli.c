@@ -84,6 +84,22 @@ static void usage(FILE *out)
 "                   exit 1 when it is not ready (starting, joining,\n"
 "                   draining ...) or cannot be reached. Made for container\n"
 "                   health checks; -t bounds the wait\n"
+"  decommission     stream the connected node's ranges to the nodes that\n"
+"                   inherit them, then take it out of the ring; follows the\n"
+"                   progress until done (Ctrl-C stops watching, not the work)\n"
+"  removenode NODE  for a dead node that will not return (name or host id):\n"
+"                   the connected node has its ranges copied from the\n"
+"                   surviving replicas to their new owners, then removes it\n"
+"  cleanup          drop, on the connected node, the data of ranges it no\n"
+"                   longer replicates (run on each node after adding nodes)\n"
+"  netstats         each node's ring change in progress and its streams, its\n"
+"                   repair and the age of its least recently repaired range\n"
+"  repair [primary] [range=START:END] [node=NAME]\n"
+"                   anti-entropy repair of the ranges the connected node\n"
+"                   replicates (primary: only those it is first replica of;\n"
+"                   range: tokens; node: only with that replica): Merkle trees\n"
+"                   are compared and what differs is copied both ways;\n"
+"                   follows the progress until done\n"
 "\n"
 "Options:\n"
 "  -H, --host HOST[:PORT][,HOST[:PORT]...]\n"
@@ -843,6 +859,163 @@ static int cmd_hints(cairn_client_t *c, const cairn_options_t *base)
     return 0;
 }
 
+/* ---- ring changes: decommission, removenode, cleanup, netstats ---------- */
+
+typedef struct change_view {
+    char kind[32], state[32], subject[256], error[300], cleanup[200];
+    unsigned long long ranges, done, keys;
+    unsigned long long bytes_in, bytes_out, keys_in, keys_out;
+    char streams[16][300];
+    int nstreams;
+    char rstate[32], rresult[300], rage[120];
+    unsigned long long rranges, rdone, rfailed, rleaves, rin, rout;
+} change_view_t;
+
+static void change_item(const char *name, const char *value, void *arg)
+{
+    change_view_t *v = arg;
+    if (!strcmp(name, "ring_change")) snprintf(v->kind, sizeof v->kind, "%s", value);
+    else if (!strcmp(name, "ring_change_state")) snprintf(v->state, sizeof v->state, "%s", value);
+    else if (!strcmp(name, "ring_change_subject")) snprintf(v->subject, sizeof v->subject, "%s", value);
+    else if (!strcmp(name, "ring_change_error")) snprintf(v->error, sizeof v->error, "%s", value);
+    else if (!strcmp(name, "cleanup")) snprintf(v->cleanup, sizeof v->cleanup, "%s", value);
+    else if (!strcmp(name, "ring_change_ranges")) v->ranges = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "ring_change_ranges_done")) v->done = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "ring_change_keys")) v->keys = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "stream_bytes_in")) v->bytes_in = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "stream_bytes_out")) v->bytes_out = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "stream_keys_in")) v->keys_in = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "stream_keys_out")) v->keys_out = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_state")) snprintf(v->rstate, sizeof v->rstate, "%s", value);
+    else if (!strcmp(name, "repair_result")) snprintf(v->rresult, sizeof v->rresult, "%s", value);
+    else if (!strcmp(name, "repair_oldest_range_age_s")) snprintf(v->rage, sizeof v->rage, "%s", value);
+    else if (!strcmp(name, "repair_ranges")) v->rranges = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_ranges_done")) v->rdone = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_ranges_failed")) v->rfailed = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_leaves_differing")) v->rleaves = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_keys_in")) v->rin = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "repair_keys_out")) v->rout = strtoull(value, NULL, 10);
+    else if ((!strncmp(name, "stream_in:", 10) || !strncmp(name, "stream_out:", 11)) &&
+             v->nstreams < 16)
+        snprintf(v->streams[v->nstreams++], sizeof v->streams[0], "%.120s %.170s", name,
+                 value);
+}
+
+static cairn_status_t change_read(cairn_client_t *c, change_view_t *v)
+{
+    memset(v, 0, sizeof *v);
+    return cairn_info(c, change_item, v);
+}
+
+/* Start an operation on the connected node and follow it to its end. */
+static int cmd_change(cairn_client_t *c, const char *op, const char *arg)
+{
+    cairn_value_t msg;
+    cairn_status_t st = cairn_admin(c, op, arg, &msg);
+    if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+    printf("%.*s\n", (int)msg.len, (const char *)msg.data);
+    cairn_value_free(&msg);
+    fflush(stdout);
+    bool clean = !strcmp(op, "cleanup"), repair = !strcmp(op, "repair");
+    char last[700] = "";
+    for (;;) {
+        change_view_t v;
+        st = change_read(c, &v);
+        if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+        char line[700];
+        if (repair) {
+            if (strcmp(v.rstate, "running") != 0) {
+                printf("repair %s: %s\n", v.rstate, v.rresult);
+                return strcmp(v.rstate, "done") ? EXIT_ERROR : 0;
+            }
+            snprintf(line, sizeof line, "repair: %llu of %llu ranges, %llu failed, %llu "
+                     "leaves differed, %llu cells in, %llu out", v.rdone, v.rranges,
+                     v.rfailed, v.rleaves, v.rin, v.rout);
+        } else if (clean) {
+            if (strcmp(v.cleanup, "running") != 0) {
+                printf("cleanup %s\n", v.cleanup);
+                return strncmp(v.cleanup, "done", 4) ? EXIT_ERROR : 0;
+            }
+            snprintf(line, sizeof line, "cleanup running");
+        } else {
+            if (!strcmp(v.state, "done") || !strcmp(v.state, "idle")) {
+                printf("%s%s%s done\n", op, arg ? " " : "", arg ? arg : "");
+                return 0;
+            }
+            if (!strcmp(v.state, "failed")) return fail(CAIRN_UNAVAILABLE, v.error);
+            snprintf(line, sizeof line, "%s: %s, %llu of %llu ranges copied, %llu keys%s%s",
+                     v.kind, v.state, v.done, v.ranges, v.keys, v.error[0] ? "; " : "",
+                     v.error);
+        }
+        if (strcmp(line, last)) {
+            printf("%s\n", line);
+            fflush(stdout);
+            snprintf(last, sizeof last, "%s", line);
+        }
+        sleep(1);
+    }
+}
+
+/* Under `status`: how long ago the answering node's ranges were repaired. */
+static void status_repair_line(cairn_client_t *c)
+{
+    change_view_t v;
+    if (change_read(c, &v) != CAIRN_OK || !v.rage[0]) return;
+    if (!strncmp(v.rage, "never", 5))
+        printf("\nRepair: %d of the answering node's ranges have never been repaired "
+               "(cairn repair)\n", atoi(v.rage + 7));
+    else
+        printf("\nRepair: the answering node's least recently repaired range was repaired "
+               "%s s ago%s\n", v.rage, !strcmp(v.rstate, "running") ? " (a repair is running)" : "");
+}
+
+/* Every reachable node's ring change and streams. */
+static int cmd_netstats(cairn_client_t *c, const cairn_options_t *base)
+{
+    cairn_ring_t r;
+    cairn_status_t st = cairn_ring(c, NULL, 0, &r);
+    if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+    size_t *order = nodes_by_name(&r);
+    for (size_t k = 0; k < r.nnodes; k++) {
+        const cairn_ring_node_t *n = &r.nodes[order[k]];
+        if (n->status == CAIRN_NODE_LEFT) continue;
+        char addr[300];
+        node_address(n, addr, sizeof addr);
+        cairn_options_t o = *base;
+        o.contact_points = addr;
+        cairn_client_t *nc = NULL;
+        change_view_t v;
+        st = n->up || order[k] == r.self ? cairn_connect(&o, &nc) : CAIRN_UNAVAILABLE;
+        if (st == CAIRN_OK) {
+            st = change_read(nc, &v);
+            cairn_close(nc);
+        }
+        if (st != CAIRN_OK) {
+            printf("%s: unreachable\n", n->name);
+            continue;
+        }
+        if (strcmp(v.kind, "none"))
+            printf("%s: %s%s%s %s, %llu of %llu ranges copied, %llu keys", n->name,
+                   v.kind, v.subject[0] ? " of " : "", v.subject, v.state, v.done,
+                   v.ranges, v.keys);
+        else
+            printf("%s: no ring change", n->name);
+        char bi[32], bo[32];
+        human_bytes(v.bytes_in, bi, sizeof bi);
+        human_bytes(v.bytes_out, bo, sizeof bo);
+        printf("; streamed in %llu keys (%s), out %llu keys (%s); cleanup %s\n",
+               v.keys_in, bi, v.keys_out, bo, v.cleanup[0] ? v.cleanup : "-");
+        if (v.error[0]) printf("  %s\n", v.error);
+        printf("  repair %s%s%s; oldest unrepaired range: %s%s\n", v.rstate,
+               v.rresult[0] ? ": " : "", v.rresult, v.rage,
+               strncmp(v.rage, "never", 5) ? " s" : "");
+        for (int i = 0; i < v.nstreams; i++) printf("  %s\n", v.streams[i]);
+    }
+    free(order);
+    cairn_ring_free(&r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cairn_options_t o;
@@ -903,15 +1076,19 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints")) want = 1;
     else if (!strcmp(cmd, "put")) want = 2;
     else if (!strcmp(cmd, "info") || !strcmp(cmd, "status") || !strcmp(cmd, "ring") ||
-             !strcmp(cmd, "hints"))
+             !strcmp(cmd, "hints") || !strcmp(cmd, "decommission") ||
+             !strcmp(cmd, "cleanup") || !strcmp(cmd, "netstats"))
         want = 0;
+    else if (!strcmp(cmd, "removenode")) want = 1;
+    else if (!strcmp(cmd, "repair")) want = -1; /* any: its options */
     else if (!strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
     } else {
         return usage_error("unknown command '%s'", cmd);
     }
-    if (nargs != want) return usage_error("wrong number of arguments for '%s'", cmd);
+    if (want >= 0 && nargs != want)
+        return usage_error("wrong number of arguments for '%s'", cmd);
 
     /* Read stdin before connecting: a slow producer must not eat the
      * request timeout. */
@@ -953,12 +1130,26 @@ int main(int argc, char **argv)
         if (st != CAIRN_OK) rc = fail(st, cairn_last_error(c));
     } else if (!strcmp(cmd, "status")) {
         rc = cmd_view(c, VIEW_STATUS, NULL, o.cluster_name);
+        if (rc == 0) status_repair_line(c);
     } else if (!strcmp(cmd, "ring")) {
         rc = cmd_view(c, VIEW_RING, NULL, o.cluster_name);
     } else if (!strcmp(cmd, "endpoints")) {
         rc = cmd_view(c, VIEW_ENDPOINTS, args[0], o.cluster_name);
     } else if (!strcmp(cmd, "hints")) {
         rc = cmd_hints(c, &o);
+    } else if (!strcmp(cmd, "decommission") || !strcmp(cmd, "cleanup")) {
+        rc = cmd_change(c, cmd, NULL);
+    } else if (!strcmp(cmd, "removenode")) {
+        rc = cmd_change(c, cmd, args[0]);
+    } else if (!strcmp(cmd, "netstats")) {
+        rc = cmd_netstats(c, &o);
+    } else if (!strcmp(cmd, "repair")) {
+        char arg[512] = "";
+        size_t len = 0;
+        for (int i = 0; i < nargs && len < sizeof arg; i++)
+            len += (size_t)snprintf(arg + len, sizeof arg - len, "%s%s", i ? " " : "",
+                                    args[i]);
+        rc = cmd_change(c, cmd, arg);
     } else {
         rc = cmd_info(c);
     }

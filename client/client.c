@@ -373,6 +373,9 @@ static cairn_future_t *submit(cairn_client_t *c, req_kind_t kind, const void *ke
     } else if (kind == REQ_RING) {
         kv_slice_t k = kv_slice(key, klen);
         rc = proto_encode_ring(&f->frame, f->id, key ? &k : NULL, 0);
+    } else if (kind == REQ_ADMIN) {
+        rc = proto_encode_admin(&f->frame, f->id, kv_slice(key, klen),
+                                kv_slice(value, vlen), 0);
     } else {
         static const proto_msg_t types[] = {MSG_GET, MSG_PUT, MSG_DELETE};
         proto_request_t r = {
@@ -482,6 +485,24 @@ cairn_status_t cairn_info(cairn_client_t *c, cairn_info_fn fn, void *arg)
             p = val + strlen(val) + 1;
         }
     }
+    cairn_future_free(f);
+    return st;
+}
+
+cairn_status_t cairn_admin(cairn_client_t *c, const char *op, const char *arg,
+                           cairn_value_t *out)
+{
+    if (out) memset(out, 0, sizeof *out);
+    if (!op || !*op) {
+        cairn_future_t *f = future_new(REQ_ADMIN, 2);
+        client_complete(c, f, CAIRN_INVALID, "no admin operation given", NULL, 0);
+        cairn_status_t st = future_wait(f, NULL, false);
+        cairn_future_free(f);
+        return st;
+    }
+    cairn_future_t *f = submit(c, REQ_ADMIN, op, strlen(op), arg ? arg : "",
+                               arg ? strlen(arg) : 0, NULL);
+    cairn_status_t st = future_wait(f, out, true);
     cairn_future_free(f);
     return st;
 }

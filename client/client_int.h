@@ -33,7 +33,7 @@
 #define READ_CHUNK 65536
 #define MAX_POLL_MS 1000
 
-typedef enum { REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING } req_kind_t;
+typedef enum { REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING, REQ_ADMIN } req_kind_t;
 
 struct cairn_future {
     pthread_mutex_t mu;

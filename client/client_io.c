@@ -438,7 +438,8 @@ static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
                  kv_status_str(r.status));
             client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, r.cell_ts);
         } else if (st == CAIRN_OK || st == CAIRN_NOT_FOUND) {
-            bool val = st == CAIRN_OK && f->kind == REQ_GET && r.has_value;
+            bool val = st == CAIRN_OK && (f->kind == REQ_GET || f->kind == REQ_ADMIN) &&
+                       r.has_value;
             client_complete(c, f, st, NULL, val ? &r.value : NULL, r.cell_ts);
         } else if (r.message.len) {
             errf(msg, "%.*s", (int)r.message.len,

@@ -15,6 +15,10 @@
  */
 #include "peer_proto.h"
 
+#include <xxhash.h>
+
+#include "coding.h"
+
 /* Index of the first message-specific argument: args[0] is the hlc. */
 #define ARG0 1u
 
@@ -405,4 +409,306 @@ kv_status_t peer_decode_hints_reply(const kv_frame_t *f, peer_head_t *head,
     *head = hd;
     *out = r;
     return KV_OK;
+}
+
+/* ---- streaming ------------------------------------------------------------ */
+
+#define STREAM_CELL_ARGS 5u /* key, ts, tombstone, expire_ms, value|nil */
+#define STREAM_MAX_SOURCES 32u
+
+uint64_t peer_stream_checksum(const peer_hint_t *c, size_t n)
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t h[4 + 8 + 1 + 8 + 4];
+        kv_put_le32(h, (uint32_t)c[i].key.len);
+        kv_put_le64(h + 4, c[i].cell.ts);
+        h[12] = c[i].cell.tombstone;
+        kv_put_le64(h + 13, c[i].cell.expire_ms);
+        kv_put_le32(h + 21, (uint32_t)c[i].cell.value.len);
+        XXH3_64bits_update(st, h, sizeof h);
+        XXH3_64bits_update(st, c[i].key.data, c[i].key.len);
+        XXH3_64bits_update(st, c[i].cell.value.data, c[i].cell.value.len);
+    }
+    uint64_t d = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return d;
+}
+
+kv_status_t peer_encode_stream_req(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_STREAM_REQ, sid, hlc, 2);
+    msgpack_pack_uint64(&w.pk, start);
+    msgpack_pack_uint64(&w.pk, end);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_stream_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end)
+{
+    peer_head_t hd;
+    uint64_t s, e;
+    KV_RET(head_of(f, PEER_STREAM_REQ, PEER_STREAM_REQ, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &s));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &e));
+    *head = hd;
+    *start = s;
+    *end = e;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_stream_chunk(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                     const peer_stream_chunk_t *c,
+                                     const peer_hint_t *cells, uint32_t max_body)
+{
+    if (c->n > (UINT32_MAX - 8) / STREAM_CELL_ARGS) return KV_INVALID;
+    for (size_t i = 0; i < c->n; i++)
+        if (cells[i].key.len == 0 || !cell_ok(&cells[i].cell)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_STREAM_CHUNK, sid, hlc, 4 + c->n * STREAM_CELL_ARGS);
+    msgpack_pack_uint64(&w.pk, c->seq);
+    pack_bool(&w.pk, c->last);
+    msgpack_pack_uint64(&w.pk, peer_stream_checksum(cells, c->n));
+    msgpack_pack_uint32(&w.pk, c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        kv_pack_bytes(&w.pk, cells[i].key);
+        pack_cell(&w.pk, &cells[i].cell);
+    }
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_stream_chunk(const kv_frame_t *f, peer_head_t *head,
+                                     peer_stream_chunk_t *out)
+{
+    peer_head_t hd;
+    peer_stream_chunk_t c;
+    KV_RET(head_of(f, PEER_STREAM_CHUNK, PEER_STREAM_CHUNK, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &c.seq));
+    KV_RET(kv_arg_bool(f, ARG0 + 1, &c.last));
+    KV_RET(kv_arg_u64(f, ARG0 + 2, &c.checksum));
+    KV_RET(arg_u32(f, ARG0 + 3, &c.n));
+    if (c.n > (UINT32_MAX - 8) / STREAM_CELL_ARGS ||
+        f->nargs < ARG0 + 4 + c.n * STREAM_CELL_ARGS)
+        return KV_PROTO;
+    *head = hd;
+    *out = c;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_stream_cell_at(const kv_frame_t *f, uint32_t i,
+                                       peer_hint_t *out)
+{
+    peer_hint_t h;
+    uint32_t base = ARG0 + 4 + i * STREAM_CELL_ARGS;
+    if (f->type != PEER_STREAM_CHUNK || base + STREAM_CELL_ARGS > f->nargs)
+        return KV_PROTO;
+    KV_RET(arg_nonempty(f, base, &h.key));
+    KV_RET(arg_cell(f, base + 1, &h.cell));
+    *out = h;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_stream_ack(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                   uint64_t seq, kv_status_t status,
+                                   uint32_t max_body)
+{
+    if (!status_ok(status)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_STREAM_ACK, sid, hlc, 2);
+    msgpack_pack_uint64(&w.pk, seq);
+    msgpack_pack_uint32(&w.pk, (uint32_t)status);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_stream_ack(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *seq, kv_status_t *status)
+{
+    peer_head_t hd;
+    uint64_t s;
+    kv_status_t st;
+    KV_RET(head_of(f, PEER_STREAM_ACK, PEER_STREAM_ACK, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &s));
+    KV_RET(arg_status(f, ARG0 + 1, &st));
+    *head = hd;
+    *seq = s;
+    *status = st;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_stream_abort(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                     kv_status_t status, kv_slice_t message,
+                                     uint32_t max_body)
+{
+    if (!status_ok(status) || status == KV_OK) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_STREAM_ABORT, sid, hlc, 2);
+    msgpack_pack_uint32(&w.pk, (uint32_t)status);
+    pack_slice_str(&w.pk, message);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_stream_abort(const kv_frame_t *f, peer_head_t *head,
+                                     kv_status_t *status, kv_slice_t *message)
+{
+    peer_head_t hd;
+    kv_status_t st;
+    kv_slice_t m;
+    KV_RET(head_of(f, PEER_STREAM_ABORT, PEER_STREAM_ABORT, &hd));
+    KV_RET(arg_status(f, ARG0, &st));
+    if (st == KV_OK) return KV_PROTO;
+    KV_RET(kv_arg_bytes(f, ARG0 + 1, &m));
+    *head = hd;
+    *status = st;
+    *message = m;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_fetch(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                              const peer_fetch_t *fe, uint32_t max_body)
+{
+    if (fe->nsources == 0 || fe->nsources > STREAM_MAX_SOURCES) return KV_INVALID;
+    for (uint32_t i = 0; i < fe->nsources; i++)
+        if (fe->sources[i].len == 0) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_FETCH, msg_id, hlc, 3 + fe->nsources);
+    msgpack_pack_uint64(&w.pk, fe->start);
+    msgpack_pack_uint64(&w.pk, fe->end);
+    msgpack_pack_uint32(&w.pk, fe->nsources);
+    for (uint32_t i = 0; i < fe->nsources; i++) pack_slice_str(&w.pk, fe->sources[i]);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_fetch(const kv_frame_t *f, peer_head_t *head,
+                              peer_fetch_t *out)
+{
+    peer_head_t hd;
+    peer_fetch_t fe;
+    memset(&fe, 0, sizeof fe);
+    KV_RET(head_of(f, PEER_FETCH, PEER_FETCH, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &fe.start));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &fe.end));
+    KV_RET(arg_u32(f, ARG0 + 2, &fe.nsources));
+    if (fe.nsources == 0 || fe.nsources > STREAM_MAX_SOURCES) return KV_PROTO;
+    for (uint32_t i = 0; i < fe.nsources; i++)
+        KV_RET(arg_nonempty(f, ARG0 + 3 + i, &fe.sources[i]));
+    *head = hd;
+    *out = fe;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_fetch_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                    const peer_fetch_reply_t *r, uint32_t max_body)
+{
+    if (!status_ok(r->status)) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_FETCH_REPLY, msg_id, hlc, 4);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    msgpack_pack_uint64(&w.pk, r->keys);
+    msgpack_pack_uint64(&w.pk, r->bytes);
+    pack_slice_str(&w.pk, r->message);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_fetch_reply(const kv_frame_t *f, peer_head_t *head,
+                                    peer_fetch_reply_t *out)
+{
+    peer_head_t hd;
+    peer_fetch_reply_t r;
+    KV_RET(head_of(f, PEER_FETCH_REPLY, PEER_FETCH_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &r.keys));
+    KV_RET(kv_arg_u64(f, ARG0 + 2, &r.bytes));
+    KV_RET(kv_arg_bytes(f, ARG0 + 3, &r.message));
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
+
+/* ---- repair ------------------------------------------------------------------ */
+
+#define MERKLE_MAX_DEPTH_WIRE 16u
+
+kv_status_t peer_encode_merkle_req(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t depth,
+                                   uint32_t max_body)
+{
+    if (depth > MERKLE_MAX_DEPTH_WIRE) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MERKLE_REQ, msg_id, hlc, 3);
+    msgpack_pack_uint64(&w.pk, start);
+    msgpack_pack_uint64(&w.pk, end);
+    msgpack_pack_uint32(&w.pk, depth);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_merkle_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end, uint32_t *depth)
+{
+    peer_head_t hd;
+    uint64_t s, e;
+    uint32_t d;
+    KV_RET(head_of(f, PEER_MERKLE_REQ, PEER_MERKLE_REQ, &hd));
+    KV_RET(kv_arg_u64(f, ARG0, &s));
+    KV_RET(kv_arg_u64(f, ARG0 + 1, &e));
+    KV_RET(arg_u32(f, ARG0 + 2, &d));
+    if (d > MERKLE_MAX_DEPTH_WIRE) return KV_PROTO;
+    *head = hd;
+    *start = s;
+    *end = e;
+    *depth = d;
+    return KV_OK;
+}
+
+kv_status_t peer_encode_merkle_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                     kv_status_t status, uint32_t depth, uint64_t cells,
+                                     const uint64_t *leaves, uint32_t max_body)
+{
+    if (!status_ok(status) || depth > MERKLE_MAX_DEPTH_WIRE ||
+        (status == KV_OK && !leaves))
+        return KV_INVALID;
+    size_t n = status == KV_OK ? (size_t)1 << depth : 0;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_MERKLE_REPLY, msg_id, hlc, 4);
+    msgpack_pack_uint32(&w.pk, (uint32_t)status);
+    msgpack_pack_uint32(&w.pk, depth);
+    msgpack_pack_uint64(&w.pk, cells);
+    msgpack_pack_bin(&w.pk, n * 8);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t be[8];
+        uint64_t v = leaves[i];
+        for (int b = 7; b >= 0; b--) {
+            be[b] = (uint8_t)v;
+            v >>= 8;
+        }
+        msgpack_pack_bin_body(&w.pk, be, sizeof be);
+    }
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t peer_decode_merkle_reply(const kv_frame_t *f, peer_head_t *head,
+                                     peer_merkle_reply_t *out)
+{
+    peer_head_t hd;
+    peer_merkle_reply_t r;
+    KV_RET(head_of(f, PEER_MERKLE_REPLY, PEER_MERKLE_REPLY, &hd));
+    KV_RET(arg_status(f, ARG0, &r.status));
+    KV_RET(arg_u32(f, ARG0 + 1, &r.depth));
+    KV_RET(kv_arg_u64(f, ARG0 + 2, &r.cells));
+    KV_RET(kv_arg_bytes(f, ARG0 + 3, &r.leaves));
+    if (r.depth > MERKLE_MAX_DEPTH_WIRE) return KV_PROTO;
+    if (r.leaves.len != (r.status == KV_OK ? ((size_t)8 << r.depth) : 0)) return KV_PROTO;
+    *head = hd;
+    *out = r;
+    return KV_OK;
+}
+
+uint64_t peer_merkle_leaf(const peer_merkle_reply_t *r, size_t i)
+{
+    const uint8_t *p = r->leaves.data + 8 * i;
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) v = v << 8 | p[b];
+    return v;
 }

@@ -28,6 +28,15 @@
  *   HINTS          [230, msg_id, hlc, n, (key, ts, tombstone, expire_ms,
  *                   value|nil) x n]
  *   HINTS_REPLY    [231, msg_id, hlc, status, stored, superseded]
+ *   STREAM_REQ     [240, sid, hlc, start, end]
+ *   STREAM_CHUNK   [241, sid, hlc, seq, last, checksum, n, (key, ts,
+ *                   tombstone, expire_ms, value|nil) x n]
+ *   STREAM_ACK     [242, sid, hlc, seq, status]
+ *   STREAM_ABORT   [243, sid, hlc, status, message]
+ *   FETCH          [244, msg_id, hlc, start, end, n, source name x n]
+ *   FETCH_REPLY    [245, msg_id, hlc, status, keys, bytes, message]
+ *   MERKLE_REQ     [250, msg_id, hlc, start, end, depth]
+ *   MERKLE_REPLY   [251, msg_id, hlc, status, depth, cells, leaves]
  *
  * Types 220-229 are kept for gossip, 230-239 for hinted handoff, 240-249 for
  * streaming, 250-259 for repair. key and value are msgpack bin, names and
@@ -61,6 +70,29 @@
  * superseded (stored and superseded count them), or the error that stopped
  * the batch -- the sender then keeps the batch and retries later.
  *
+ * Streaming copies a token range (start, end] (wrapping when start >= end;
+ * start == end is the whole ring) from a source to a destination, all on
+ * the destination's outbound link to the source: the destination sends
+ * STREAM_REQ with a session id (sid) it chose; the source answers with
+ * STREAM_CHUNKs carrying that sid, seq 0, 1, ..., the cells of the range in
+ * token order, the last one flagged; the destination answers each chunk,
+ * once its cells are stored, with STREAM_ACK (a status other than OK ends
+ * the session). The source keeps a few chunks unacknowledged at most (flow
+ * control) and paces itself (stream_throughput). checksum is XXH3-64 over
+ * the cells (peer_stream_checksum): a chunk that does not match is
+ * refused. STREAM_ABORT from the source ends the session with an error. A
+ * session dies with its connection; the destination starts it again.
+ *
+ * FETCH asks a node to pull a range from the named members (each in full,
+ * so that it ends up with the union of their data) and answers
+ * FETCH_REPLY once every pull is done or one failed: this is how a leaving
+ * node or a removenode coordinator has the new owners copy their ranges.
+ *
+ * MERKLE_REQ asks a replica for its Merkle tree of (start, end] at a depth
+ * (replication/merkle.h); MERKLE_REPLY carries the depth it used (smaller
+ * for a range narrower than 2^depth tokens), the cells it hashed and the
+ * 2^depth leaves as one bin of 8-byte big-endian hashes.
+ *
  * Compatibility: receivers ignore arguments past the ones they know.
  */
 #ifndef CAIRN_PEER_PROTO_H
@@ -88,7 +120,15 @@ typedef enum {
     PEER_HINTS = 230,
     PEER_HINTS_REPLY = 231,
     PEER_STREAM_FIRST = 240,    /* 240..249: streaming */
+    PEER_STREAM_REQ = 240,
+    PEER_STREAM_CHUNK = 241,
+    PEER_STREAM_ACK = 242,
+    PEER_STREAM_ABORT = 243,
+    PEER_FETCH = 244,
+    PEER_FETCH_REPLY = 245,
     PEER_REPAIR_FIRST = 250,    /* 250..259: anti-entropy repair */
+    PEER_MERKLE_REQ = 250,
+    PEER_MERKLE_REPLY = 251,
     PEER_TYPE_LAST = 259,
 } peer_msg_t;
 
@@ -197,6 +237,85 @@ kv_status_t peer_decode_hint_at(const kv_frame_t *f, uint32_t i,
                                 peer_hint_t *out);
 kv_status_t peer_decode_hints_reply(const kv_frame_t *f, peer_head_t *head,
                                     peer_hints_reply_t *out);
+
+/* ---- streaming (see the protocol above) ---------------------------------- */
+
+typedef struct peer_stream_chunk {
+    uint64_t seq;
+    bool last;
+    uint64_t checksum; /* decode: as sent; encode: computed */
+    uint32_t n;        /* cells; read each with peer_decode_stream_cell_at */
+} peer_stream_chunk_t;
+
+typedef struct peer_fetch {
+    uint64_t start, end;
+    uint32_t nsources;          /* 1..32 */
+    kv_slice_t sources[32];     /* member names */
+} peer_fetch_t;
+
+typedef struct peer_fetch_reply {
+    kv_status_t status;
+    uint64_t keys, bytes; /* cells and payload bytes stored */
+    kv_slice_t message;   /* why, when status is not OK */
+} peer_fetch_reply_t;
+
+/* XXH3-64 over the cells' fields (key, ts, tombstone, expiry, value). */
+uint64_t peer_stream_checksum(const peer_hint_t *cells, size_t n);
+
+kv_status_t peer_encode_stream_req(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t max_body);
+kv_status_t peer_decode_stream_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end);
+/* c->n cells (0 allowed: an empty range's last chunk); checksum computed. */
+kv_status_t peer_encode_stream_chunk(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                     const peer_stream_chunk_t *c,
+                                     const peer_hint_t *cells, uint32_t max_body);
+kv_status_t peer_decode_stream_chunk(const kv_frame_t *f, peer_head_t *head,
+                                     peer_stream_chunk_t *out);
+kv_status_t peer_decode_stream_cell_at(const kv_frame_t *f, uint32_t i,
+                                       peer_hint_t *out);
+kv_status_t peer_encode_stream_ack(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                   uint64_t seq, kv_status_t status,
+                                   uint32_t max_body);
+kv_status_t peer_decode_stream_ack(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *seq, kv_status_t *status);
+/* status must not be OK. */
+kv_status_t peer_encode_stream_abort(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                     kv_status_t status, kv_slice_t message,
+                                     uint32_t max_body);
+kv_status_t peer_decode_stream_abort(const kv_frame_t *f, peer_head_t *head,
+                                     kv_status_t *status, kv_slice_t *message);
+kv_status_t peer_encode_fetch(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                              const peer_fetch_t *fe, uint32_t max_body);
+kv_status_t peer_decode_fetch(const kv_frame_t *f, peer_head_t *head,
+                              peer_fetch_t *out);
+kv_status_t peer_encode_fetch_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                    const peer_fetch_reply_t *r, uint32_t max_body);
+kv_status_t peer_decode_fetch_reply(const kv_frame_t *f, peer_head_t *head,
+                                    peer_fetch_reply_t *out);
+
+/* ---- repair ----------------------------------------------------------------- */
+
+typedef struct peer_merkle_reply {
+    kv_status_t status;
+    uint32_t depth;       /* <= 16 */
+    uint64_t cells;
+    kv_slice_t leaves;    /* 8 * 2^depth bytes, big-endian (OK only) */
+} peer_merkle_reply_t;
+
+kv_status_t peer_encode_merkle_req(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                   uint64_t start, uint64_t end, uint32_t depth,
+                                   uint32_t max_body);
+kv_status_t peer_decode_merkle_req(const kv_frame_t *f, peer_head_t *head,
+                                   uint64_t *start, uint64_t *end, uint32_t *depth);
+/* leaves: 2^depth hashes (ignored unless status is OK). */
+kv_status_t peer_encode_merkle_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
+                                     kv_status_t status, uint32_t depth, uint64_t cells,
+                                     const uint64_t *leaves, uint32_t max_body);
+kv_status_t peer_decode_merkle_reply(const kv_frame_t *f, peer_head_t *head,
+                                     peer_merkle_reply_t *out);
+/* Leaf i of a decoded reply. */
+uint64_t peer_merkle_leaf(const peer_merkle_reply_t *r, size_t i);
 
 /* The head of any peer frame: KV_PROTO when the type is outside
  * 200..PEER_TYPE_LAST or the hlc argument is missing or not an unsigned

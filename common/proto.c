@@ -327,6 +327,31 @@ kv_status_t proto_encode_ring_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
     return kv_frame_end(&w, max_body);
 }
 
+kv_status_t proto_encode_admin(kv_buf_t *buf, uint64_t id, kv_slice_t op,
+                               kv_slice_t arg, uint32_t max_body)
+{
+    if (op.len == 0) return KV_INVALID;
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_ADMIN, id, 2);
+    msgpack_pack_str(&w.pk, op.len);
+    msgpack_pack_str_body(&w.pk, op.data, op.len);
+    msgpack_pack_str(&w.pk, arg.len);
+    msgpack_pack_str_body(&w.pk, arg.data, arg.len);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t proto_decode_admin(const kv_frame_t *f, kv_slice_t *op, kv_slice_t *arg)
+{
+    if (f->type != MSG_ADMIN) return KV_PROTO;
+    kv_slice_t o, a;
+    KV_RET(kv_arg_bytes(f, 0, &o));
+    KV_RET(kv_arg_bytes(f, 1, &a));
+    if (o.len == 0) return KV_PROTO;
+    *op = o;
+    *arg = a;
+    return KV_OK;
+}
+
 kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key, bool *has_key)
 {
     if (f->type != MSG_RING) return KV_PROTO;

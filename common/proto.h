@@ -75,6 +75,7 @@ typedef enum {
     MSG_DELETE = 12,
     MSG_INFO = 20,
     MSG_RING = 21,
+    MSG_ADMIN = 30,
     MSG_REPLY = 100,
     MSG_INFO_REPLY = 101,
     MSG_RING_REPLY = 102,
@@ -219,6 +220,13 @@ typedef void (*proto_info_fn)(void *arg, kv_slice_t name, bool is_str,
                               kv_slice_t str, uint64_t num);
 kv_status_t proto_decode_info_reply(const kv_frame_t *f, uint64_t *hlc,
                                     proto_info_fn fn, void *arg);
+
+/* ADMIN [30, id, op, arg]: a cluster operation on the node that receives
+ * it ("decommission", "removenode" NODE, "cleanup"); answered by a REPLY
+ * whose value is a sentence saying what was started, or an error. */
+kv_status_t proto_encode_admin(kv_buf_t *buf, uint64_t id, kv_slice_t op,
+                               kv_slice_t arg, uint32_t max_body);
+kv_status_t proto_decode_admin(const kv_frame_t *f, kv_slice_t *op, kv_slice_t *arg);
 
 /* RING: *has_key false when the key is nil. */
 kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key,

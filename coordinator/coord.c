@@ -107,7 +107,8 @@
 
 #include "ring.h"
 
-static_assert(COORD_MAX_REPLICAS == RING_MAX_RF, "replica limit follows the ring");
+static_assert(COORD_MAX_REPLICAS == RING_MAX_RF + 1,
+              "a replica set plus the pending replica of a ring change");
 static_assert(COORD_MAX_REPLICAS <= 64, "slot field is 6 bits; slot masks are 64");
 static_assert(COORD_MAX_WRITE_ATTEMPTS <= 64, "attempt field is 6 bits");
 
@@ -158,6 +159,7 @@ typedef struct req {
     req_phase_t phase;
     coord_cl_t cl;
     uint32_t n, need; /* REQ_BG: need = the extra replicas it reads */
+    uint32_t npending; /* writes: the last npending replicas are pending */
     uint32_t replicas[COORD_MAX_REPLICAS];
     bool alive[COORD_MAX_REPLICAS];
     uint8_t slot[COORD_MAX_REPLICAS]; /* slot_state_t, current round */
@@ -166,6 +168,8 @@ typedef struct req {
     uint32_t outstanding; /* PENDING slots */
     uint64_t hinted;      /* write: slots hinted this attempt (bit = slot) */
     uint64_t queried;     /* read, REQ_BG: the read's query set */
+    uint32_t failovers;   /* read: queried replicas that failed and were
+                             replaced by another live one */
     bool beaten;          /* write: gave up, its stamp superseded */
     uint64_t timeout_ms;
     uint64_t deadline;
@@ -575,15 +579,16 @@ static void send_mutation(coord_t *c, req_t *r, uint32_t slot)
 /* ---- argument checks --------------------------------------------------- */
 
 static kv_status_t check_args(kv_slice_t key, coord_cl_t cl, uint64_t timeout_ms,
-                              const uint32_t *replicas, size_t n,
+                              const uint32_t *replicas, size_t n, size_t npending,
                               const bool *alive, uint32_t *need, uint32_t *live)
 {
-    if (n == 0 || n > COORD_MAX_REPLICAS || !replicas || !alive)
+    if (n == 0 || n > COORD_MAX_REPLICAS || !replicas || !alive || npending >= n)
         return KV_INVALID;
     if (key.len == 0 || key.len > COORD_MAX_KEY || timeout_ms == 0)
         return KV_INVALID;
-    uint32_t k = coord_cl_required(cl, (uint32_t)n);
+    uint32_t k = coord_cl_required(cl, (uint32_t)(n - npending));
     if (k == 0) return KV_INVALID;
+    k += (uint32_t)npending; /* one more ack for every pending replica */
     uint32_t up = 0;
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++)
@@ -620,8 +625,22 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                         hlc_ts_t causality, const uint32_t *replicas, size_t n,
                         const bool *alive)
 {
+    return coord_write_pending(c, now_ms, client_req_id, key, value, tombstone,
+                               expire_ms, cl, timeout_ms, causality, replicas, n,
+                               0, alive);
+}
+
+kv_status_t coord_write_pending(coord_t *c, uint64_t now_ms,
+                                uint64_t client_req_id, kv_slice_t key,
+                                kv_slice_t value, bool tombstone,
+                                uint64_t expire_ms, coord_cl_t cl,
+                                uint64_t timeout_ms, hlc_ts_t causality,
+                                const uint32_t *replicas, size_t n,
+                                size_t npending, const bool *alive)
+{
     uint32_t need, live;
-    KV_RET(check_args(key, cl, timeout_ms, replicas, n, alive, &need, &live));
+    KV_RET(check_args(key, cl, timeout_ms, replicas, n, npending, alive, &need,
+                      &live));
     if (tombstone) value = kv_slice(NULL, 0);
     if (value.len > COORD_MAX_VALUE) return KV_INVALID;
     c->st.writes++;
@@ -639,6 +658,7 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
     req_t *r = req_new(c, REQ_WRITE, now_ms, client_req_id, key, timeout_ms,
                        need, replicas, n, alive);
     r->phase = PH_WRITE_SENDING;
+    r->npending = (uint32_t)npending;
     r->cl = cl;
     r->cell.ts = ts;
     r->cell.tombstone = tombstone;
@@ -710,7 +730,7 @@ kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                        const bool *alive)
 {
     uint32_t need, live;
-    KV_RET(check_args(key, cl, timeout_ms, replicas, n, alive, &need, &live));
+    KV_RET(check_args(key, cl, timeout_ms, replicas, n, 0, alive, &need, &live));
     c->st.reads++;
     kv_slice_t none = kv_slice(NULL, 0);
     if (live < need) {
@@ -816,6 +836,16 @@ static void read_on_answer(coord_t *c, req_t *r, uint64_t now_ms, uint32_t slot,
 {
     if (status != KV_OK && status != KV_NOTFOUND) {
         slot_answer(r, slot, SLOT_FAILED);
+        /* A live replica not asked yet takes the failed one's place (a
+         * replica that died with the request in flight). */
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (!r->alive[i] || (r->queried & SLOT_BIT(i))) continue;
+            send_read(c, r, i);
+            r->queried |= SLOT_BIT(i);
+            r->failovers++;
+            c->st.read_failovers++;
+            return;
+        }
         req_reply(c, r, now_ms, KV_TIMEOUT, r->acks);
         return;
     }
@@ -998,6 +1028,34 @@ kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
     return KV_OK;
 }
 
+void coord_on_node_down(coord_t *c, uint64_t now_ms, uint32_t node)
+{
+    /* Collect first: answering may finish requests and reshape the heap. */
+    typedef struct { uint64_t msg_id; bool read; } lost_t;
+    lost_t *lost = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t h = 0; h < c->count; h++) {
+        const req_t *r = c->heap[h];
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (r->replicas[i] != node || r->slot[i] != SLOT_PENDING) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                lost = kv_realloc(lost, cap * sizeof *lost);
+            }
+            lost[n].msg_id = msg_id_make(r, i);
+            lost[n].read = r->kind != REQ_WRITE && r->attempt == READ_ROUND_QUERY;
+            n++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (lost[i].read)
+            coord_on_read_reply(c, now_ms, node, lost[i].msg_id, KV_UNAVAILABLE, NULL);
+        else
+            coord_on_mutation_reply(c, now_ms, node, lost[i].msg_id, KV_UNAVAILABLE, 0);
+    }
+    kv_free(lost);
+}
+
 /* ---- time -------------------------------------------------------------- */
 
 void coord_tick(coord_t *c, uint64_t now_ms)
@@ -1122,8 +1180,8 @@ static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending
           "read %" PRIu64 ": phase %d", r->seq, (int)r->phase);
     CHECK(r->acks <= r->need, "read %" PRIu64 ": answers %u > need %u", r->seq,
           r->acks, r->need);
-    CHECK(popcount64(r->queried) == r->need, "read %" PRIu64 ": queried %u",
-          r->seq, popcount64(r->queried));
+    CHECK(popcount64(r->queried) == r->need + r->failovers,
+          "read %" PRIu64 ": queried %u", r->seq, popcount64(r->queried));
     for (uint32_t i = 0; i < r->n; i++)
         CHECK(!(r->queried & SLOT_BIT(i)) || r->alive[i],
               "read %" PRIu64 ": queried a down replica", r->seq);
@@ -1134,6 +1192,7 @@ static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending
                   done + pending == r->need && slots_used(r) == r->queried,
               "read %" PRIu64 ": query set", r->seq);
     }
+
     if (r->phase == PH_READ_REPAIR) {
         CHECK(r->attempt == READ_ROUND_REPAIR && r->have_cell &&
                   r->outstanding > 0,
@@ -1190,7 +1249,8 @@ static kv_status_t validate_req(const req_t *r)
     CHECK(r->phase != PH_DRAINING || r->outstanding > 0,
           "req %" PRIu64 ": drained but held", r->seq);
     CHECK(r->cl >= COORD_CL_ONE && r->cl <= COORD_CL_ALL &&
-              (r->kind == REQ_BG || r->need == coord_cl_required(r->cl, r->n)),
+              (r->kind == REQ_BG ||
+               r->need == coord_cl_required(r->cl, r->n - r->npending) + r->npending),
           "req %" PRIu64 ": cl %d need %u", r->seq, (int)r->cl, r->need);
     switch (r->kind) {
     case REQ_WRITE: return validate_write(r, done);

@@ -36,7 +36,7 @@
 typedef struct coord coord_t;
 
 /* Most replicas one request may name (= RING_MAX_RF). */
-#define COORD_MAX_REPLICAS 32u
+#define COORD_MAX_REPLICAS 33u /* RING_MAX_RF + a pending replica */
 /* Write attempts (the first stamp plus superseded re-stamps) before the
  * write gives up with KV_TIMEOUT. */
 #define COORD_MAX_WRITE_ATTEMPTS 5u
@@ -129,6 +129,16 @@ kv_status_t coord_write(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
 /* A client read at consistency cl; arguments and results as coord_write.
  * The REPLY is OK (value, cell_ts) or NOTFOUND (absent or a tombstone won;
  * cell_ts is the tombstone's stamp or 0), TIMEOUT, UNAVAILABLE, CLOCK_SKEW. */
+/* The same while a membership change runs: the last npending replicas are
+ * pending ones (ring_change.h), and the write needs the level's acks among
+ * the first n - npending plus one more for each pending replica. */
+kv_status_t coord_write_pending(coord_t *c, uint64_t now_ms,
+                                uint64_t client_req_id, kv_slice_t key,
+                                kv_slice_t value, bool tombstone,
+                                uint64_t expire_ms, coord_cl_t cl,
+                                uint64_t timeout_ms, hlc_ts_t causality,
+                                const uint32_t *replicas, size_t n,
+                                size_t npending, const bool *alive);
 kv_status_t coord_read(coord_t *c, uint64_t now_ms, uint64_t client_req_id,
                        kv_slice_t key, coord_cl_t cl, uint64_t timeout_ms,
                        hlc_ts_t causality, const uint32_t *replicas, size_t n,
@@ -153,6 +163,12 @@ kv_status_t coord_on_mutation_reply(coord_t *c, uint64_t now_ms,
 kv_status_t coord_on_read_reply(coord_t *c, uint64_t now_ms, uint32_t from_node,
                                 uint64_t msg_id, kv_status_t status,
                                 const eng_cell_t *cell);
+
+/* The connection to `node` was lost: every message to it still waiting
+ * for an answer is answered as failed (UNAVAILABLE) at once -- a write
+ * hints it, a read asks another live replica instead -- rather than at the
+ * deadline. */
+void coord_on_node_down(coord_t *c, uint64_t now_ms, uint32_t node);
 
 /* Expire deadlines that are <= now_ms: a request that has not replied
  * replies TIMEOUT; a write (replied or not) hints each replica whose answer
@@ -191,6 +207,8 @@ typedef struct coord_stats {
     uint64_t bg_repair_reads;     /* READs they sent */
     uint64_t bg_repair_mutations; /* repair MUTATIONs they sent */
     uint64_t bg_repair_skipped;   /* not started: bg_repair_max_inflight */
+    uint64_t read_failovers;      /* reads that asked another replica after
+                                     one failed */
 } coord_stats_t;
 
 void coord_get_stats(const coord_t *c, coord_stats_t *out);

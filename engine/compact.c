@@ -64,6 +64,9 @@ typedef struct job {
     eng_edit_t edit;
     uint64_t bytes_written;
     uint64_t started_ns;
+    eng_keep_fn keep;       /* cleanup: drop every key it rejects */
+    void *keep_arg;
+    uint64_t cleaned;       /* entries dropped by keep */
 } job_t;
 
 /* No table below the output (nor older L0 tables, for flushes) may hold the
@@ -179,7 +182,10 @@ static kv_status_t write_tables(job_t *j, eng_iiter_t *it)
             last_seq_for_key = UINT64_MAX;
         }
         bool drop = false;
-        if (last_seq_for_key <= j->smallest_snap) {
+        if (j->keep && !j->keep(j->keep_arg, eng_okey_token(k.okey))) {
+            drop = true; /* cleanup: a range this node no longer holds */
+            j->cleaned++;
+        } else if (last_seq_for_key <= j->smallest_snap) {
             drop = true; /* shadowed by a newer version everyone can see */
             atomic_fetch_add(&e->st_versions_dropped, 1);
         } else {
@@ -400,14 +406,19 @@ static bool pick_compaction(struct eng *e, pick_t *p)
     return true;
 }
 
-static kv_status_t run_compaction(struct eng *e, pick_t *p, bool rate_limited)
+static kv_status_t run_compaction(struct eng *e, pick_t *p, bool rate_limited,
+                                  eng_keep_fn keep, void *keep_arg,
+                                  uint64_t *cleaned)
 {
     job_t j;
     job_init(&j, e, p->output_level);
     j.rate_limited = rate_limited;
+    j.keep = keep;
+    j.keep_arg = keep_arg;
     kv_status_t rc = KV_OK;
-    /* a single input with nothing below to merge with moves by an edit */
-    bool trivial = p->n == 1 && p->in_level[0] != p->output_level;
+    /* a single input with nothing below to merge with moves by an edit
+     * (unless a cleanup must look at every entry) */
+    bool trivial = !keep && p->n == 1 && p->in_level[0] != p->output_level;
     if (trivial) {
         eng_edit_add_table(&j.edit, p->output_level, p->in[0]);
     } else {
@@ -427,6 +438,7 @@ static kv_status_t run_compaction(struct eng *e, pick_t *p, bool rate_limited)
     for (size_t i = 0; i < p->n; i++) eng_edit_del_table(&j.edit, p->in_level[i], p->in[i]->file_no);
     if (rc == KV_OK) rc = eng_versions_apply(e, &j.edit);
     if (rc == KV_OK) atomic_fetch_add(&e->st_compactions, 1);
+    if (rc == KV_OK && cleaned) *cleaned += j.cleaned;
     job_deinit(&j);
     return rc;
 }
@@ -466,7 +478,7 @@ static void *bg_main(void *arg)
             !e->fatal && pick_compaction(e, &p)) {
             e->compaction_running = true;
             pthread_mutex_unlock(&e->mu);
-            kv_status_t rc = run_compaction(e, &p, true);
+            kv_status_t rc = run_compaction(e, &p, true, NULL, NULL, NULL);
             pick_free(&p);
             if (rc != KV_OK && rc != KV_CLOSED) note_error(e, "compaction", rc);
             eng_reap_dead_tables(e);
@@ -537,12 +549,31 @@ static bool token_overlaps(const eng_table_t *t, uint64_t start, uint64_t end)
     return hi >= start && lo <= end;
 }
 
+static kv_status_t compact_range(eng_t *e, uint64_t start, uint64_t end,
+                                 eng_keep_fn keep, void *keep_arg,
+                                 uint64_t *cleaned);
+
 kv_status_t eng_compact_range(eng_t *e, uint64_t start, uint64_t end)
 {
     if (start > end) {
         KV_RET(eng_compact_range(e, start, UINT64_MAX));
         return eng_compact_range(e, 0, end);
     }
+    return compact_range(e, start, end, NULL, NULL, NULL);
+}
+
+kv_status_t eng_cleanup(eng_t *e, eng_keep_fn keep, void *arg, uint64_t *dropped)
+{
+    uint64_t n = 0;
+    kv_status_t rc = compact_range(e, 0, UINT64_MAX, keep, arg, &n);
+    if (dropped) *dropped = n;
+    return rc;
+}
+
+static kv_status_t compact_range(eng_t *e, uint64_t start, uint64_t end,
+                                 eng_keep_fn keep, void *keep_arg,
+                                 uint64_t *cleaned)
+{
     KV_RET(eng_flush(e));
     pthread_mutex_lock(&e->mu);
     while ((e->compaction_running || e->manual_compaction) && !e->closing)
@@ -579,7 +610,7 @@ kv_status_t eng_compact_range(eng_t *e, uint64_t start, uint64_t end)
             kv_buf_deinit(&hi);
         }
         pthread_mutex_unlock(&e->mu);
-        if (p.n) rc = run_compaction(e, &p, false);
+        if (p.n) rc = run_compaction(e, &p, false, keep, keep_arg, cleaned);
         pick_free(&p);
         eng_reap_dead_tables(e);
     }

@@ -181,6 +181,14 @@ kv_status_t eng_flush(eng_t *e);
 kv_status_t eng_compact_range(eng_t *e, uint64_t start_token,
                               uint64_t end_token);
 
+/* Cleanup after a ring change: rewrite every table, dropping every version
+ * of every key whose token keep(arg, token) rejects (tombstones too: the
+ * range is no longer this node's). The memtable is flushed first; writes
+ * that arrive meanwhile are kept. *dropped counts the entries dropped.
+ * keep runs on the calling thread. */
+typedef bool (*eng_keep_fn)(void *arg, uint64_t token);
+kv_status_t eng_cleanup(eng_t *e, eng_keep_fn keep, void *arg, uint64_t *dropped);
+
 typedef struct eng_stats {
     uint64_t puts, deletes, gets, superseded;
     uint64_t memtable_bytes, memtable_entries;

@@ -813,6 +813,32 @@ kv_status_t gossip_set_local(gossip_t *g, uint64_t now_ms, const gossip_local_t 
     return KV_OK;
 }
 
+kv_status_t gossip_set_member_status(gossip_t *g, uint64_t now_ms, const char *name,
+                                     gossip_status_t status)
+{
+    uint32_t i;
+    member_t *m = find_str(g, name, &i);
+    if (!m) {
+        kv_errmsg_set("gossip: no member named %s", name);
+        return KV_NOTFOUND;
+    }
+    if (m->self || m->generation == 0) {
+        kv_errmsg_set("gossip: %s's status is not this node's to announce", name);
+        return KV_INVALID;
+    }
+    if (m->status == status) return KV_OK;
+    gossip_enter(g, now_ms);
+    m->incarnation++;
+    m->status = status;
+    g->ring_version++;
+    gossip_queue_alive(g, i);
+    gossip_event(g, now_ms, GOSSIP_EV_UPDATED, m->name,
+                 "this node announces %s as %s on its behalf (incarnation %" PRIu64 ")",
+                 m->name, gossip_status_str(status), m->incarnation);
+    gossip_timers_update(g);
+    return KV_OK;
+}
+
 /* ---- the view ----------------------------------------------------------- */
 
 size_t gossip_member_count(const gossip_t *g)

@@ -204,6 +204,17 @@ void gossip_set_seeds(gossip_t *g, const char *const *hosts,
  * (KV_INVALID). */
 kv_status_t gossip_set_local(gossip_t *g, uint64_t now_ms, const gossip_local_t *self);
 
+/* Announce another member's status on its behalf -- how a ring change for
+ * a dead member is made known (removenode: LEAVING then LEFT; replace:
+ * LEFT). The member's record is re-announced at the next incarnation with
+ * the new status. The one exception to "only a member raises its own
+ * incarnation": meant for members that are DEAD, since a live one that
+ * hears it refutes by announcing its own state above it (a live node
+ * cannot be removed this way). KV_NOTFOUND for an unknown name;
+ * KV_INVALID for this node or a placeholder never heard from. */
+kv_status_t gossip_set_member_status(gossip_t *g, uint64_t now_ms, const char *name,
+                                     gossip_status_t status);
+
 /* ---- inputs ----------------------------------------------------------- */
 
 void gossip_tick(gossip_t *g, uint64_t now_ms);

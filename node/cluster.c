@@ -461,26 +461,48 @@ void node_exec(node_t *n, node_req_t *r)
         node_req_finish(r, KV_PROTO, 0, NULL, "not a data request");
         return;
     }
+    if (ops_left(cl)) {
+        node_req_finish(r, KV_UNAVAILABLE, 0, NULL, ops_refusal(cl));
+        return;
+    }
     kv_slice_t key = node_req_key(r);
-    uint32_t reps[RING_MAX_RF];
-    bool alive[RING_MAX_RF];
-    size_t nrep = ring_replicas(cl->ring, ring_key_token(key), reps, RING_MAX_RF);
+    uint64_t token = ring_key_token(key);
+    uint32_t reps[RING_MAX_RF + 1];
+    bool alive[RING_MAX_RF + 1];
+    size_t nrep = ring_replicas(cl->ring, token, reps, RING_MAX_RF);
     if (nrep == 0) {
         node_req_finish(r, KV_UNAVAILABLE, 0, NULL, "no node owns any range "
                         "yet: the ring is empty");
         return;
     }
     for (size_t i = 0; i < nrep; i++) reps[i] = cl->ring_slot[reps[i]];
+    /* A ring change in progress: writes also go to the replicas the key
+     * will have once it is done (pending), reads do not. */
+    size_t npending = 0;
+    if (cl->future && r->op != NODE_OP_GET) {
+        uint32_t f[RING_MAX_RF];
+        size_t nf = ring_replicas(cl->future, token, f, RING_MAX_RF);
+        for (size_t i = 0; i < nf && nrep < RING_MAX_RF + 1; i++) {
+            uint32_t slot = cl->future_slot[f[i]];
+            bool have = slot == UINT32_MAX;
+            for (size_t j = 0; j < nrep && !have; j++) have = reps[j] == slot;
+            if (!have) {
+                reps[nrep++] = slot;
+                npending++;
+            }
+        }
+    }
     /* This node first when it is a replica: a read at ONE (or the first of a
      * QUORUM's answers) then comes from the local engine, without a hop. */
-    for (size_t i = 1; i < nrep; i++) {
+    for (size_t i = 1; i < nrep - npending; i++) {
         if (reps[i] == cl->self) {
             memmove(reps + 1, reps, i * sizeof *reps);
             reps[0] = cl->self;
             break;
         }
     }
-    uint32_t need = coord_cl_required((coord_cl_t)r->cl, (uint32_t)nrep);
+    uint32_t need = coord_cl_required((coord_cl_t)r->cl, (uint32_t)(nrep - npending)) +
+                    (uint32_t)npending;
     uint32_t live = 0, full_n = 0;
     for (size_t i = 0; i < nrep; i++) {
         bool full;
@@ -503,9 +525,10 @@ void node_exec(node_t *n, node_req_t *r)
         rc = coord_read(cl->coord, now_ms(), id, key, (coord_cl_t)r->cl,
                         timeout_ms, r->causality, reps, nrep, alive);
     } else {
-        rc = coord_write(cl->coord, now_ms(), id, key, node_req_value(r),
-                         r->op == NODE_OP_DELETE, r->expire_ms, (coord_cl_t)r->cl,
-                         timeout_ms, r->causality, reps, nrep, alive);
+        rc = coord_write_pending(cl->coord, now_ms(), id, key, node_req_value(r),
+                                 r->op == NODE_OP_DELETE, r->expire_ms,
+                                 (coord_cl_t)r->cl, timeout_ms, r->causality, reps,
+                                 nrep, npending, alive);
     }
     if (rc != KV_OK) {
         req_unlink(cl, r);
@@ -514,6 +537,29 @@ void node_exec(node_t *n, node_req_t *r)
         return;
     }
     cluster_drive(cl);
+}
+
+static void lost_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    node_cluster_t *cl = arg;
+    if (cl->node->state == NODE_STOPPED) return;
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = cl->peers[i];
+        if (!p->lost) continue;
+        p->lost = false;
+        if (p->up) continue; /* reconnected meanwhile */
+        coord_on_node_down(cl->coord, now_ms(), i);
+    }
+    cluster_drive(cl);
+}
+
+void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx)
+{
+    if (!cl->lost_ev || idx >= cl->npeers) return;
+    cl->peers[idx]->lost = true;
+    event_active(cl->lost_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- RING -------------------------------------------------------------- */
@@ -585,7 +631,9 @@ void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out)
 const char *node_cluster_refusal(node_t *n)
 {
     node_cluster_t *cl = n->cluster;
-    return cl && !cl->founder ? gossip_glue_refusal(cl) : "";
+    if (!cl) return "";
+    if (ops_refusal(cl)[0]) return ops_refusal(cl);
+    return !cl->founder ? gossip_glue_refusal(cl) : "";
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -684,6 +732,8 @@ void node_cluster_metrics_refresh(node_t *n)
                            &cl->m.last.bg_repair_skipped);
     gossip_glue_metrics(cl);
     hints_glue_metrics(cl);
+    stream_metrics(cl);
+    repair_metrics(cl);
 }
 
 /* The founders' tokens: members sorted by name, each placed with
@@ -796,11 +846,16 @@ kv_status_t node_cluster_open(node_t *n)
     co.rng_seed = XXH3_64bits(n->node_id, strlen(n->node_id)) ^ cl->generation;
     KV_ERR(rc = coord_create(&co, &cl->coord));
     cl->deadline_ev = evtimer_new(n->base, deadline_cb, cl);
+    cl->lost_ev = evtimer_new(n->base, lost_cb, cl);
     register_metrics(cl);
     KV_ERR(rc = hints_glue_start(cl));
+    KV_ERR(rc = stream_start(cl));
+    KV_ERR(rc = ops_start(cl, sv.status, sv.ntokens > 0));
+    KV_ERR(rc = repair_start(cl));
     KV_ERR(rc = peer_start(cl));
     cluster_view_refresh(cl);
     KV_ERR(rc = gossip_glue_start(cl, mem, nm));
+    ops_resume_announce(cl);
     KV_LOG(KV_INFO, "member %s (generation %" PRIu64 ", %s, %u token(s)); %zu "
            "founder(s) in initial_cluster; the ring has %u node(s); "
            "settings digest %016" PRIx64, cfg->node_name, cl->generation,
@@ -815,12 +870,37 @@ err:
 
 size_t node_cluster_info_items(node_t *n, proto_info_item_t *it, size_t cap)
 {
-    return n->cluster ? hints_glue_info(n->cluster, it, cap) : 0;
+    node_cluster_t *cl = n->cluster;
+    if (!cl) return 0;
+    size_t k = hints_glue_info(cl, it, cap);
+    k += ops_info(cl, it + k, cap - k);
+    k += repair_info(cl, it + k, cap - k);
+    k += stream_info(cl, it + k, cap - k, cl->stream_names, cl->stream_vals,
+                     KV_ARRAY_LEN(cl->stream_names));
+    return k;
 }
 
 void node_cluster_quiesce(node_t *n)
 {
-    if (n->cluster) hints_glue_quiesce(n->cluster);
+    if (!n->cluster) return;
+    hints_glue_quiesce(n->cluster);
+    stream_quiesce(n->cluster);
+    ops_quiesce(n->cluster);
+    repair_quiesce(n->cluster);
+}
+
+kv_status_t node_cluster_admin(node_t *n, kv_slice_t op, kv_slice_t arg, char *msg,
+                               size_t cap)
+{
+    if (!n->cluster) {
+        snprintf(msg, cap, "no cluster layer");
+        return KV_UNAVAILABLE;
+    }
+    kv_status_t rc = ops_admin(n->cluster, op, arg, msg, cap);
+    KV_LOG(rc == KV_OK ? KV_INFO : KV_WARN, "admin %.*s%s%.*s: %s", (int)op.len,
+           (const char *)op.data, arg.len ? " " : "", (int)arg.len,
+           (const char *)arg.data, msg);
+    return rc;
 }
 
 void node_cluster_close(node_t *n)
@@ -830,6 +910,9 @@ void node_cluster_close(node_t *n)
     gossip_glue_stop(cl);
     hints_glue_stop(cl);
     peer_stop(cl);
+    stream_stop(cl);
+    ops_stop(cl);
+    repair_stop(cl);
     replica_op_t *op = cl->deferred_head;
     while (op) {
         replica_op_t *next = op->next_deferred;
@@ -837,6 +920,7 @@ void node_cluster_close(node_t *n)
         op = next;
     }
     if (cl->deadline_ev) event_free(cl->deadline_ev);
+    if (cl->lost_ev) event_free(cl->lost_ev);
     if (cl->coord) coord_destroy(cl->coord);
     while (cl->reqs) {
         node_req_t *r = cl->reqs;
@@ -846,6 +930,8 @@ void node_cluster_close(node_t *n)
     kv_free(cl->desc);
     if (cl->ring) ring_destroy(cl->ring);
     kv_free(cl->ring_slot);
+    if (cl->future) ring_destroy(cl->future);
+    kv_free(cl->future_slot);
     kv_free(cl->gossip_slot);
     if (cl->gossip) gossip_destroy(cl->gossip);
     for (uint32_t i = 0; i < cl->npeers; i++) {

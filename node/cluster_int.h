@@ -50,11 +50,17 @@ typedef struct node_peer {
     uint32_t backoff_ms;    /* next reconnect delay */
     struct event *retry_ev;
     char last_error[160];   /* why it is down, for logs and UNAVAILABLE */
+    char left_id[33];       /* node id seen LEFT in this slot: that node
+                               stays out of the ring even if it returns */
+    uint64_t generation;    /* gossip's, for token conflicts */
+    bool lost;              /* its link dropped: the coordinator is told */
     metric_series_t *m_up, *m_sent, *m_recv, *m_phi;
 } node_peer_t;
 
 typedef struct gossip_glue gossip_glue_t;
 typedef struct hints_glue hints_glue_t;
+typedef struct stream_mgr stream_mgr_t;
+typedef struct ops ops_t;
 
 struct node_cluster {
     node_t *node;
@@ -64,6 +70,9 @@ struct node_cluster {
     node_peer_t **peers;    /* by slot; never shrinks */
     uint32_t npeers, peers_cap;
     uint32_t *ring_slot;    /* ring node index -> slot */
+    ring_t *future;         /* the ring once the change in progress is
+                               done (ring_change.h); NULL when none */
+    uint32_t *future_slot;  /* future ring node index -> slot */
     uint32_t *gossip_slot;  /* gossip member index -> slot (gossip indices
                                are stable and only appended) */
     uint32_t ngossip_slot;
@@ -71,14 +80,19 @@ struct node_cluster {
     gossip_t *gossip;
     gossip_glue_t *glue;    /* UDP, push-pull connections, timers */
     hints_glue_t *hints;    /* hinted handoff: hint log, replay */
+    stream_mgr_t *stream;   /* range streaming (stream.c) */
+    ops_t *ops;             /* ring changes: bootstrap, decommission ... */
+    struct repair_mgr *repair; /* anti-entropy repair (repair.c) */
     uint64_t ring_version_seen, live_version_seen;
     uint64_t generation;    /* this start's gossip generation */
     bool need_tokens;       /* joining: tokens chosen once the view is known */
     uint64_t view_since_ms; /* when a push-pull first succeeded (joining) */
+    uint64_t join_wait_log_ms; /* joining: next "still waiting" log line */
     uint32_t founders;      /* initial_cluster members */
     bool founder;           /* this node is one of them */
     coord_t *coord;
     struct event *deadline_ev;
+    struct event *lost_ev;  /* tells the coordinator of dropped links */
     struct event *heartbeat_ev;
     struct evconnlistener *listener;
     struct event *accept_retry; /* re-enables the listener after EMFILE */
@@ -90,6 +104,7 @@ struct node_cluster {
     uint64_t hb_interval_ms;
     node_req_t *reqs;       /* client requests held by the coordinator */
     proto_ring_node_t *desc; /* RING answer storage */
+    char stream_names[16][96], stream_vals[16][160]; /* INFO storage */
     uint32_t desc_reps[RING_MAX_RF];
     kv_rng_t rng;
     struct {
@@ -129,6 +144,11 @@ void cluster_on_mutation_reply(node_cluster_t *cl, uint32_t from,
 void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
                            const peer_read_reply_t *r);
 
+
+/* The outbound link to member idx dropped: messages to it waiting for an
+ * answer fail now (the coordinator hints writes and asks other replicas
+ * for reads) instead of at their deadline. Runs from the loop shortly. */
+void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx);
 
 /* ---- members.c --------------------------------------------------------- */
 
@@ -209,6 +229,83 @@ void hints_glue_totals(node_cluster_t *cl, hints_totals_t *out);
 /* INFO items: totals, then one per target (node_cluster_info_items). */
 size_t hints_glue_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
 
+/* ---- stream.c ---------------------------------------------------------- */
+
+kv_status_t stream_start(node_cluster_t *cl);
+/* After the loop: finish scan jobs, release engine iterators. */
+void stream_quiesce(node_cluster_t *cl);
+void stream_stop(node_cluster_t *cl);
+/* A pull or fetch ended: status, cells and bytes stored, why it failed. */
+typedef void (*stream_done_fn)(void *arg, kv_status_t st, uint64_t keys,
+                               uint64_t bytes, const char *why);
+/* Copy (start, end] of member src into this node's engine. done runs on
+ * the loop (not before this returns KV_OK; not at all on an error). */
+kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
+                        uint64_t end, stream_done_fn done, void *arg);
+/* Have member dest (this node or another, by FETCH) pull the range from
+ * each of src in turn. */
+kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
+                         uint64_t end, const uint32_t *src, uint32_t nsrc,
+                         stream_done_fn done, void *arg);
+/* peer.c hands these over */
+void stream_on_req(node_cluster_t *cl, peer_link_t *l, uint32_t from,
+                   uint64_t sid, uint64_t start, uint64_t end);
+void stream_on_ack(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
+                   uint64_t seq, kv_status_t st);
+void stream_on_chunk(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
+                     const kv_frame_t *f, const peer_stream_chunk_t *c);
+void stream_on_abort(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
+                     kv_status_t st, kv_slice_t msg);
+void stream_on_fetch(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
+                     const peer_fetch_t *req);
+void stream_on_fetch_reply(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
+                           const peer_fetch_reply_t *r);
+void stream_on_link_closed(node_cluster_t *cl, peer_link_t *l);
+/* INFO items: totals and one per running stream (names/vals: storage). */
+size_t stream_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap,
+                   char (*names)[96], char (*vals)[160], size_t nbuf);
+void stream_metrics(node_cluster_t *cl);
+
+/* ---- ops.c ------------------------------------------------------------- */
+
+/* Start the ring-change driver; resumes a change saved before a restart
+ * (saved_status: this node's status from cluster.state). */
+kv_status_t ops_start(node_cluster_t *cl, gossip_status_t saved_status,
+                      bool have_tokens);
+/* After gossip started: re-announce what a resumed change needs. */
+void ops_resume_announce(node_cluster_t *cl);
+void ops_quiesce(node_cluster_t *cl);
+void ops_stop(node_cluster_t *cl);
+/* This node announced JOINING with its tokens: bootstrap (replacing: the
+ * dead member whose tokens it took, or NULL). */
+void ops_joined(node_cluster_t *cl, const char *replacing);
+/* A change driven from this node is under way. */
+bool ops_busy(const node_cluster_t *cl);
+/* This node has left the ring (decommissioned or removed). */
+bool ops_left(const node_cluster_t *cl);
+/* Why this node does not serve ("" when it does); set one. */
+const char *ops_refusal(const node_cluster_t *cl);
+void ops_refuse(node_cluster_t *cl, const char *why);
+/* An ADMIN request: "decommission", "removenode" NODE, "cleanup". The
+ * message says what was started or why not. */
+kv_status_t ops_admin(node_cluster_t *cl, kv_slice_t op, kv_slice_t arg,
+                      char *msg, size_t cap);
+size_t ops_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
+
+/* ---- repair.c ---------------------------------------------------------- */
+
+kv_status_t repair_start(node_cluster_t *cl);
+void repair_quiesce(node_cluster_t *cl);
+void repair_stop(node_cluster_t *cl);
+/* ADMIN "repair": arg "[primary] [range=S:E] [node=NAME]". */
+kv_status_t repair_admin(node_cluster_t *cl, const char *arg, char *msg, size_t cap);
+void repair_on_merkle_req(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
+                          uint64_t start, uint64_t end, uint32_t depth);
+void repair_on_merkle_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
+                            const peer_merkle_reply_t *r);
+size_t repair_info(node_cluster_t *cl, proto_info_item_t *it, size_t cap);
+void repair_metrics(node_cluster_t *cl);
+
 /* ---- peer.c ------------------------------------------------------------ */
 
 /* Bind peer_port; members are dialled as they are added (peer_add). */
@@ -246,5 +343,12 @@ void peer_reply_read(peer_link_t *l, uint64_t msg_id, kv_status_t st,
                      const eng_value_t *v);
 void peer_link_ref(peer_link_t *l);
 void peer_link_unref(peer_link_t *l);
+/* The ready outbound link to member idx, or NULL. */
+peer_link_t *peer_out_link(node_cluster_t *cl, uint32_t idx);
+/* Write a frame on a link (dropped when it has closed); clears frame. */
+void peer_link_write(peer_link_t *l, kv_buf_t *frame);
+bool peer_link_closed(const peer_link_t *l);
+/* The member at the other end. */
+uint32_t peer_link_peer(const peer_link_t *l);
 
 #endif /* CAIRN_NODE_CLUSTER_INT_H */

@@ -161,6 +161,23 @@ static const setting_t SETTINGS[] = {
      "replicas and repair stale ones in the background (0-100)"},
     {"read_repair_chance_quorum", K_COUNT, MEMBER(read_repair_chance_quorum),
      "0", NULL, false, "The same for reads at QUORUM (0-100)"},
+    {"auto_bootstrap", K_ENUM, MEMBER(auto_bootstrap), "on", "on|off", false,
+     "A node joining through seeds streams the ranges it will own before it "
+     "serves them; off: it joins at once, empty (only for a brand-new cluster)"},
+    {"replace_node", K_STR, MEMBER(replace_node), "", NULL, false,
+     "Name or node id of a dead node whose tokens this new node takes over, "
+     "streaming their data from the surviving replicas"},
+    {"ring_delay_ms", K_MS, MEMBER(ring_delay_ms), "5000", NULL, false,
+     "Wait after announcing a ring change before streaming, so that every "
+     "coordinator has heard of it and sends writes to the new replicas"},
+    {"stream_bytes_per_sec", K_SIZE, MEMBER(stream_bytes_per_sec), "32MiB",
+     NULL, false, "Rate at which this node sends ranges to others during "
+     "ring changes (at least 64KiB)"},
+    {"repair_interval_ms", K_MS, MEMBER(repair_interval_ms), "0", NULL, false,
+     "Repair this node's primary ranges in the background this often (0: only "
+     "when `cairn repair` asks); keep it below gc_grace_seconds"},
+    {"repair_bytes_per_sec", K_SIZE, MEMBER(repair_bytes_per_sec), "32MiB", NULL,
+     false, "Rate at which repair reads this node's data to build Merkle trees"},
     {"memtable_bytes", K_SIZE, MEMBER(memtable_bytes), "64MiB", NULL, false,
      "Memtable size that triggers a flush"},
     {"cache_bytes", K_SIZE, MEMBER(cache_bytes), "32MiB", NULL, false,

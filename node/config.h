@@ -54,6 +54,12 @@ typedef struct node_config {
     uint64_t hint_replay_bytes_per_sec; /* 1 MiB per target */
     uint32_t read_repair_chance;        /* percent of ONE reads; 10 */
     uint32_t read_repair_chance_quorum; /* percent of QUORUM reads; 0 */
+    char *auto_bootstrap;      /* "on" or "off" */
+    char *replace_node;        /* "" or a dead node's name or node id */
+    uint64_t ring_delay_ms;    /* 5000 */
+    uint64_t stream_bytes_per_sec; /* 32 MiB */
+    uint64_t repair_interval_ms;   /* 0 = off */
+    uint64_t repair_bytes_per_sec; /* 32 MiB */
     uint64_t memtable_bytes;   /* 64 MiB */
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */

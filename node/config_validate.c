@@ -255,6 +255,10 @@ kv_status_t node_config_validate(const node_config_t *c)
                                                   : c->read_repair_chance_quorum);
         return KV_INVALID;
     }
+    if (c->stream_bytes_per_sec < 64 * 1024) {
+        kv_errmsg_set("stream_bytes_per_sec: must be at least 64KiB");
+        return KV_INVALID;
+    }
     if (c->hint_replay_bytes_per_sec < 1024) {
         kv_errmsg_set("hint_replay_bytes_per_sec: must be at least 1KiB");
         return KV_INVALID;

@@ -269,6 +269,28 @@ static void conn_info(node_conn_t *c, const kv_frame_t *f)
     node_count_result(n, NODE_OP_INFO, KV_OK, t0);
 }
 
+static void conn_admin(node_conn_t *c, const kv_frame_t *f)
+{
+    node_t *n = c->node;
+    uint64_t t0 = node_now_ns();
+    node_count_request(n, NODE_OP_INFO, 0);
+    kv_slice_t op, arg;
+    if (proto_decode_admin(f, &op, &arg) != KV_OK) {
+        node_count_proto_error(n, NODE_PERR_BAD_REQUEST);
+        conn_reply(c, f->request_id, KV_PROTO, 0, NULL, "malformed ADMIN request");
+        return;
+    }
+    if (n->state != NODE_SERVING) {
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_CLOSED, "node is draining");
+        return;
+    }
+    char msg[512];
+    kv_status_t rc = node_cluster_admin(n, op, arg, msg, sizeof msg);
+    kv_slice_t v = kv_slice_str(msg);
+    conn_reply(c, f->request_id, rc, 0, rc == KV_OK ? &v : NULL, rc == KV_OK ? NULL : msg);
+    node_count_result(n, NODE_OP_INFO, rc, t0);
+}
+
 static void conn_ring(node_conn_t *c, const kv_frame_t *f)
 {
     node_t *n = c->node;
@@ -379,6 +401,9 @@ static void conn_frame(node_conn_t *c, const kv_frame_t *f)
         break;
     case MSG_RING:
         conn_ring(c, f);
+        break;
+    case MSG_ADMIN:
+        conn_admin(c, f);
         break;
     default: {
         char msg[96];

@@ -134,28 +134,70 @@ static uint64_t ring_digest_of(const ring_t *ring)
     return d;
 }
 
+/* A member that was seen LEFT and comes back under the same node id (a
+ * decommissioned or removed node restarted with its old data) is kept out
+ * of the ring: its data is stale and its ranges belong to others now. */
+static bool came_back(node_peer_t *p, const gossip_member_t *m)
+{
+    if (m->status == GOSSIP_LEFT) {
+        if (m->node_id && m->node_id[0])
+            snprintf(p->left_id, sizeof p->left_id, "%s", m->node_id);
+        return false;
+    }
+    return p->left_id[0] && m->node_id && !strcmp(p->left_id, m->node_id);
+}
+
 static bool owns_ranges(const gossip_member_t *m)
 {
     return (m->status == GOSSIP_NORMAL || m->status == GOSSIP_LEAVING) &&
            m->ntokens > 0;
 }
 
+/* Members by generation, newest first: a node that took over a dead one's
+ * tokens (--replace) started after it, so it wins them. */
+static int by_generation(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b; /* [generation, member index] */
+    if (x[0] != y[0]) return x[0] > y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
 /* Build the ring from the members that own ranges. A member whose tokens
- * collide with another's is left out, loudly: the first one keeps them. */
+ * collide with another's is left out: the newer generation keeps them
+ * (a replacement), otherwise loudly. */
 static void ring_rebuild(node_cluster_t *cl, uint64_t now)
 {
     ring_t *ring = ring_create(ring_replication_factor(cl->ring));
     size_t n = gossip_member_count(cl->gossip);
     uint32_t *slot_of = kv_calloc(n ? n : 1, sizeof *slot_of);
+    uint64_t (*order)[2] = kv_calloc(n ? n : 1, sizeof *order);
     uint32_t nr = 0;
     for (uint32_t i = 0; i < cl->npeers; i++) cl->peers[i]->in_ring = false;
     for (size_t i = 0; i < n; i++) {
         gossip_member_t m;
         gossip_member_at(cl->gossip, i, now, &m);
-        if (!owns_ranges(&m)) continue;
+        order[i][0] = m.generation;
+        order[i][1] = i;
+    }
+    qsort(order, n, sizeof *order, by_generation);
+    for (size_t k = 0; k < n; k++) {
+        gossip_member_t m;
+        gossip_member_at(cl->gossip, (size_t)order[k][1], now, &m);
         node_peer_t *p = cluster_peer_find(cl, m.name);
         if (!p) continue;
+        bool back = came_back(p, &m);
+        if (!owns_ranges(&m)) continue;
+        if (back) {
+            KV_LOG(KV_ERROR, "ring: %s (node id %s) left the ring and came back "
+                   "with its old data; it stays out (wipe its data_dir to add it "
+                   "again)", m.name, m.node_id);
+            continue;
+        }
         kv_status_t rc = ring_add_node(ring, m.name, m.rack, m.tokens, m.ntokens);
+        if (rc == KV_EXISTS && m.liveness == GOSSIP_DEAD) {
+            KV_LOG(KV_INFO, "ring: dead %s's tokens belong to a newer node now", m.name);
+            continue;
+        }
         if (rc != KV_OK) {
             KV_LOG(KV_ERROR, "ring: cannot place %s (%u tokens): %s; it owns "
                    "no ranges on this node until that is resolved", m.name,
@@ -165,6 +207,8 @@ static void ring_rebuild(node_cluster_t *cl, uint64_t now)
         slot_of[nr++] = p->idx;
         p->in_ring = true;
     }
+    kv_free(order);
+    /* ring_add_node appended in that order: ring index i is slot_of[i] */
     uint64_t digest = ring_digest_of(ring);
     bool changed = digest != cl->ring_digest;
     ring_destroy(cl->ring);
@@ -178,6 +222,59 @@ static void ring_rebuild(node_cluster_t *cl, uint64_t now)
                ring_replica_count(ring), ring_vnode_count(ring), digest);
 }
 
+/* The ring once every change announced now is done: joining nodes added
+ * (or swapped for the dead node whose tokens they took), leaving ones
+ * removed. NULL when nothing is changing. */
+static void future_rebuild(node_cluster_t *cl, uint64_t now)
+{
+    if (cl->future) ring_destroy(cl->future);
+    kv_free(cl->future_slot);
+    cl->future = NULL;
+    cl->future_slot = NULL;
+    ring_t *f = ring_clone(cl->ring);
+    bool any = false;
+    size_t n = gossip_member_count(cl->gossip);
+    for (size_t i = 0; i < n; i++) {
+        gossip_member_t m;
+        gossip_member_at(cl->gossip, i, now, &m);
+        uint32_t idx;
+        bool in_cur = ring_node_find(cl->ring, m.name, &idx) == KV_OK;
+        if (m.status == GOSSIP_LEAVING && in_cur) {
+            ring_remove_node(f, m.name);
+            any = true;
+        } else if (m.status == GOSSIP_JOINING && m.ntokens > 0 && !in_cur) {
+            node_peer_t *p = cluster_peer_find(cl, m.name);
+            if (p && came_back(p, &m)) continue;
+            /* taking a dead node's tokens: that node goes */
+            uint32_t owner = ring_primary(f, m.tokens[0]);
+            const uint64_t *ot;
+            size_t no = owner != RING_NO_NODE ? ring_node_tokens(f, owner, &ot) : 0;
+            if (no == m.ntokens && !memcmp(ot, m.tokens, no * sizeof *ot))
+                ring_remove_node(f, ring_node_name(f, owner));
+            kv_status_t rc = ring_add_node(f, m.name, m.rack, m.tokens, m.ntokens);
+            if (rc != KV_OK) {
+                KV_LOG(KV_ERROR, "ring: joining %s's tokens do not fit the ring (%s)",
+                       m.name, kv_status_str(rc));
+                continue;
+            }
+            any = true;
+        }
+    }
+    if (!any) {
+        ring_destroy(f);
+        return;
+    }
+    uint32_t nf = ring_node_count(f);
+    cl->future_slot = kv_calloc(nf ? nf : 1, sizeof *cl->future_slot);
+    for (uint32_t i = 0; i < nf; i++) {
+        node_peer_t *p = cluster_peer_find(cl, ring_node_name(f, i));
+        cl->future_slot[i] = p ? p->idx : UINT32_MAX;
+    }
+    cl->future = f;
+    KV_LOG(KV_INFO, "ring: a change is in progress: writes also go to the %u node(s) "
+           "of the ring it leads to", nf);
+}
+
 /* A joining node chooses its tokens once it has seen the cluster. */
 static void maybe_choose_tokens(node_cluster_t *cl, uint64_t now)
 {
@@ -188,18 +285,73 @@ static void maybe_choose_tokens(node_cluster_t *cl, uint64_t now)
     if (!cl->view_since_ms) cl->view_since_ms = now;
     if (now - cl->view_since_ms < JOIN_SETTLE_MS) return;
     const node_config_t *cfg = cl->node->cfg;
-    uint64_t *tokens = kv_calloc(cfg->num_tokens, sizeof *tokens);
-    kv_status_t rc = ring_allocate_tokens(cl->ring, cfg->cluster_name,
-                                          cfg->node_name, cfg->rack,
-                                          cfg->num_tokens, tokens);
-    if (rc != KV_OK) {
-        KV_LOG(KV_ERROR, "cannot choose tokens against the cluster's ring: %s",
-               kv_status_str(rc));
-        kv_free(tokens);
+    /* one ring change at a time: wait for another node's to finish */
+    for (size_t i = 0; i < gossip_member_count(cl->gossip); i++) {
+        gossip_member_t m;
+        gossip_member_at(cl->gossip, i, now, &m);
+        if (m.self || !((m.status == GOSSIP_JOINING && m.ntokens) ||
+                        m.status == GOSSIP_LEAVING))
+            continue;
+        if (now >= cl->join_wait_log_ms) {
+            KV_LOG(KV_WARN, "joining: waiting for %s's ring change (%s) to finish "
+                   "first", m.name, gossip_status_str(m.status));
+            cl->join_wait_log_ms = now + 10000;
+        }
         return;
     }
-    node_saved_t sv = {.generation = cl->generation, .status = GOSSIP_JOINING,
-                       .tokens = tokens, .ntokens = cfg->num_tokens};
+    const char *replace = cfg->replace_node && *cfg->replace_node ? cfg->replace_node
+                                                                  : NULL;
+    const char *replaced = NULL;
+    uint32_t ntokens = cfg->num_tokens;
+    uint64_t *tokens = NULL;
+    kv_status_t rc;
+    if (replace) {
+        /* take a dead member's tokens: it must be in the ring and dead */
+        gossip_member_t x;
+        bool found = false;
+        for (size_t i = 0; i < gossip_member_count(cl->gossip) && !found; i++) {
+            gossip_member_at(cl->gossip, i, now, &x);
+            found = !x.self && (!strcmp(x.name, replace) ||
+                                (x.node_id && !strcmp(x.node_id, replace)));
+        }
+        uint32_t idx;
+        if (!found || !x.known || ring_node_find(cl->ring, x.name, &idx) != KV_OK) {
+            if (now >= cl->join_wait_log_ms) {
+                KV_LOG(KV_WARN, "replace_node %s: no such member in the ring (yet); "
+                       "waiting", replace);
+                cl->join_wait_log_ms = now + 10000;
+            }
+            return;
+        }
+        if (x.liveness != GOSSIP_DEAD) {
+            char why[400];
+            snprintf(why, sizeof why, "cannot replace %s: it is %s, not dead (stop it "
+                     "and wait until cairn status shows it DN)", x.name,
+                     gossip_liveness_str(x.liveness));
+            if (strcmp(ops_refusal(cl), why)) KV_LOG(KV_ERROR, "%s", why);
+            ops_refuse(cl, why);
+            return;
+        }
+        ops_refuse(cl, "");
+        ntokens = x.ntokens;
+        tokens = kv_memdup(x.tokens, ntokens * sizeof *tokens);
+        replaced = cluster_peer_find(cl, x.name)->name;
+    } else {
+        tokens = kv_calloc(ntokens, sizeof *tokens);
+        rc = ring_allocate_tokens(cl->ring, cfg->cluster_name, cfg->node_name,
+                                  cfg->rack, ntokens, tokens);
+        if (rc != KV_OK) {
+            KV_LOG(KV_ERROR, "cannot choose tokens against the cluster's ring: %s",
+                   kv_status_str(rc));
+            kv_free(tokens);
+            return;
+        }
+    }
+    /* without bootstrap the node owns its ranges at once, empty */
+    bool stream = replaced || strcmp(cfg->auto_bootstrap, "off") != 0;
+    gossip_status_t status = stream ? GOSSIP_JOINING : GOSSIP_NORMAL;
+    node_saved_t sv = {.generation = cl->generation, .status = status,
+                       .tokens = tokens, .ntokens = ntokens};
     rc = node_saved_store(cl->node, &sv);
     if (rc != KV_OK) {
         KV_LOG(KV_ERROR, "cannot save the chosen tokens: %s; will retry",
@@ -213,8 +365,8 @@ static void maybe_choose_tokens(node_cluster_t *cl, uint64_t now)
         .name = self.name, .node_id = self.node_id, .host = self.host,
         .port = self.port, .client_port = self.client_port,
         .admin_port = self.admin_port, .rack = self.rack,
-        .generation = self.generation, .status = GOSSIP_JOINING,
-        .tokens = tokens, .ntokens = cfg->num_tokens,
+        .generation = self.generation, .status = status,
+        .tokens = tokens, .ntokens = ntokens,
         .load_bytes = self.load_bytes,
     };
     rc = gossip_set_local(cl->gossip, now, &loc);
@@ -224,10 +376,17 @@ static void maybe_choose_tokens(node_cluster_t *cl, uint64_t now)
         return;
     }
     cl->need_tokens = false;
-    KV_LOG(KV_INFO, "joining: chose %u tokens against a ring of %u node(s); "
-           "status JOINING (this node owns no ranges until bootstrap "
-           "streaming moves it to NORMAL)", cfg->num_tokens,
-           ring_node_count(cl->ring));
+    if (replaced)
+        KV_LOG(KV_INFO, "joining: took dead %s's %u tokens; status JOINING until its "
+               "ranges are streamed from the surviving replicas", replaced, ntokens);
+    else if (stream)
+        KV_LOG(KV_INFO, "joining: chose %u tokens against a ring of %u node(s); "
+               "status JOINING until the ranges it will own are streamed to it",
+               ntokens, ring_node_count(cl->ring));
+    else
+        KV_LOG(KV_WARN, "joining: chose %u tokens; auto_bootstrap is off, so this "
+               "node owns its ranges now, without their data", ntokens);
+    if (stream) ops_joined(cl, replaced);
 }
 
 void cluster_view_refresh(node_cluster_t *cl)
@@ -262,10 +421,12 @@ void cluster_view_refresh(node_cluster_t *cl)
             liveness_moved = true;
         }
         p->gossip_up = m.up;
+        p->generation = m.generation;
     }
     if (ring_moved) {
         cl->ring_version_seen = rv;
         ring_rebuild(cl, now);
+        future_rebuild(cl, now);
     }
     cl->live_version_seen = gossip_liveness_version(cl->gossip);
     maybe_choose_tokens(cl, now);

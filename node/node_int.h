@@ -220,6 +220,9 @@ size_t node_cluster_info_items(node_t *n, proto_info_item_t *it, size_t cap);
 void node_cluster_quiesce(node_t *n);
 void node_cluster_metrics_refresh(node_t *n);
 void node_cluster_describe(node_t *n, const kv_slice_t *key, proto_ring_t *out);
+/* An ADMIN request (ops.c): decommission, removenode NODE, cleanup. */
+kv_status_t node_cluster_admin(node_t *n, kv_slice_t op, kv_slice_t arg, char *msg,
+                               size_t cap);
 /* Why the cluster refuses this node ("" when it does not). */
 const char *node_cluster_refusal(node_t *n);
 /* gossip_glue.c: has this node heard from another member of its cluster

@@ -145,12 +145,16 @@ static void link_close(peer_link_t *l)
     if (l->prev) l->prev->next = l->next;
     else cl->links = l->next;
     if (l->next) l->next->prev = l->prev;
+    stream_on_link_closed(cl, l);
     if (l->outbound && l->peer != NO_PEER) {
         node_peer_t *p = cl->peers[l->peer];
         if (p->out == l) {
             p->out = NULL;
             peer_set_up(p, false);
-            if (cl->node->state != NODE_STOPPED) schedule_retry(cl, p);
+            if (cl->node->state != NODE_STOPPED) {
+                schedule_retry(cl, p);
+                if (l->ready) cluster_on_peer_lost(cl, l->peer);
+            }
         }
     }
     peer_link_unref(l);
@@ -170,6 +174,24 @@ static void link_write(peer_link_t *l, kv_buf_t *frame)
     if (!l->closed && !l->closing)
         evbuffer_add(bufferevent_get_output(l->bev), frame->data, frame->len);
     kv_buf_clear(frame);
+}
+
+void peer_link_write(peer_link_t *l, kv_buf_t *frame)
+{
+    if (!l->closed && !l->closing && l->peer != NO_PEER)
+        metrics_counter_add(l->cl->peers[l->peer]->m_sent, 1);
+    link_write(l, frame);
+}
+
+bool peer_link_closed(const peer_link_t *l) { return l->closed || l->closing; }
+
+uint32_t peer_link_peer(const peer_link_t *l) { return l->peer; }
+
+peer_link_t *peer_out_link(node_cluster_t *cl, uint32_t idx)
+{
+    if (idx >= cl->npeers) return NULL;
+    node_peer_t *p = cl->peers[idx];
+    return p->out && p->up && !p->out->closed && !p->out->closing ? p->out : NULL;
 }
 
 static bool link_full(const peer_link_t *l)
@@ -360,6 +382,32 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
         else cluster_on_read(cl, l, head.msg_id, key);
         return;
     }
+    case PEER_STREAM_REQ: {
+        uint64_t start, end;
+        if (peer_decode_stream_req(f, &head, &start, &end) != KV_OK) break;
+        if (clock_ok) stream_on_req(cl, l, l->peer, head.msg_id, start, end);
+        return;
+    }
+    case PEER_STREAM_ACK: {
+        uint64_t seq;
+        kv_status_t st;
+        if (peer_decode_stream_ack(f, &head, &seq, &st) != KV_OK) break;
+        stream_on_ack(cl, l, head.msg_id, seq, st);
+        return;
+    }
+    case PEER_FETCH: {
+        peer_fetch_t fe;
+        if (peer_decode_fetch(f, &head, &fe) != KV_OK) break;
+        stream_on_fetch(cl, l, head.msg_id, &fe);
+        return;
+    }
+    case PEER_MERKLE_REQ: {
+        uint64_t start, end;
+        uint32_t depth;
+        if (peer_decode_merkle_req(f, &head, &start, &end, &depth) != KV_OK) break;
+        repair_on_merkle_req(cl, l, head.msg_id, start, end, depth);
+        return;
+    }
     default:
         /* A later version's message this node does not know: ignore it. */
         KV_LOG(KV_DEBUG, "ignoring peer message type %u from %s", f->type, p->name);
@@ -463,6 +511,31 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         peer_hints_reply_t r;
         if (peer_decode_hints_reply(f, &head, &r) != KV_OK) break;
         hints_glue_on_reply(cl, l->peer, head.msg_id, &r);
+        return;
+    }
+    case PEER_STREAM_CHUNK: {
+        peer_stream_chunk_t c;
+        if (peer_decode_stream_chunk(f, &head, &c) != KV_OK) break;
+        stream_on_chunk(cl, l, head.msg_id, f, &c);
+        return;
+    }
+    case PEER_STREAM_ABORT: {
+        kv_status_t st;
+        kv_slice_t msg;
+        if (peer_decode_stream_abort(f, &head, &st, &msg) != KV_OK) break;
+        stream_on_abort(cl, l, head.msg_id, st, msg);
+        return;
+    }
+    case PEER_MERKLE_REPLY: {
+        peer_merkle_reply_t r;
+        if (peer_decode_merkle_reply(f, &head, &r) != KV_OK) break;
+        repair_on_merkle_reply(cl, l->peer, head.msg_id, &r);
+        return;
+    }
+    case PEER_FETCH_REPLY: {
+        peer_fetch_reply_t r;
+        if (peer_decode_fetch_reply(f, &head, &r) != KV_OK) break;
+        stream_on_fetch_reply(cl, l, head.msg_id, &r);
         return;
     }
     default:

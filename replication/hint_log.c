@@ -473,7 +473,7 @@ static kv_status_t target_load(hint_log_t *h, const char *name)
     }
     eng_fs_names_free(names, n);
     if (rc != KV_OK) return rc;
-    qsort(t->segs, t->nsegs, sizeof *t->segs, seg_cmp);
+    if (t->nsegs) qsort(t->segs, t->nsegs, sizeof *t->segs, seg_cmp);
 
     bool have = cursor_load(t, &t->cursor);
     bool fits = true;

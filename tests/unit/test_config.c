@@ -605,7 +605,9 @@ static void test_config_help_lists_every_setting(void **state)
         "gossip_pushpull_interval_ms", "phi_convict_threshold",
         "hinted_handoff", "max_hint_window_ms", "max_hints_bytes",
         "hint_replay_bytes_per_sec", "read_repair_chance",
-        "read_repair_chance_quorum", "memtable_bytes",
+        "read_repair_chance_quorum", "auto_bootstrap", "replace_node",
+        "ring_delay_ms", "stream_bytes_per_sec", "repair_interval_ms",
+        "repair_bytes_per_sec", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
     };
     char *help = capture(NULL, NULL);
@@ -777,6 +779,7 @@ static void set_phi_big(node_config_t *c) { c->phi_convict_threshold = 17; }
 static void set_rr_big(node_config_t *c) { c->read_repair_chance = 101; }
 static void set_rrq_big(node_config_t *c) { c->read_repair_chance_quorum = 250; }
 static void set_replay_slow(node_config_t *c) { c->hint_replay_bytes_per_sec = 1000; }
+static void set_stream_slow(node_config_t *c) { c->stream_bytes_per_sec = 1000; }
 static void set_initial_bad(node_config_t *c)
 {
     set_str(&c->initial_cluster, "nobody=h:1");
@@ -819,6 +822,7 @@ static void test_config_validate_checks_each_rule(void **state)
         {set_rr_big, {"read_repair_chance", "101"}},
         {set_rrq_big, {"read_repair_chance_quorum", "250"}},
         {set_replay_slow, {"hint_replay_bytes_per_sec", "1KiB"}},
+        {set_stream_slow, {"stream_bytes_per_sec", "64KiB"}},
     };
     for (size_t i = 0; i < KV_ARRAY_LEN(CASES); i++) {
         node_config_t c;

@@ -580,6 +580,102 @@ static void test_coord_one_replica_down_quorum_ok_all_unavailable(void **state)
     sim_deinit(&s);
 }
 
+/* During a ring change a write also goes to the pending replica, and needs
+ * one more ack for it: QUORUM of 3 current + 1 pending is 3 acks. */
+static void test_coord_pending_replica_gets_the_write_and_one_more_ack(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_init(&s, test_seed("coord_pending"), 4, 1, NULL);
+    uint32_t reps[4] = {0, 1, 2, 3}; /* 3 is pending */
+    bool alive[4] = {true, true, true, true};
+    uint64_t id = s.next_req++;
+    assert_int_equal(coord_write_pending(s.co[0].c, s.now, id, kv_slice_str("k"),
+                                         kv_slice_str("v"), false, 0, COORD_CL_QUORUM,
+                                         500, 0, reps, 4, 1, alive), KV_OK);
+    sim_drain(&s, 0);
+    const creply_t *w = sim_wait(&s, id);
+    assert_int_equal(w->status, KV_OK);
+    assert_int_equal(w->acks, 3);
+    sim_settle(&s);
+    assert_non_null(replica_cell(&s, 3, "k")); /* the pending one got it */
+
+    /* two of the four down: 2 < 3 needed, Unavailable before sending */
+    alive[1] = alive[3] = false;
+    uint32_t sends = s.sends;
+    id = s.next_req++;
+    assert_int_equal(coord_write_pending(s.co[0].c, s.now, id, kv_slice_str("k"),
+                                         kv_slice_str("w"), false, 0, COORD_CL_QUORUM,
+                                         500, 0, reps, 4, 1, alive), KV_OK);
+    sim_drain(&s, 0);
+    assert_int_equal(s.replies[id].status, KV_UNAVAILABLE);
+    assert_int_equal(s.sends, sends);
+    /* ONE needs 2 (1 + the pending one's) */
+    alive[1] = true;
+    id = s.next_req++;
+    assert_int_equal(coord_write_pending(s.co[0].c, s.now, id, kv_slice_str("k"),
+                                         kv_slice_str("x"), false, 0, COORD_CL_ONE,
+                                         500, 0, reps, 4, 1, alive), KV_OK);
+    sim_drain(&s, 0);
+    w = sim_wait(&s, id);
+    assert_int_equal(w->status, KV_OK);
+    assert_int_equal(w->acks, 2);
+    /* every replica pending is refused */
+    assert_int_equal(coord_write_pending(s.co[0].c, s.now, s.next_req++,
+                                         kv_slice_str("k"), kv_slice_str("x"), false,
+                                         0, COORD_CL_ONE, 500, 0, reps, 4, 4, alive),
+                     KV_INVALID);
+    sim_settle(&s);
+    sim_deinit(&s);
+}
+
+/* A read whose replica fails asks the replica it did not ask yet; a read
+ * whose replica's connection drops does the same at once, not at the
+ * deadline. */
+static void stats_of(sim_t *s, int ci, coord_stats_t *st);
+
+static void test_coord_read_fails_over_to_an_unasked_replica(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_init(&s, test_seed("coord_failover"), 3, 1, NULL);
+    const creply_t *w = sim_wait(&s, sim_write(&s, 0, "k", "v", COORD_CL_ALL));
+    assert_int_equal(w->status, KV_OK);
+    s.rep[0].fail_reads = true; /* the first asked answers an error */
+    const creply_t *r = sim_wait(&s, sim_read(&s, 0, "k", COORD_CL_QUORUM));
+    assert_int_equal(r->status, KV_OK);
+    assert_string_equal(r->val, "v");
+    coord_stats_t st;
+    stats_of(&s, 0, &st);
+    assert_int_equal(st.read_failovers, 1);
+    /* two failing of three: QUORUM cannot be had */
+    s.rep[1].fail_reads = true;
+    r = sim_wait(&s, sim_read(&s, 0, "k", COORD_CL_QUORUM));
+    assert_int_equal(r->status, KV_TIMEOUT);
+    s.rep[0].fail_reads = s.rep[1].fail_reads = false;
+
+    /* a replica goes silent with the read in flight; its link drops */
+    s.rep[0].mute = true;
+    uint64_t t0 = s.now;
+    uint64_t id = sim_read(&s, 0, "k", COORD_CL_QUORUM);
+    coord_on_node_down(s.co[0].c, s.now, 0);
+    sim_drain(&s, 0);
+    r = sim_wait(&s, id);
+    assert_int_equal(r->status, KV_OK);
+    assert_true(r->at - t0 < 100); /* well before the 500 ms deadline */
+    /* a write in flight to it is hinted at once */
+    uint32_t hints = s.hints;
+    id = sim_write(&s, 0, "k", "w", COORD_CL_QUORUM);
+    coord_on_node_down(s.co[0].c, s.now, 0);
+    sim_drain(&s, 0);
+    assert_int_equal(s.hints, hints + 1);
+    w = sim_wait(&s, id);
+    assert_int_equal(w->status, KV_OK);
+    s.rep[0].mute = false;
+    sim_settle(&s);
+    sim_deinit(&s);
+}
+
 static void test_coord_two_replicas_down_only_one_succeeds(void **state)
 {
     (void)state;
@@ -1582,6 +1678,8 @@ int main(void)
         kv_unit_test(test_coord_every_level_succeeds_on_a_healthy_cluster),
         kv_unit_test(test_coord_one_replica_down_quorum_ok_all_unavailable),
         kv_unit_test(test_coord_two_replicas_down_only_one_succeeds),
+        kv_unit_test(test_coord_read_fails_over_to_an_unasked_replica),
+        kv_unit_test(test_coord_pending_replica_gets_the_write_and_one_more_ack),
         kv_unit_test(test_coord_lost_acks_time_out_with_the_ack_count),
         kv_unit_test(test_coord_a_write_after_another_finished_wins_despite_skew),
         kv_unit_test(test_coord_superseded_beyond_max_offset_is_clock_skew),

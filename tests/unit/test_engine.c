@@ -4,6 +4,8 @@
  * group commit and async writes. */
 #include "engine_test_util.h"
 
+#include <time.h>
+
 #include <pthread.h>
 
 #define TS(n) hlc_make(1763700000000ULL + (n), 0)
@@ -393,6 +395,77 @@ static void test_engine_token_range_scans(void **state)
 /* Expired values read as tombstones at their own timestamp, before and
  * after compaction; tombstones go only after gc_grace, and a deleted key
  * never comes back. */
+static bool keep_low_half(void *arg, uint64_t token)
+{
+    (void)arg;
+    return token < (UINT64_C(1) << 63);
+}
+
+/* Cleanup drops every version of the keys it is told to, tombstones
+ * included, from tables and memtable alike, and keeps the rest. */
+static void test_engine_cleanup_drops_exactly_the_rejected_tokens(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("eng-cleanup");
+    eng_options_t o;
+    small_options(&o, dir);
+    eng_t *e = open_or_die(&o);
+    enum { N = 3000 };
+    char k[32], v[32];
+    /* stamps of today, so gc_grace keeps the tombstones */
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "key%05d", i);
+        snprintf(v, sizeof v, "old%05d", i);
+        assert_int_equal(put_s(e, k, v, hlc_make(now, (uint32_t)i)), KV_OK);
+    }
+    assert_int_equal(eng_flush(e), KV_OK);
+    for (int i = 0; i < N; i += 2) { /* newer versions and tombstones */
+        snprintf(k, sizeof k, "key%05d", i);
+        snprintf(v, sizeof v, "new%05d", i);
+        if (i % 10 == 0)
+            assert_int_equal(eng_delete(e, kv_slice_str(k), hlc_make(now + 1, (uint32_t)i), NULL), KV_OK);
+        else
+            assert_int_equal(put_s(e, k, v, hlc_make(now + 1, (uint32_t)i)), KV_OK);
+    }
+    uint64_t dropped = 0;
+    assert_int_equal(eng_cleanup(e, keep_low_half, NULL, &dropped), KV_OK);
+    size_t kept = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "key%05d", i);
+        bool low = eng_token(kv_slice_str(k)) < (UINT64_C(1) << 63);
+        eng_value_t out = {0};
+        kv_status_t rc = eng_get(e, NULL, kv_slice_str(k), &out);
+        if (!low) {
+            assert_int_equal(rc, KV_NOTFOUND); /* no version, no tombstone */
+        } else {
+            kept++;
+            assert_int_equal(rc, KV_OK);
+            assert_int_equal(out.tombstone, i % 10 == 0);
+            if (i % 10) {
+                snprintf(v, sizeof v, "%s%05d", i % 2 ? "old" : "new", i);
+                assert_int_equal(out.value.len, strlen(v));
+                assert_memory_equal(out.value.data, v, out.value.len);
+            }
+        }
+        eng_value_free(&out);
+    }
+    assert_true(kept > N / 3 && kept < 2 * N / 3);
+    assert_true(dropped >= N - kept); /* every version of each dropped key */
+    /* a scan of the dropped half finds nothing, and it survives a reopen */
+    eng_close(e);
+    e = open_or_die(&o);
+    eng_iter_t *it = eng_iter_create(e, NULL, UINT64_C(1) << 63, UINT64_MAX);
+    eng_iter_seek_first(it);
+    assert_false(eng_iter_valid(it));
+    assert_int_equal(eng_iter_status(it), KV_OK);
+    eng_iter_destroy(it);
+    expect_kv(e, "key00001", eng_token(kv_slice_str("key00001")) < (UINT64_C(1) << 63)
+                                 ? "old00001" : NULL);
+    eng_close(e);
+    test_rmrf(dir);
+}
+
 static void test_engine_expiry_and_gc_grace(void **state)
 {
     (void)state;
@@ -643,6 +716,7 @@ int main(void)
         kv_unit_test(test_engine_oversized_value_is_invalid),
         kv_unit_test(test_engine_reopen_keeps_everything),
         kv_unit_test(test_engine_open_counts_the_writes_it_recovers),
+        kv_unit_test(test_engine_cleanup_drops_exactly_the_rejected_tokens),
         kv_unit_test(test_engine_second_open_of_a_directory_is_refused),
         kv_unit_test(test_engine_snapshot_sees_the_past_through_flush_and_compaction),
         kv_unit_test(test_engine_token_range_scans),

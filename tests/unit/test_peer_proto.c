@@ -1130,6 +1130,128 @@ static void test_peer_hints_round_trip_and_refuse_malformed_batches(void **state
     kv_buf_deinit(&b);
 }
 
+static void test_peer_stream_messages_round_trip_and_refuse_damage(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    kv_frame_t f;
+    peer_head_t head;
+    /* STREAM_REQ */
+    assert_int_equal(peer_encode_stream_req(&b, 7, 8, UINT64_MAX - 1, 5, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t start, end;
+    assert_int_equal(peer_decode_stream_req(&f, &head, &start, &end), KV_OK);
+    assert_int_equal(head.msg_id, 7);
+    assert_int_equal(start, UINT64_MAX - 1);
+    assert_int_equal(end, 5);
+    kv_frame_release(&f);
+    /* STREAM_CHUNK: cells and checksum */
+    peer_hint_t cells[2] = {
+        {kv_slice_str("a"), {10, false, 0, kv_slice_str("one")}},
+        {kv_slice_str("b"), {11, true, 1700000000000ULL, kv_slice(NULL, 0)}},
+    };
+    peer_stream_chunk_t c = {.seq = 3, .last = true, .n = 2};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_chunk(&b, 7, 9, &c, cells, 0), KV_OK);
+    decode_one(&b, &f);
+    peer_stream_chunk_t co;
+    assert_int_equal(peer_decode_stream_chunk(&f, &head, &co), KV_OK);
+    assert_int_equal(co.seq, 3);
+    assert_true(co.last);
+    assert_int_equal(co.n, 2);
+    peer_hint_t got[2];
+    for (uint32_t i = 0; i < 2; i++) {
+        assert_int_equal(peer_decode_stream_cell_at(&f, i, &got[i]), KV_OK);
+        assert_true(kv_slice_eq(got[i].key, cells[i].key));
+        check_cell(&got[i].cell, &cells[i].cell);
+    }
+    assert_int_equal(peer_stream_checksum(got, 2), co.checksum);
+    assert_int_equal(peer_decode_stream_cell_at(&f, 2, &got[0]), KV_PROTO);
+    /* one changed byte of a value changes the checksum */
+    got[0].cell.value = kv_slice_str("onE");
+    assert_true(peer_stream_checksum(got, 2) != co.checksum);
+    got[0].cell.ts++;
+    got[0].cell.value = kv_slice_str("one");
+    assert_true(peer_stream_checksum(got, 2) != co.checksum);
+    kv_frame_release(&f);
+    /* an empty last chunk (an empty range) */
+    peer_stream_chunk_t empty = {.seq = 0, .last = true, .n = 0};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_chunk(&b, 1, 1, &empty, NULL, 0), KV_OK);
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_stream_chunk(&f, &head, &co), KV_OK);
+    assert_int_equal(co.n, 0);
+    assert_int_equal(co.checksum, peer_stream_checksum(NULL, 0));
+    kv_frame_release(&f);
+    /* a count above the cells present is refused */
+    targ_t more[] = {U(1), U(0), TRUE_, U(0), U(2), B("k"), U(1), FALSE_, U(0), B("v")};
+    kv_buf_clear(&b);
+    build(&b, PEER_STREAM_CHUNK, 1, more, KV_ARRAY_LEN(more));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_stream_chunk(&f, &head, &co), KV_PROTO);
+    kv_frame_release(&f);
+    /* encoders refuse an empty key and a tombstone with a value */
+    peer_hint_t bad = {kv_slice(NULL, 0), {1, false, 0, kv_slice_str("v")}};
+    peer_stream_chunk_t one = {.n = 1};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_chunk(&b, 1, 1, &one, &bad, 0), KV_INVALID);
+    bad = (peer_hint_t){kv_slice_str("k"), {1, true, 0, kv_slice_str("v")}};
+    assert_int_equal(peer_encode_stream_chunk(&b, 1, 1, &one, &bad, 0), KV_INVALID);
+    assert_int_equal(b.len, 0);
+    /* ACK, ABORT */
+    assert_int_equal(peer_encode_stream_ack(&b, 7, 1, 3, KV_CORRUPT, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t seq;
+    kv_status_t st;
+    assert_int_equal(peer_decode_stream_ack(&f, &head, &seq, &st), KV_OK);
+    assert_int_equal(seq, 3);
+    assert_int_equal(st, KV_CORRUPT);
+    assert_int_equal(peer_decode_stream_req(&f, &head, &start, &end), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_abort(&b, 7, 1, KV_OK, kv_slice_str("x"), 0),
+                     KV_INVALID);
+    assert_int_equal(peer_encode_stream_abort(&b, 7, 1, KV_BUSY, kv_slice_str("busy"), 0),
+                     KV_OK);
+    decode_one(&b, &f);
+    kv_slice_t msg;
+    assert_int_equal(peer_decode_stream_abort(&f, &head, &st, &msg), KV_OK);
+    assert_int_equal(st, KV_BUSY);
+    assert_true(kv_slice_eq(msg, kv_slice_str("busy")));
+    kv_frame_release(&f);
+    /* FETCH and its reply */
+    peer_fetch_t fe = {.start = 1, .end = 2, .nsources = 2,
+                       .sources = {kv_slice_str("n1"), kv_slice_str("n3")}};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_fetch(&b, 5, 6, &fe, 0), KV_OK);
+    decode_one(&b, &f);
+    peer_fetch_t fo;
+    assert_int_equal(peer_decode_fetch(&f, &head, &fo), KV_OK);
+    assert_int_equal(fo.nsources, 2);
+    assert_true(kv_slice_eq(fo.sources[1], kv_slice_str("n3")));
+    kv_frame_release(&f);
+    fe.nsources = 0;
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_fetch(&b, 5, 6, &fe, 0), KV_INVALID);
+    targ_t many[] = {U(1), U(1), U(2), U(40), S("n1")};
+    build(&b, PEER_FETCH, 1, many, KV_ARRAY_LEN(many));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_fetch(&f, &head, &fo), KV_PROTO);
+    kv_frame_release(&f);
+    peer_fetch_reply_t fr = {KV_UNAVAILABLE, 10, 20, kv_slice_str("n3 is down")};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_fetch_reply(&b, 5, 6, &fr, 0), KV_OK);
+    decode_one(&b, &f);
+    peer_fetch_reply_t fro;
+    assert_int_equal(peer_decode_fetch_reply(&f, &head, &fro), KV_OK);
+    assert_int_equal(fro.status, KV_UNAVAILABLE);
+    assert_int_equal(fro.keys, 10);
+    assert_int_equal(fro.bytes, 20);
+    assert_true(kv_slice_eq(fro.message, kv_slice_str("n3 is down")));
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1150,6 +1272,7 @@ int main(void)
         kv_unit_test(test_peer_encoders_refuse_oversized_frames),
         kv_unit_test(test_peer_encoders_refuse_out_of_range_fields),
         kv_unit_test(test_peer_hints_round_trip_and_refuse_malformed_batches),
+        kv_unit_test(test_peer_stream_messages_round_trip_and_refuse_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

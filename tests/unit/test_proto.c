@@ -1156,9 +1156,43 @@ static void test_proto_consistency_names_parse(void **state)
     assert_string_equal(proto_cl_str((proto_cl_t)9), "?");
 }
 
+static void test_proto_admin_round_trips_and_needs_an_operation(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    assert_int_equal(proto_encode_admin(&b, 9, kv_slice_str("removenode"),
+                                        kv_slice_str("n3"), 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_ADMIN);
+    assert_int_equal(f.request_id, 9);
+    kv_slice_t op, arg;
+    assert_int_equal(proto_decode_admin(&f, &op, &arg), KV_OK);
+    assert_true(kv_slice_eq(op, kv_slice_str("removenode")));
+    assert_true(kv_slice_eq(arg, kv_slice_str("n3")));
+    kv_frame_release(&f);
+    kv_buf_clear(&b);
+    assert_int_equal(proto_encode_admin(&b, 9, kv_slice(NULL, 0), kv_slice(NULL, 0), 0),
+                     KV_INVALID);
+    assert_int_equal(b.len, 0);
+    /* an empty operation or a missing argument is malformed */
+    assert_int_equal(proto_encode_admin(&b, 9, kv_slice_str("cleanup"), kv_slice(NULL, 0),
+                                        0), KV_OK);
+    decode_one(&b, &f);
+    assert_int_equal(proto_decode_admin(&f, &op, &arg), KV_OK);
+    assert_int_equal(arg.len, 0);
+    f.nargs = 1;
+    assert_int_equal(proto_decode_admin(&f, &op, &arg), KV_PROTO);
+    f.type = MSG_INFO;
+    assert_int_equal(proto_decode_admin(&f, &op, &arg), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        kv_unit_test(test_proto_admin_round_trips_and_needs_an_operation),
         kv_unit_test(test_proto_hello_round_trips),
         kv_unit_test(test_proto_hello_ok_round_trips),
         kv_unit_test(test_proto_requests_round_trip),
