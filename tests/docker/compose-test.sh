@@ -16,6 +16,9 @@
 #      stopped, every key reads back at ONE from node3 alone;
 #   5. `stop` node2 (SIGTERM) after writes it has not flushed: it drains and
 #      exits 0, and restarts with nothing to recover from its WAL;
+#   +  scale to five (--profile scale): node4 and node5 join through their
+#      seeds, stream their ranges and turn UN; every key reads at ONE
+#      through each of them;
 #   +  the five-node variant (deploy/five/): all five healthy, `cairn status`
 #      shows five UN, each key has three replicas, and with one node killed
 #      keys are written and read at QUORUM;
@@ -88,7 +91,7 @@ note() { echo "   $*"; }
 # down -v a project and check that none of its containers, volumes or
 # networks is left.
 teardown() { # project file
-  "${COMPOSE[@]}" -p "$1" -f "$2" down -v --remove-orphans -t 30 >"$WORK/down.log" 2>&1 ||
+  "${COMPOSE[@]}" -p "$1" -f "$2" --profile scale down -v --remove-orphans -t 30 >"$WORK/down.log" 2>&1 ||
     { echo "compose-test: 'down -v' of $1 failed:" >&2; cat "$WORK/down.log" >&2; return 1; }
   local left
   left=$( { docker ps -aq --filter "label=com.docker.compose.project=$1"
@@ -353,6 +356,26 @@ must_info rec "$P2" wal_recovered_writes
 [ "$rec" = 0 ] || fail "node2 recovered '$rec' writes from its WAL after a clean stop, want 0"
 check_keys "$P2" ONE late 1 $NLATE
 note "node2 restarted with nothing to recover (wal_recovered_writes 0); its $NLATE late keys read at ONE"
+
+# ---- scale to five --------------------------------------------------------------------
+step "+. scale to five (--profile scale): node4 and node5 join, stream, turn UN"
+t0=$SECONDS
+dcq --profile scale up -d >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "up --profile scale"; }
+refresh_cids
+wait_healthy 90 node4 node5
+until [ "$(grep -cE '^UN +node[1-5] ' <<<"$("$CLI" -H "$P1" status)")" = 5 ]; do
+  [ $((SECONDS - t0)) -lt 120 ] || fail "five nodes not UN 120s after scaling: $("$CLI" -H "$P1" status)"
+  sleep 1
+done
+note "node4 and node5 joined and turned UN $((SECONDS - t0))s after up --profile scale"
+must_port P4 node4; must_port P5 node5
+must_info in4 "$P4" stream_keys_in
+must_info in5 "$P5" stream_keys_in
+[ "$in4" -gt 0 ] && [ "$in5" -gt 0 ] || fail "node4 / node5 streamed in $in4 / $in5 keys, want some each"
+check_keys "$P4" ONE k 1 $NKEYS
+check_keys "$P5" ONE down 1 $NDOWN
+check_keys "$P5" ONE late 1 $NLATE
+note "node4 and node5 streamed in $in4 and $in5 keys; every key read at ONE through them"
 t0=$SECONDS
 teardown "$PROJECT" "$FILE" || fail "the three-node cluster did not tear down cleanly"
 note "three-node cluster torn down (down -v) in $((SECONDS - t0))s: nothing left"
