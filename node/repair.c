@@ -46,7 +46,8 @@
 
 #include <event2/event.h>
 
-#define DEPTH 12u               /* 4096 leaves per range */
+#define MIN_DEPTH 6u            /* at least 64 leaves per range */
+#define CELLS_PER_LEAF 2u       /* the depth aims at this many cells a leaf */
 #define TICK_MS 250u
 #define TREE_TIMEOUT_MS 120000u
 #define PARALLEL 2u             /* streams at once */
@@ -105,6 +106,7 @@ struct repair_mgr {
     bool begun;                /* ranges[at] has been started */
     phase_t phase;
     int round;                 /* 1: trees, pulls; 2: trees again, pushes */
+    uint32_t depth;            /* of this range's trees, chosen in round 1 */
     merkle_t *mine;
     merkle_t *theirs[RING_MAX_RF];
     uint32_t peers[RING_MAX_RF];
@@ -295,6 +297,7 @@ static void tree_work(node_job_t *nj)
 
 static void range_step(struct repair_mgr *m);
 static void trees_request(struct repair_mgr *m);
+static void peers_request(struct repair_mgr *m);
 
 static void tree_done(node_job_t *nj)
 {
@@ -316,8 +319,21 @@ static void tree_done(node_job_t *nj)
     } else if (j->run == m->run && m->state == RS_RUNNING && j->range == m->at &&
                m->phase == PH_TREES && !m->mine) {
         if (j->rc == KV_OK) {
-            m->mine = j->tree;
-            j->tree = NULL;
+            if (m->round == 1) {
+                /* fine enough that a leaf holds about CELLS_PER_LEAF cells,
+                 * no finer: the peers send 8 bytes a leaf */
+                uint64_t cells = merkle_cells(j->tree) / CELLS_PER_LEAF;
+                uint32_t d = MIN_DEPTH;
+                while (d < merkle_depth(j->tree) && ((uint64_t)1 << d) < cells) d++;
+                m->depth = KV_MIN(d, merkle_depth(j->tree));
+            }
+            m->mine = merkle_fold(j->tree, m->depth);
+            m->trees_waiting--;
+            if (m->mine) peers_request(m);
+            range_step(m);
+            merkle_destroy(j->tree);
+            kv_free(j);
+            return;
         } else {
             m->range_failed = true;
             snprintf(m->result, sizeof m->result, "reading this node's range failed: %s",
@@ -614,7 +630,6 @@ static void range_step(struct repair_mgr *m)
 /* Build our tree of the current range and ask every peer for theirs. */
 static void trees_request(struct repair_mgr *m)
 {
-    node_cluster_t *cl = m->cl;
     const rrange_t *rg = &m->ranges[m->at];
     m->phase = PH_TREES;
     m->phase_since = now_ms();
@@ -628,7 +643,7 @@ static void trees_request(struct repair_mgr *m)
     tree_job_t *j = kv_calloc(1, sizeof *j);
     j->start = rg->start;
     j->end = rg->end;
-    j->depth = DEPTH;
+    j->depth = m->round == 1 ? MERKLE_MAX_DEPTH : m->depth;
     j->run = m->run;
     j->range = m->at;
     m->trees_waiting = 1;
@@ -637,6 +652,13 @@ static void trees_request(struct repair_mgr *m)
         m->range_failed = true;
         snprintf(m->result, sizeof m->result, "the repair thread is busy");
     }
+}
+
+/* Our tree is in: ask every peer for theirs at the same depth. */
+static void peers_request(struct repair_mgr *m)
+{
+    node_cluster_t *cl = m->cl;
+    const rrange_t *rg = &m->ranges[m->at];
     /* theirs */
     for (uint32_t i = 0; i < m->npeers; i++) {
         peer_link_t *l = peer_out_link(cl, m->peers[i]);
@@ -649,7 +671,7 @@ static void trees_request(struct repair_mgr *m)
         m->msg_ids[i] = ++m->next_msg;
         kv_buf_t *b = &cl->node->scratch;
         if (peer_encode_merkle_req(b, m->msg_ids[i], hlc_last(cl->node->hlc), rg->start,
-                                   rg->end, DEPTH, 0) == KV_OK) {
+                                   rg->end, m->depth, 0) == KV_OK) {
             peer_link_write(l, b);
             m->trees_waiting++;
         }
