@@ -52,7 +52,8 @@
 #define TREE_TIMEOUT_MS 120000u
 #define PARALLEL 2u             /* streams at once */
 #define WARN_EVERY_MS 3600000u
-#define TASK_TRIES 5u           /* attempts per stream before the range fails */
+#define TASK_TRIES 5u
+#define MAX_STREAMS_PER_RANGE 32u /* per replica and vnode range */           /* attempts per stream before the range fails */
 
 typedef struct rrange {
     uint64_t start, end;
@@ -525,54 +526,82 @@ static size_t done_phase(const struct repair_mgr *m, bool push)
  * ours. Round 2 (ours now holds the newest of everything): have each
  * replica pull what still differs from ours. Returns the differing ranges
  * found. */
+/* Merge the ranges (in ring order, within one vnode range) until at most
+ * `max` remain, closing the smallest gaps first: a few cells copied twice
+ * cost less than thousands of one-leaf streams. */
+static size_t coalesce(merkle_range_t *r, size_t n, size_t max)
+{
+    while (n > max) {
+        size_t best = 0;
+        uint64_t gap = UINT64_MAX;
+        for (size_t k = 0; k + 1 < n; k++) {
+            uint64_t g = r[k + 1].start - r[k].end; /* wraps like the ring */
+            if (g < gap) {
+                gap = g;
+                best = k;
+            }
+        }
+        r[best].end = r[best + 1].end;
+        memmove(r + best + 1, r + best + 2, (n - best - 2) * sizeof *r);
+        n--;
+    }
+    return n;
+}
+
+/* The trees are in. Round 1: pull from each replica what differs from
+ * ours (a leaf a second replica holds exactly as an earlier one is pulled
+ * from the earlier one only). Round 2 (ours now holds the newest of
+ * everything): have each replica pull what still differs from ours.
+ * Returns the differing ranges found. */
 static size_t compare(struct repair_mgr *m)
 {
     size_t total = 0;
     for (uint32_t i = 0; i < m->npeers; i++) {
-        merkle_range_t d[512];
         uint32_t leaves;
         kv_status_t rc;
-        size_t n = merkle_diff(m->mine, m->theirs[i], d, KV_ARRAY_LEN(d), &leaves, NULL, &rc);
+        size_t n = merkle_diff(m->mine, m->theirs[i], NULL, 0, &leaves, NULL, &rc);
         if (rc != KV_OK) {
             m->range_failed = true;
             snprintf(m->result, sizeof m->result, "%s's tree covers another range",
                      m->cl->peers[m->peers[i]]->name);
             return 0;
         }
-        if (n > KV_ARRAY_LEN(d)) { /* too fragmented: take the whole range */
-            const rrange_t *rg = &m->ranges[m->at];
-            d[0] = (merkle_range_t){rg->start, rg->end};
-            n = 1;
-        }
         if (m->round == 1) m->leaves_differing += leaves;
-        if (m->round == 2 || i == 0) {
-            for (size_t k = 0; k < n; k++)
-                task_add(m, m->round == 2, m->peers[i], d[k].start, d[k].end);
-            total += n;
-            continue;
-        }
-        /* Round 1, a second replica: a leaf it holds exactly as one asked
-         * before does is pulled from that one only. */
-        size_t nl;
-        const uint64_t *mine = merkle_leaves(m->theirs[i], &nl);
-        for (size_t k = 0; k < n; k++) {
-            uint32_t first = merkle_leaf_of(m->mine, d[k].start + 1);
-            uint32_t last = merkle_leaf_of(m->mine, d[k].end);
-            int64_t run = -1;
-            for (uint32_t leaf = first; leaf <= last + 1; leaf++) {
-                bool need = leaf <= last;
-                for (uint32_t j = 0; need && j < i; j++)
-                    if (merkle_leaves(m->theirs[j], &nl)[leaf] == mine[leaf]) need = false;
-                if (need && run < 0) run = leaf;
-                if (!need && run >= 0) {
-                    uint64_t rs, re;
-                    merkle_leaf_range(m->mine, (uint32_t)run, leaf - 1, &rs, &re);
-                    task_add(m, false, m->peers[i], rs, re);
-                    total++;
-                    run = -1;
+        if (n == 0) continue;
+        merkle_range_t *d = kv_malloc(n * sizeof *d);
+        merkle_diff(m->mine, m->theirs[i], d, n, NULL, NULL, NULL);
+        if (m->round == 1 && i > 0) {
+            /* keep only the leaves no earlier replica holds alike */
+            merkle_range_t *keep = kv_malloc(leaves * sizeof *keep);
+            size_t nk = 0, nl;
+            const uint64_t *theirs = merkle_leaves(m->theirs[i], &nl);
+            for (size_t k = 0; k < n; k++) {
+                uint32_t first = merkle_leaf_of(m->mine, d[k].start + 1);
+                uint32_t last = merkle_leaf_of(m->mine, d[k].end);
+                int64_t run = -1;
+                for (uint32_t leaf = first; leaf <= last + 1; leaf++) {
+                    bool need = leaf <= last;
+                    for (uint32_t q = 0; need && q < i; q++)
+                        if (merkle_leaves(m->theirs[q], &nl)[leaf] == theirs[leaf])
+                            need = false;
+                    if (need && run < 0) run = leaf;
+                    if (!need && run >= 0) {
+                        merkle_leaf_range(m->mine, (uint32_t)run, leaf - 1,
+                                          &keep[nk].start, &keep[nk].end);
+                        nk++;
+                        run = -1;
+                    }
                 }
             }
+            kv_free(d);
+            d = keep;
+            n = nk;
         }
+        n = coalesce(d, n, MAX_STREAMS_PER_RANGE);
+        for (size_t k = 0; k < n; k++)
+            task_add(m, m->round == 2, m->peers[i], d[k].start, d[k].end);
+        total += n;
+        kv_free(d);
     }
     if (m->round == 1 && total) m->ranges_differing++;
     return total;
