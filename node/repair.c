@@ -73,7 +73,8 @@ typedef struct task {
     struct repair_mgr *m;
     bool push;     /* have the peer pull from us; else we pull from it */
     uint32_t peer; /* slot */
-    uint64_t start, end;
+    uint64_t *se;  /* the ranges, n (start, end) pairs: one stream */
+    size_t n;
     bool started, finished;
     uint32_t tries;
     uint64_t retry_at;
@@ -419,6 +420,7 @@ static void range_clear(struct repair_mgr *m)
     }
     m->npeers = m->trees_waiting = 0;
     memset(m->msg_ids, 0, sizeof m->msg_ids);
+    for (size_t i = 0; i < m->ntasks; i++) kv_free(m->tasks[i].se);
     kv_free(m->tasks);
     m->tasks = NULL;
     m->ntasks = m->tasks_done = m->tasks_running = 0;
@@ -494,17 +496,24 @@ static void tasks_pump(struct repair_mgr *m)
         t->started = true;
         m->tasks_running++;
         kv_status_t rc = t->push
-                             ? stream_fetch(m->cl, t->peer, t->start, t->end, &m->cl->self, 1,
-                                            task_done, t)
-                             : stream_pull(m->cl, t->peer, t->start, t->end, task_done, t);
+                             ? stream_fetch_ranges(m->cl, t->peer, t->se, t->n, &m->cl->self,
+                                                   1, task_done, t)
+                             : stream_pull_ranges(m->cl, t->peer, t->se, t->n, task_done, t);
         if (rc != KV_OK) task_done(t, rc, 0, 0, "not connected");
     }
 }
 
-static void task_add(struct repair_mgr *m, bool push, uint32_t peer, uint64_t s, uint64_t e)
+/* One stream per replica and direction carries all its ranges. */
+static void task_add(struct repair_mgr *m, bool push, uint32_t peer,
+                     const merkle_range_t *r, size_t n)
 {
     m->tasks = kv_realloc(m->tasks, (m->ntasks + 1) * sizeof *m->tasks);
-    m->tasks[m->ntasks++] = (task_t){.m = m, .push = push, .peer = peer, .start = s, .end = e};
+    uint64_t *se = kv_malloc(2 * n * sizeof *se);
+    for (size_t k = 0; k < n; k++) {
+        se[2 * k] = r[k].start;
+        se[2 * k + 1] = r[k].end;
+    }
+    m->tasks[m->ntasks++] = (task_t){.m = m, .push = push, .peer = peer, .se = se, .n = n};
 }
 
 static size_t count_phase(const struct repair_mgr *m, bool push)
@@ -527,8 +536,8 @@ static size_t done_phase(const struct repair_mgr *m, bool push)
  * replica pull what still differs from ours. Returns the differing ranges
  * found. */
 /* Merge the ranges (in ring order, within one vnode range) until at most
- * `max` remain, closing the smallest gaps first: a few cells copied twice
- * cost less than thousands of one-leaf streams. */
+ * `max` remain (what one stream request can name), closing the smallest
+ * gaps first. */
 static size_t coalesce(merkle_range_t *r, size_t n, size_t max)
 {
     while (n > max) {
@@ -597,9 +606,8 @@ static size_t compare(struct repair_mgr *m)
             d = keep;
             n = nk;
         }
-        n = coalesce(d, n, MAX_STREAMS_PER_RANGE);
-        for (size_t k = 0; k < n; k++)
-            task_add(m, m->round == 2, m->peers[i], d[k].start, d[k].end);
+        n = coalesce(d, n, PEER_STREAM_MAX_RANGES);
+        if (n) task_add(m, m->round == 2, m->peers[i], d, n);
         total += n;
         kv_free(d);
     }
