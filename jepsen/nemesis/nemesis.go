@@ -266,7 +266,7 @@ func SmallOffset(max time.Duration, rng *rand.Rand) time.Duration {
 
 // BigOffsets are beyond max_clock_offset: the node must refuse or be
 // refused cleanly and lose no acknowledged write.
-var BigOffsets = []time.Duration{5 * time.Second, 90 * time.Second, 2 * time.Hour}
+var BigOffsets = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Hour}
 
 func (k *clock) Start(c cluster.Cluster, rng *rand.Rand) (string, error) {
 	nodes := cluster.Names(c)

@@ -296,7 +296,7 @@ func (r *run) execute(ctx context.Context, teardown func()) {
 		r.invalid("cluster never became healthy: " + err.Error())
 		return
 	}
-	r.logf("cluster healthy: every node serves and sees every other up")
+	r.logf("cluster healthy: every node sees every other up and coordinates QUORUM writes and reads")
 	if r.nem != nil && r.nem.NeedsClocks() {
 		if err := r.c.ClockCheck(); err != nil {
 			r.logf("CLOCKS CANNOT BE SKEWED HERE: %v", err)
@@ -374,6 +374,12 @@ func (r *run) schedule(ctx context.Context) {
 		return
 	}
 	end := time.Now().Add(cfg.Duration)
+	cuts, noticed := 0, 0
+	defer func() {
+		if cuts > 0 && noticed == 0 && ctx.Err() == nil {
+			r.invalid(fmt.Sprintf("none of the %d partitions was noticed by the cluster: the faults had no visible effect", cuts))
+		}
+	}()
 	for ctx.Err() == nil && time.Now().Before(end) {
 		what, err := r.nem.Start(r.c, r.rng)
 		if err != nil {
@@ -382,8 +388,24 @@ func (r *run) schedule(ctx context.Context) {
 			return
 		}
 		r.event("start " + what)
+		isCut := strings.HasPrefix(what, "partition")
+		if isCut {
+			cuts++
+		}
+		octx, stopObserving := context.WithCancel(ctx)
+		seen := make(chan string, 1)
+		go func() { seen <- r.observe(octx) }()
 		left := time.Until(end)
 		sleep(ctx, minDur(cfg.FaultTime, left))
+		stopObserving()
+		if obs := <-seen; obs != "" {
+			r.event("observed: " + obs)
+			if isCut {
+				noticed++
+			}
+		} else {
+			r.event("observed: no node saw another one down during this fault")
+		}
 		what, err = r.nem.Stop(r.c)
 		if err != nil {
 			r.event("fault failed to stop: " + err.Error())
@@ -402,6 +424,61 @@ func minDur(a, b time.Duration) time.Duration {
 		return a
 	}
 	return b
+}
+
+// observe polls every node's view of the cluster until ctx ends and
+// returns the first sign of the fault in it ("n1 sees n3 down after
+// 2.1s"), or "" if none.
+func (r *run) observe(ctx context.Context) string {
+	t0 := time.Now()
+	for ctx.Err() == nil {
+		type view struct {
+			from string
+			down []string
+		}
+		views := make(chan view, len(r.c.Nodes()))
+		for _, n := range r.c.Nodes() {
+			go func(n cluster.Node) {
+				v := view{from: n.Name}
+				defer func() { views <- v }()
+				if !r.c.Running(n.Name) {
+					return
+				}
+				cl, err := nodeClient(n, clusterName(r.c))
+				if err != nil {
+					return
+				}
+				defer cl.Close()
+				ring, err := cl.Ring(nil)
+				if err != nil {
+					return
+				}
+				for _, m := range ring.Nodes {
+					if !m.Up || m.Liveness != 0 {
+						state := "down"
+						if m.Up {
+							state = "suspect"
+						}
+						v.down = append(v.down, m.Name+" "+state)
+					}
+				}
+			}(n)
+		}
+		var found []string
+		for range r.c.Nodes() {
+			v := <-views
+			if len(v.down) > 0 {
+				sort.Strings(v.down)
+				found = append(found, v.from+" sees "+strings.Join(v.down, ", "))
+			}
+		}
+		if len(found) > 0 && ctx.Err() == nil {
+			sort.Strings(found)
+			return fmt.Sprintf("after %.1fs %s", time.Since(t0).Seconds(), strings.Join(found, "; "))
+		}
+		sleep(ctx, 300*time.Millisecond)
+	}
+	return ""
 }
 
 // heal undoes every fault the cluster knows of.
@@ -427,8 +504,8 @@ func nodeClient(n cluster.Node, name string) (*client.Client, error) {
 		Timeout: 2 * time.Second, ConnectTimeout: time.Second, ClientName: "jepsen-admin"})
 }
 
-// health says what is not yet healthy ("" when every node serves and every
-// node sees every other up).
+// health says what is not yet healthy in the nodes' views ("" when every
+// node is ready and sees every other up).
 func (r *run) health() string {
 	var bad []string
 	nodes := r.c.Nodes()
@@ -471,10 +548,45 @@ func (r *run) health() string {
 	return strings.Join(bad, "; ")
 }
 
+// serves checks that every node coordinates QUORUM writes and reads: a few
+// probe keys per node (spread over the ring, so every replica set is
+// likely touched), written and read back through that node alone. A node
+// can look up to its peers and still be unable to serve (its clock, for
+// one, may be far ahead of theirs). Returns what failed, "" when nothing.
+func (r *run) serves(round int) string {
+	var bad []string
+	for _, n := range r.c.Nodes() {
+		cl, err := client.New(client.Options{ContactPoints: []string{n.ClientAddr}, Cluster: clusterName(r.c),
+			Timeout: time.Second, ConnectTimeout: time.Second, ClientName: "jepsen-health"})
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		for i := 0; i < 8; i++ {
+			key := []byte(fmt.Sprintf("jepsen-health-%s-%d", n.Name, i))
+			val := []byte(fmt.Sprintf("%d", round))
+			if _, err := cl.Put(key, val, &client.ReqOpts{Consistency: client.Quorum}); err != nil {
+				bad = append(bad, fmt.Sprintf("QUORUM write through %s: %v", n.Name, err))
+				break
+			}
+			res, err := cl.Get(key, &client.ReqOpts{Consistency: client.Quorum})
+			if err != nil || string(res.Value) != string(val) {
+				bad = append(bad, fmt.Sprintf("QUORUM read through %s: %q %v", n.Name, res.Value, err))
+				break
+			}
+		}
+		cl.Close()
+	}
+	return strings.Join(bad, "; ")
+}
+
 func (r *run) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for {
+	for round := 0; ; round++ {
 		h := r.health()
+		if h == "" {
+			h = r.serves(round)
+		}
 		if h == "" {
 			return nil
 		}
@@ -514,7 +626,7 @@ func (r *run) afterRun(ctx context.Context) {
 	t0 := time.Now()
 	err := r.waitHealthy(ctx, r.cfg.HealthyTimeout)
 	ch := Check{Name: "recovery", Verdict: checker.Valid, Elapsed: time.Since(t0),
-		Detail: fmt.Sprintf("every node serves and sees every other up %.1fs after the workload stopped", time.Since(t0).Seconds())}
+		Detail: fmt.Sprintf("every node sees every other up and coordinates QUORUM writes and reads %.1fs after the workload stopped", time.Since(t0).Seconds())}
 	if err != nil {
 		ch.Verdict = checker.Invalid
 		ch.Detail = fmt.Sprintf("not healthy %v after the final heal: %v", r.cfg.HealthyTimeout, err)
@@ -576,8 +688,13 @@ func (r *run) finalReads(ctx context.Context, keys []string) {
 	}
 	defer cli.Close()
 	proc := 100000 // a process number no worker uses
-	failed := 0
+	failed, unread := 0, 0
+	deadline := time.Now().Add(3 * time.Minute)
 	for _, k := range keys {
+		if time.Now().After(deadline) {
+			unread++
+			continue
+		}
 		for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
 			r.rec.Add(history.Op{Process: proc, Type: history.Invoke, F: f, Key: k})
 			res, err := cli.Get([]byte(k), nil)
@@ -595,7 +712,11 @@ func (r *run) finalReads(ctx context.Context, keys []string) {
 			sleep(ctx, 200*time.Millisecond)
 		}
 	}
-	r.event(fmt.Sprintf("final reads of %d keys at %s done (%d failed attempts)", len(keys), cl, failed))
+	msg := fmt.Sprintf("final reads of %d keys at %s done (%d failed attempts)", len(keys), cl, failed)
+	if unread > 0 {
+		msg += fmt.Sprintf("; gave up after 3 minutes with %d keys not read", unread)
+	}
+	r.event(msg)
 }
 
 // ---- judging -------------------------------------------------------------
