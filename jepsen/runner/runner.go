@@ -298,7 +298,11 @@ func (r *run) execute(ctx context.Context, teardown func()) {
 	}
 	r.logf("cluster healthy: every node sees every other up and coordinates QUORUM writes and reads")
 	if r.nem != nil && r.nem.NeedsClocks() {
-		if err := r.c.ClockCheck(); err != nil {
+		err := r.c.ClockCheck()
+		if err == nil {
+			err = r.clockSelfTest(ctx)
+		}
+		if err != nil {
 			r.logf("CLOCKS CANNOT BE SKEWED HERE: %v", err)
 			r.invalid("clock skew cannot be injected here: " + err.Error())
 			return
@@ -347,6 +351,38 @@ func (r *run) execute(ctx context.Context, teardown func()) {
 	}
 	teardown()
 	r.judge()
+}
+
+// clockSelfTest sets the first node's clock 400 ms ahead (within the
+// default max_clock_offset), has it stamp a write, and checks that the
+// stamp is ahead of real time by about that much -- proof that the node
+// really reads the skewed clock -- then puts the clock back.
+func (r *run) clockSelfTest(ctx context.Context) error {
+	n := r.c.Nodes()[0]
+	const skew = 400 * time.Millisecond
+	if err := r.c.SetClock(n.Name, skew); err != nil {
+		return err
+	}
+	defer r.c.SetClock(n.Name, 0)
+	sleep(ctx, 100*time.Millisecond)
+	cl, err := nodeClient(n, clusterName(r.c))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	before := time.Now().UnixMilli()
+	res, err := cl.Put([]byte("jepsen-clock-test"), []byte("x"), &client.ReqOpts{Consistency: client.One})
+	if err != nil {
+		return fmt.Errorf("clock self-test write through %s: %v", n.Name, err)
+	}
+	ahead := int64(res.Timestamp>>16) - before
+	if ahead < int64(skew/time.Millisecond)*3/4 {
+		return fmt.Errorf("%s's clock was set %v ahead but it stamped a write only %d ms ahead of real time", n.Name, skew, ahead)
+	}
+	r.logf("clock self-test passed: with its clock set %v ahead, %s stamped a write %d ms ahead of real time", skew, n.Name, ahead)
+	r.c.SetClock(n.Name, 0)
+	sleep(ctx, 600*time.Millisecond) // the HLC's lead runs out
+	return nil
 }
 
 func clusterName(c cluster.Cluster) string {
