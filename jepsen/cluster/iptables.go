@@ -120,3 +120,10 @@ func (t *iptables) teardown() error {
 	}
 	return nil
 }
+
+// CleanupLocal removes the chains a local cluster on subnet may have left
+// behind (after the harness itself was killed -9: its nodes die with it,
+// its rules do not).
+func CleanupLocal(subnet string) error {
+	return newIptables(strings.TrimSuffix(subnet, ".")).teardown()
+}

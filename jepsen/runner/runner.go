@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -236,11 +237,11 @@ func Run(cfg Config, c cluster.Cluster, out io.Writer) (rep *Report, err error) 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	interrupted := false
+	var interrupted atomic.Bool
 	go func() {
 		select {
 		case s := <-sigs:
-			interrupted = true
+			interrupted.Store(true)
 			r.logf("%v: ending the run early; undoing every fault", s)
 			cancel()
 		case <-ctx.Done():
@@ -265,7 +266,7 @@ func Run(cfg Config, c cluster.Cluster, out io.Writer) (rep *Report, err error) 
 		}
 		teardown()
 		r.rep.Elapsed = time.Since(r.t0)
-		if interrupted {
+		if interrupted.Load() {
 			r.invalid("interrupted")
 		}
 		r.writeReport()

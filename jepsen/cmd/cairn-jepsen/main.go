@@ -34,6 +34,7 @@ Commands:
   smoke    the short suite run by scripts/test.sh (a few scenarios and a negative control)
   nightly  -runs N -time T: every nemesis with every workload, N runs each, plus the negative control
   check    FILE: re-check a saved history (register or set, from its operations)
+  cleanup  -subnet 127.0.5.: remove iptables rules left by a harness that was killed -9
 
 Nemeses: `+strings.Join(nemesis.Names, ", ")+`
 Run 'cairn-jepsen COMMAND -h' for the flags. Every command ends with
@@ -57,6 +58,14 @@ func main() {
 		code = cmdSuite("nightly", os.Args[2:])
 	case "check":
 		code = cmdCheck(os.Args[2:])
+	case "cleanup":
+		fs := flag.NewFlagSet("cleanup", flag.ExitOnError)
+		subnet := fs.String("subnet", "127.0.5.", "the local cluster's address prefix")
+		fs.Parse(os.Args[2:])
+		if err := cluster.CleanupLocal(*subnet); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn-jepsen: %v\n", err)
+			code = 1
+		}
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -367,6 +376,12 @@ func cmdCheck(args []string) int {
 	if fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: cairn-jepsen check [-viz DIR] HISTORY.jsonl")
 		return 2
+	}
+	if *dir != "" {
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn-jepsen: %v\nRESULT: INVALID\n", err)
+			return 2
+		}
 	}
 	ops, err := history.Read(fs.Arg(0))
 	if err != nil {
