@@ -223,7 +223,7 @@ func Run(cfg Config, c cluster.Cluster, out io.Writer) (rep *Report, err error) 
 	}
 	defer rec.Close()
 	r := &run{cfg: cfg, c: c, rec: rec, out: out, rng: rand.New(rand.NewSource(cfg.Seed)), t0: time.Now(),
-		rep: &Report{Config: cfg, Cluster: c.Kind(), Result: Pass, History: rec.Start().String()}}
+		rep: &Report{Config: cfg, Cluster: c.Kind(), Result: Pass}}
 	r.rep.History = filepath.Join(cfg.Dir, "history.jsonl")
 	if r.nem, err = nemesis.New(cfg.Nemesis, cfg.MaxOffset); err != nil {
 		return nil, err
