@@ -7,7 +7,10 @@
  *         bufferevent's output, so replies produced in one loop iteration go
  *         out in few writes. Data requests become node_req_t handed to
  *         node_exec() (the executor seam); node_req_finish() writes the reply
- *         back, or drops it when the connection has gone.
+ *         back, or drops it when the connection has gone. A LOCAL_GET (one
+ *         node's own cell, for debugging) is a node_req_t too, handed to
+ *         node_local_get() (local_get.c) and finished by
+ *         node_req_finish_cell() with a LOCAL_REPLY.
  *
  *         A connection that must end (a protocol error, a rejected HELLO,
  *         the drain) closes gracefully: reading turns into discarding,
