@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"cairn/jepsen/client"
 )
 
 // DockerConfig describes a compose deployment.
@@ -49,6 +51,8 @@ type Docker struct {
 	compose []string // "docker compose" or "docker-compose"
 	nodes   []Node
 	ipt     *iptables
+
+	service map[string]string // node name -> compose service
 
 	mu      sync.Mutex
 	stopped map[string]bool
@@ -70,7 +74,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	if _, err := os.Stat(cfg.ComposeFile); err != nil {
 		return nil, fmt.Errorf("compose file: %v (the docker-compose deployment is issue 8's deploy/docker-compose.yml)", err)
 	}
-	d := &Docker{cfg: cfg, stopped: map[string]bool{}, paused: map[string]bool{},
+	d := &Docker{cfg: cfg, stopped: map[string]bool{}, paused: map[string]bool{}, service: map[string]string{},
 		ipt: &iptables{in: "CAIRN-J-DOCKER", out: "CAIRN-J-DOCKER-OUT"}}
 	if exec.Command("docker", "compose", "version").Run() == nil {
 		d.compose = []string{"docker", "compose"}
@@ -139,11 +143,40 @@ func (d *Docker) Start() error {
 		if len(ips) == 0 {
 			return fmt.Errorf("%s has no address", s)
 		}
-		d.nodes = append(d.nodes, Node{Name: s, Host: ips[0],
+		n := Node{Name: s, Host: ips[0],
 			ClientAddr: net.JoinHostPort(ips[0], fmt.Sprint(d.cfg.ClientPort)),
-			AdminAddr:  net.JoinHostPort(ips[0], fmt.Sprint(d.cfg.AdminPort))})
+			AdminAddr:  net.JoinHostPort(ips[0], fmt.Sprint(d.cfg.AdminPort))}
+		// the node's own name (RING and gossip use it), when it answers
+		n.Name = d.nodeName(n.ClientAddr, s)
+		d.service[n.Name] = s
+		d.nodes = append(d.nodes, n)
 	}
 	return nil
+}
+
+// nodeName asks a node for its node_name (INFO), for up to 30 s; the
+// service name if it never answers.
+func (d *Docker) nodeName(addr, service string) string {
+	cl, err := client.New(client.Options{ContactPoints: []string{addr}, Cluster: d.cfg.Cluster,
+		Timeout: time.Second, ConnectTimeout: time.Second, ClientName: "jepsen-docker"})
+	if err != nil {
+		return service
+	}
+	defer cl.Close()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if info, err := cl.Info(); err == nil && info["node_name"] != "" {
+			return info["node_name"]
+		}
+	}
+	return service
+}
+
+// svc is the compose service of a node.
+func (d *Docker) svc(name string) string {
+	if s, ok := d.service[name]; ok {
+		return s
+	}
+	return name
 }
 
 func (d *Docker) Stop() error {
@@ -176,7 +209,7 @@ func (d *Docker) Teardown() error {
 }
 
 func (d *Docker) StartNode(name string) error {
-	_, err := d.run("start", name)
+	_, err := d.run("start", d.svc(name))
 	if err == nil {
 		d.mu.Lock()
 		delete(d.stopped, name)
@@ -186,7 +219,7 @@ func (d *Docker) StartNode(name string) error {
 }
 
 func (d *Docker) Kill(name string) error {
-	_, err := d.run("kill", "-s", "SIGKILL", name)
+	_, err := d.run("kill", "-s", "SIGKILL", d.svc(name))
 	if err == nil {
 		d.mu.Lock()
 		d.stopped[name] = true
@@ -202,7 +235,7 @@ func (d *Docker) Running(name string) bool {
 }
 
 func (d *Docker) Pause(name string) error {
-	_, err := d.run("pause", name)
+	_, err := d.run("pause", d.svc(name))
 	if err == nil {
 		d.mu.Lock()
 		d.paused[name] = true
@@ -219,7 +252,7 @@ func (d *Docker) Resume(name string) error {
 	if !was {
 		return nil
 	}
-	_, err := d.run("unpause", name)
+	_, err := d.run("unpause", d.svc(name))
 	return err
 }
 
