@@ -121,6 +121,14 @@ void node_exec(node_t *n, node_req_t *req);
 void node_req_finish(node_req_t *req, kv_status_t status, hlc_ts_t cell_ts,
                      const kv_slice_t *value, const char *message);
 
+/* Finish a LOCAL_GET: status KV_OK with the cell v, KV_NOTFOUND (v
+ * unused), or an error (answered as a REPLY). */
+void node_req_finish_cell(node_req_t *req, kv_status_t status, const eng_value_t *v);
+
+/* local_get.c: read req's key from this node's engine alone (memory first,
+ * else on the reader pool) and finish it with node_req_finish_cell. */
+void node_local_get(node_t *n, node_req_t *req);
+
 /* ---- the node ---------------------------------------------------------- */
 
 /* Engine figures mirrored as metrics: counters advance by the difference
