@@ -244,6 +244,9 @@ kv_status_t node_listen(node_t *n, const char *setting, uint16_t port,
                         evconnlistener_cb cb, void *arg,
                         struct evconnlistener **out);
 void node_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* A non-blocking TCP socket bound to listen_address for dialling out, or
+ * -1 (listen_address is a wildcard); *family says which family it is. */
+evutil_socket_t node_outbound_socket(node_t *n, int *family);
 
 /* Called when a connection closes or a request finishes during a drain. */
 void node_drain_check(node_t *n);

@@ -484,13 +484,15 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         link_close(l);
         return;
     }
-    p->last_heard_ns = now_ns();
     if (!merge_clock(cl, head.hlc, &ahead)) {
         KV_LOG(KV_WARN, "dropped a reply from %s: its clock is %" PRId64
                " ms ahead (max_clock_offset_ms %" PRIu64 ")", p->name, ahead,
                cl->node->cfg->max_clock_offset_ms);
         return;
     }
+    /* heard from only when its clock is acceptable: a peer whose every
+     * reply is dropped for skew goes down, and requests stop waiting on it */
+    p->last_heard_ns = now_ns();
     switch (f->type) {
     case PEER_PONG: {
         uint64_t load;
@@ -655,8 +657,10 @@ static peer_link_t *link_new(node_cluster_t *cl, struct bufferevent *bev,
 static void dial(node_cluster_t *cl, node_peer_t *p)
 {
     kv_assert(!p->out && !p->self);
+    int family;
+    evutil_socket_t fd = node_outbound_socket(cl->node, &family);
     struct bufferevent *bev =
-        bufferevent_socket_new(cl->node->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        bufferevent_socket_new(cl->node->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         peer_note_error(p, "cannot create a socket");
         schedule_retry(cl, p);
@@ -669,7 +673,7 @@ static void dial(node_cluster_t *cl, node_peer_t *p)
     p->out = l;
     /* May fail at once (and call the event callback, closing the link). */
     peer_link_ref(l);
-    if (bufferevent_socket_connect_hostname(bev, cl->dns, AF_UNSPEC, p->host,
+    if (bufferevent_socket_connect_hostname(bev, cl->dns, family, p->host,
                                             p->peer_port) != 0 && !l->closed) {
         peer_note_error(p, "cannot connect to %s", addr);
         link_close(l);

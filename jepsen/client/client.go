@@ -450,6 +450,28 @@ func replyError(f *frame, addr, what string) error {
 	return &Error{Status: r.status, Message: r.message, Node: addr, Sent: true}
 }
 
+// Admin runs a cluster operation on the connected node (ADMIN: "repair",
+// "cleanup", "decommission", "removenode" with arg) and returns the node's
+// sentence saying what it started.
+func (c *Client) Admin(op, arg string) (string, error) {
+	f, addr, err := c.call(c.opts.Timeout, func(id uint64) []byte {
+		return encodeFrame(msgAdmin, id, 2, func(b []byte) []byte {
+			return appendStr(appendStr(b, op), arg)
+		})
+	})
+	if err != nil {
+		return "", err
+	}
+	r, derr := decodeReply(f)
+	if derr != nil {
+		return "", &Error{Status: StatusProto, Message: derr.Error(), Node: addr, Sent: true}
+	}
+	if r.status != StatusOK {
+		return "", &Error{Status: r.status, Message: r.message, Node: addr, Sent: true}
+	}
+	return string(r.value), nil
+}
+
 // LocalGet asks the connected node for the cell it stores itself for key
 // (LOCAL_GET: no coordination, no repair).
 func (c *Client) LocalGet(key []byte) (Cell, error) {

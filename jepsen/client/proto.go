@@ -26,6 +26,7 @@ const (
 	msgInfo       = 20
 	msgRing       = 21
 	msgLocalGet   = 22
+	msgAdmin      = 30
 	msgReply      = 100
 	msgInfoReply  = 101
 	msgRingReply  = 102

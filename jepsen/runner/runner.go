@@ -73,6 +73,7 @@ type Config struct {
 	// How long the checks after the run may wait.
 	HealthyTimeout time.Duration `json:"healthy_timeout"`
 	HintsTimeout   time.Duration `json:"hints_timeout"`
+	NoRepair       bool          `json:"no_repair"` // judge convergence without cairn repair
 	CheckTimeout   time.Duration `json:"check_timeout_per_key"`
 }
 
@@ -153,10 +154,12 @@ type Report struct {
 	Register    *checker.RegisterResult `json:"register,omitempty"`
 	Set         *checker.SetResult      `json:"set,omitempty"`
 	Convergence *ConvergenceResult      `json:"convergence,omitempty"`
-	History     string                  `json:"history"`
-	Elapsed     time.Duration           `json:"elapsed"`
-	faultStart  int64
-	healAt      int64
+	// before the repair step: what hints and read repair achieved alone
+	ConvergenceAlone *ConvergenceResult `json:"convergence_without_repair,omitempty"`
+	History          string             `json:"history"`
+	Elapsed          time.Duration      `json:"elapsed"`
+	faultStart       int64
+	healAt           int64
 }
 
 // Ops is the number of client operations (completions) in the history.
@@ -693,9 +696,20 @@ func (r *run) afterRun(ctx context.Context) {
 	r.rep.Checks = append(r.rep.Checks, ch)
 	r.logf("hints: %s (%s)", ch.Verdict, ch.Detail)
 
-	// convergence before the final reads: those repair what they read
+	// convergence before the final reads: those repair what they read.
+	// First without help (what hints and read repair achieved alone: kept
+	// in the report), then after an anti-entropy repair on every node --
+	// what an operator runs after crashes -- which is the verdict.
 	keys := r.wl.Keys()
 	sort.Strings(keys)
+	alone := CheckConvergence(r.c, clusterName(r.c), keys)
+	r.rep.ConvergenceAlone = &alone
+	r.logf("convergence without repair: %s (%s)", alone.Verdict, alone.Summary())
+	if !r.cfg.NoRepair {
+		ch = r.repairAll(ctx)
+		r.rep.Checks = append(r.rep.Checks, ch)
+		r.logf("repair: %s (%s)", ch.Verdict, ch.Detail)
+	}
 	conv := CheckConvergence(r.c, clusterName(r.c), keys)
 	r.rep.Convergence = &conv
 	r.rep.Checks = append(r.rep.Checks, Check{Name: "convergence", Verdict: conv.Verdict,
@@ -703,6 +717,53 @@ func (r *run) afterRun(ctx context.Context) {
 	r.logf("convergence: %s (%s)", conv.Verdict, conv.Summary())
 
 	r.finalReads(ctx, keys)
+}
+
+// repairAll runs `repair` on every node in turn and waits for each.
+func (r *run) repairAll(ctx context.Context) Check {
+	t0 := time.Now()
+	ch := Check{Name: "repair", Verdict: checker.Valid}
+	var moved uint64
+	var notes []string
+	for _, n := range r.c.Nodes() {
+		cl, err := nodeClient(n, clusterName(r.c))
+		if err != nil {
+			ch.Verdict = checker.Invalid
+			notes = append(notes, n.Name+": "+err.Error())
+			continue
+		}
+		_, err = cl.Admin("repair", "")
+		state := "running"
+		var info map[string]string
+		for err == nil && state == "running" && ctx.Err() == nil &&
+			time.Since(t0) < r.cfg.HealthyTimeout+2*time.Minute {
+			sleep(ctx, 200*time.Millisecond)
+			info, err = cl.Info()
+			if err == nil {
+				state = info["repair_state"]
+			}
+		}
+		cl.Close()
+		if err != nil || state != "done" {
+			ch.Verdict = checker.Invalid
+			if err != nil {
+				notes = append(notes, n.Name+": "+err.Error())
+			} else {
+				notes = append(notes, n.Name+": "+state+": "+info["repair_result"])
+			}
+			continue
+		}
+		var in uint64
+		fmt.Sscan(info["repair_keys_in"], &in)
+		moved += in
+	}
+	ch.Elapsed = time.Since(t0)
+	ch.Detail = fmt.Sprintf("every node repaired in %.1fs; %d cells copied", ch.Elapsed.Seconds(), moved)
+	if len(notes) > 0 {
+		ch.Detail = strings.Join(notes, "; ")
+	}
+	r.event(fmt.Sprintf("repair: %s", ch.Detail))
+	return ch
 }
 
 // finalReads reads every key once more through the healed cluster: the
