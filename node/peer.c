@@ -238,6 +238,14 @@ static bool merge_clock(node_cluster_t *cl, uint64_t remote, int64_t *ahead_ms)
     return false;
 }
 
+/* A clock disagreement with member idx, either way: it refused our clock,
+ * or we refused its. Enough of them make this node the outlier
+ * (cluster_clock_outlier). */
+static void note_skew(node_cluster_t *cl, uint32_t idx)
+{
+    if (idx < cl->npeers) cl->peers[idx]->skew_ns = now_ns();
+}
+
 /* Check a HELLO / HELLO_OK against this node. KV_OK, or the refusal reason
  * index and status with msg filled. */
 static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
@@ -320,6 +328,7 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
         snprintf(msg, sizeof msg, "clock of node '%s' is %" PRId64 " ms ahead "
                  "of this node's (max_clock_offset_ms %" PRIu64 ")",
                  cl->peers[member]->name, ahead, cl->node->cfg->max_clock_offset_ms);
+        note_skew(cl, member);
         refuse(l, PEER_REFUSED_CLOCK, KV_CLOCK_SKEW, msg);
         return;
     }
@@ -350,6 +359,7 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
     }
     int64_t ahead;
     bool clock_ok = merge_clock(cl, head.hlc, &ahead);
+    if (!clock_ok) note_skew(cl, l->peer);
     kv_buf_t *b = &cl->node->scratch;
     switch (f->type) {
     case PEER_PING:
@@ -429,11 +439,12 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
     int64_t ahead = 0;
     if (f->type == PEER_REFUSE) {
         peer_refuse_t r;
-        if (peer_decode_refuse(f, &head, &r) == KV_OK)
+        if (peer_decode_refuse(f, &head, &r) == KV_OK) {
+            if (r.status == KV_CLOCK_SKEW) note_skew(cl, l->peer);
             peer_note_error(p, "refused our connection: %.*s",
                             (int)KV_MIN(r.message.len, 120),
                             (const char *)r.message.data);
-        else
+        } else
             peer_note_error(p, "refused our connection");
         link_close(l);
         return;
@@ -460,6 +471,7 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
                      "this node's (max_clock_offset_ms %" PRIu64 ")", ahead,
                      cl->node->cfg->max_clock_offset_ms);
             why = PEER_REFUSED_CLOCK;
+            note_skew(cl, l->peer);
         }
         if (why >= 0) {
             metrics_counter_add(cl->m.refused[why], 1);
@@ -485,6 +497,7 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         return;
     }
     if (!merge_clock(cl, head.hlc, &ahead)) {
+        note_skew(cl, l->peer);
         KV_LOG(KV_WARN, "dropped a reply from %s: its clock is %" PRId64
                " ms ahead (max_clock_offset_ms %" PRIu64 ")", p->name, ahead,
                cl->node->cfg->max_clock_offset_ms);

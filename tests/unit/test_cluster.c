@@ -381,12 +381,14 @@ static void start_with_n2_behind(tcluster_t *c, const char *max_offset)
      * built on the C library's allocator */
     c->n[1]->bin = CAIRND_LIBC_PATH;
     for (int i = 0; i < NODES; i++) node_spawn(c, i, extra, i == 1 ? env : NULL);
-    for (int i = 0; i < NODES; i++) proc_wait_ready(c->n[i]);
+    /* serving, not ready: a refused n2 knows it is the odd clock out */
+    for (int i = 0; i < NODES; i++) proc_wait_serving(c->n[i]);
 }
 
 /* With the default max_clock_offset_ms, the nodes refuse a peer three hours
- * off: n2 is cut off, its writes fail Unavailable instead of being stamped
- * in the past, and the earlier write through n1 stays. */
+ * off: n2 is cut off, learns that its clock is the odd one out, refuses
+ * writes ClockSkew instead of stamping them in the past, and reports itself
+ * not ready; the earlier write through n1 stays. */
 static void test_cluster_skewed_node_is_refused(void **state)
 {
     (void)state;
@@ -405,18 +407,29 @@ static void test_cluster_skewed_node_is_refused(void **state)
     }
     assert_int_equal(scrape(c.n[0], "cairn_peer_up{peer=\"n2\"}"), 0);
     assert_int_equal(scrape(c.n[1], "cairn_peer_up{peer=\"n1\"}"), 0);
-    /* n2's writes fail Unavailable, and say why for both peers (a first
-     * dial may have found a peer not listening yet: wait for a redial) */
+    /* Once both peers disagree with n2's clock, n2 knows it is the outlier:
+     * its writes fail ClockSkew at once (nothing is stamped in the past),
+     * saying so, and it reports itself not ready. Before that they fail
+     * Unavailable, naming the clock. */
     t0 = now_ms();
     for (;;) {
-        ASSERT_ST(put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL),
-                  CAIRN_UNAVAILABLE);
-        const char *first = strstr(last_err, "clock");
-        if (first && strstr(first + 1, "clock")) break;
-        if (now_ms() - t0 > 20000)
-            fail_msg("Unavailable without the clock reasons: %s", last_err);
+        cairn_status_t st = put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL);
+        if (st == CAIRN_CLOCK_SKEW) {
+            assert_non_null(strstr(last_err, "this node's clock disagrees with 2 of 2"));
+            break;
+        }
+        ASSERT_ST(st, CAIRN_UNAVAILABLE);
+        assert_non_null(strstr(last_err, "clock"));
+        if (now_ms() - t0 > 20000) fail_msg("n2 never saw itself as the outlier: %s", last_err);
         sleep_ms(50);
     }
+    kv_buf_t body = {0};
+    assert_int_equal(http_get(c.n[1]->admin_port, "/ready", &body), 503);
+    kv_buf_deinit(&body);
+    assert_int_equal(http_get(c.n[0]->admin_port, "/ready", &body), 200);
+    kv_buf_deinit(&body);
+    /* the majority goes on writing */
+    ASSERT_ST(put_via(&c, 2, "k2", "from-n3", CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
     expect_val(&c, 0, "k", CAIRN_QUORUM, "from-n1");
     expect_val(&c, 2, "k", CAIRN_QUORUM, "from-n1");
 }
