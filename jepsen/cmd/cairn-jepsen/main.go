@@ -273,18 +273,17 @@ type suiteEntry struct {
 	dur                       time.Duration
 }
 
-// smokeSuite is what scripts/test.sh runs: partitions, pauses and clock
-// skew within max_clock_offset, plus the negative control. kill -9 is not
-// in it: a coordinator killed with a write in flight leaves that key's
-// replicas diverged for good (no hint was written, and there is no
-// anti-entropy repair yet: jepsen/README.md, finding 1), which fails the
-// convergence check in about a third of kill runs -- the nightly suite
-// runs kill and reports it.
+// smokeSuite is what scripts/test.sh runs: partitions, pauses, kill -9
+// and clock skew within max_clock_offset, plus the negative control. A
+// coordinator killed with a write in flight can leave that key's replicas
+// diverged (jepsen/README.md, finding 1); the final phase's repair brings
+// them together, and convergence is judged after it.
 func smokeSuite() []suiteEntry {
 	return []suiteEntry{
 		{workload: "register", nemesis: "partition", cl: client.Quorum, dur: 45 * time.Second},
 		{workload: "set", nemesis: "pause", cl: client.Quorum, dur: 36 * time.Second},
 		{workload: "register", nemesis: "clock", cl: client.Quorum, dur: 36 * time.Second},
+		{workload: "set", nemesis: "kill", cl: client.Quorum, dur: 30 * time.Second},
 		{workload: "register", nemesis: "partition-halves", cl: client.One, expect: "violation", dur: 24 * time.Second},
 	}
 }
