@@ -577,7 +577,8 @@ const char *cluster_clock_outlier(node_cluster_t *cl)
         others++;
         skewed += p->skew_ns && now - p->skew_ns < SKEW_MEMORY_NS;
     }
-    if (others == 0 || skewed * 2 <= others) {
+    /* with one other member nobody can tell whose clock is wrong */
+    if (others < 2 || skewed * 2 <= others) {
         cl->outlier = false;
         return "";
     }

@@ -153,8 +153,8 @@ void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
  * for reads) instead of at their deadline. Runs from the loop shortly. */
 void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx);
 /* This node's clock disagrees (beyond max_clock_offset_ms, either way) with
- * more than half of the other members within the last 10 s: it is the
- * outlier. Writes it would stamp are refused ClockSkew and /ready is 503
+ * more than half of the other members (at least two) within the last 10 s:
+ * it is the outlier. Writes it would stamp are refused ClockSkew and /ready is 503
  * until its clock agrees again. The sentence saying so, or "". */
 const char *cluster_clock_outlier(node_cluster_t *cl);
 
