@@ -102,109 +102,7 @@
 #define KV_LOG_MODULE "coord"
 #include "coord.h"
 
-#include <assert.h>
-#include <inttypes.h>
-
-#include "ring.h"
-
-static_assert(COORD_MAX_REPLICAS == RING_MAX_RF + 1,
-              "a replica set plus the pending replica of a ring change");
-static_assert(COORD_MAX_REPLICAS <= 64, "slot field is 6 bits; slot masks are 64");
-static_assert(COORD_MAX_WRITE_ATTEMPTS <= 64, "attempt field is 6 bits");
-
-#define MSG_SLOT_BITS 6
-#define MSG_ATTEMPT_BITS 6
-#define MSG_SEQ_SHIFT (MSG_SLOT_BITS + MSG_ATTEMPT_BITS)
-#define MSG_FIELD_MASK ((1u << MSG_SLOT_BITS) - 1)
-
-/* Reads and background checks: the rounds (msg_id's attempt field). */
-#define READ_ROUND_QUERY 0u
-#define READ_ROUND_REPAIR 1u
-
-#define PPM_ALWAYS 1000000u
-
-typedef enum {
-    REQ_WRITE = 1,
-    REQ_READ = 2,
-    REQ_BG = 3, /* a background read check: no client, no REPLY */
-} req_kind_t;
-
-typedef enum {
-    PH_WRITE_SENDING = 1,
-    PH_READ_QUERY = 2,
-    PH_READ_REPAIR = 3,
-    PH_DRAINING = 4, /* replied; waiting for late answers or the deadline */
-    PH_BG_QUERY = 5,
-    PH_BG_REPAIR = 6,
-} req_phase_t;
-
-typedef enum {
-    SLOT_IDLE = 0,
-    SLOT_PENDING = 1,
-    SLOT_DONE = 2,
-    SLOT_FAILED = 3,
-} slot_state_t;
-
-/* A read answer, copied. */
-typedef struct read_slot {
-    bool found; /* false: the replica holds nothing */
-    eng_cell_t cell;
-    kv_buf_t value;
-} read_slot_t;
-
-typedef struct req {
-    uint64_t seq;
-    uint64_t client_req_id; /* REQ_BG: its read's, a label only */
-    req_kind_t kind;
-    req_phase_t phase;
-    coord_cl_t cl;
-    uint32_t n, need; /* REQ_BG: need = the extra replicas it reads */
-    uint32_t npending; /* writes: the last npending replicas are pending */
-    uint32_t replicas[COORD_MAX_REPLICAS];
-    bool alive[COORD_MAX_REPLICAS];
-    uint8_t slot[COORD_MAX_REPLICAS]; /* slot_state_t, current round */
-    uint32_t attempt;                 /* the current round */
-    uint32_t acks;        /* write: DONE this attempt; read: query answers */
-    uint32_t outstanding; /* PENDING slots */
-    uint64_t hinted;      /* write: slots hinted this attempt (bit = slot) */
-    uint64_t queried;     /* read, REQ_BG: the read's query set */
-    uint32_t failovers;   /* read: queried replicas that failed and were
-                             replaced by another live one */
-    bool beaten;          /* write: gave up, its stamp superseded */
-    uint64_t timeout_ms;
-    uint64_t deadline;
-    size_t heap_idx;
-    struct req *hnext;
-    kv_buf_t key;
-    /* write: the cell being written; read: the winner once resolved;
-     * REQ_BG: the read's winner, then the newest cell seen */
-    eng_cell_t cell;
-    kv_buf_t value;
-    bool have_cell;
-    read_slot_t *rs; /* read, REQ_BG: n answers */
-} req_t;
-
-struct coord {
-    hlc_t *hlc;
-    uint64_t next_seq;
-    /* requests by seq */
-    req_t **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
-    /* requests by deadline */
-    req_t **heap;
-    size_t heap_cap;
-    /* output */
-    coord_action_t *acts;
-    kv_buf_t *act_bufs;
-    size_t nacts, acts_cap;
-    /* background checks */
-    uint32_t ppm[4];
-    uint32_t bg_max;
-    uint32_t bg_inflight; /* REQ_BG held */
-    kv_rng_t rng;
-    coord_stats_t st;
-};
+#include "coord_int.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -230,9 +128,6 @@ uint32_t coord_cl_required(coord_cl_t cl, uint32_t rf)
     return 0;
 }
 
-#define SLOT_BIT(i) (UINT64_C(1) << (i))
-
-static uint32_t popcount64(uint64_t x) { return (uint32_t)__builtin_popcountll(x); }
 
 static uint64_t msg_id_make(const req_t *r, uint32_t slot)
 {
@@ -303,7 +198,7 @@ static void reply_push(coord_t *c, uint64_t client_req_id, kv_slice_t key,
 
 /* ---- the deadline heap ------------------------------------------------- */
 
-static bool heap_less(const req_t *a, const req_t *b)
+bool coord_heap_less(const req_t *a, const req_t *b)
 {
     return a->deadline != b->deadline ? a->deadline < b->deadline
                                       : a->seq < b->seq;
@@ -320,7 +215,7 @@ static void heap_sift_up(coord_t *c, size_t i)
     req_t *r = c->heap[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!heap_less(r, c->heap[p])) break;
+        if (!coord_heap_less(r, c->heap[p])) break;
         heap_set(c, i, c->heap[p]);
         i = p;
     }
@@ -333,8 +228,8 @@ static void heap_sift_down(coord_t *c, size_t i)
     for (;;) {
         size_t l = 2 * i + 1, m = i;
         const req_t *best = r;
-        if (l < c->count && heap_less(c->heap[l], best)) m = l, best = c->heap[l];
-        if (l + 1 < c->count && heap_less(c->heap[l + 1], best)) m = l + 1;
+        if (l < c->count && coord_heap_less(c->heap[l], best)) m = l, best = c->heap[l];
+        if (l + 1 < c->count && coord_heap_less(c->heap[l + 1], best)) m = l + 1;
         if (m == i) break;
         heap_set(c, i, c->heap[m]);
         i = m;
@@ -368,7 +263,7 @@ static void heap_remove(coord_t *c, req_t *r)
 
 /* ---- the request table ------------------------------------------------- */
 
-static size_t bucket_of(const coord_t *c, uint64_t seq)
+size_t coord_bucket_of(const coord_t *c, uint64_t seq)
 {
     return (size_t)((seq * UINT64_C(0x9E3779B97F4A7C15)) >> 17) &
            (c->nbuckets - 1);
@@ -386,7 +281,7 @@ static void table_grow(coord_t *c)
         req_t *r = ob[i];
         while (r) {
             req_t *next = r->hnext;
-            size_t b = bucket_of(c, r->seq);
+            size_t b = coord_bucket_of(c, r->seq);
             r->hnext = nbk[b];
             nbk[b] = r;
             r = next;
@@ -395,9 +290,9 @@ static void table_grow(coord_t *c)
     kv_free(ob);
 }
 
-static req_t *table_find(const coord_t *c, uint64_t seq)
+req_t *coord_table_find(const coord_t *c, uint64_t seq)
 {
-    for (req_t *r = c->buckets[bucket_of(c, seq)]; r; r = r->hnext)
+    for (req_t *r = c->buckets[coord_bucket_of(c, seq)]; r; r = r->hnext)
         if (r->seq == seq) return r;
     return NULL;
 }
@@ -405,14 +300,14 @@ static req_t *table_find(const coord_t *c, uint64_t seq)
 static void table_insert(coord_t *c, req_t *r)
 {
     if (c->count + 1 > c->nbuckets) table_grow(c);
-    size_t b = bucket_of(c, r->seq);
+    size_t b = coord_bucket_of(c, r->seq);
     r->hnext = c->buckets[b];
     c->buckets[b] = r;
 }
 
 static void table_remove(coord_t *c, req_t *r)
 {
-    req_t **pp = &c->buckets[bucket_of(c, r->seq)];
+    req_t **pp = &c->buckets[coord_bucket_of(c, r->seq)];
     while (*pp != r) {
         kv_assert(*pp != NULL);
         pp = &(*pp)->hnext;
@@ -971,7 +866,7 @@ static void bg_on_repair_ack(coord_t *c, req_t *b, uint32_t slot,
 static req_t *reply_match(coord_t *c, uint32_t from_node, uint64_t msg_id,
                           uint32_t *slot_out)
 {
-    req_t *r = table_find(c, msg_id >> MSG_SEQ_SHIFT);
+    req_t *r = coord_table_find(c, msg_id >> MSG_SEQ_SHIFT);
     uint32_t slot = (uint32_t)(msg_id & MSG_FIELD_MASK);
     uint32_t attempt = (uint32_t)((msg_id >> MSG_SLOT_BITS) & MSG_FIELD_MASK);
     if (!r || attempt != r->attempt || slot >= r->n ||
@@ -1117,191 +1012,3 @@ void coord_destroy(coord_t *c)
 size_t coord_live_requests(const coord_t *c) { return c->count; }
 
 void coord_get_stats(const coord_t *c, coord_stats_t *out) { *out = c->st; }
-
-/* ---- validation -------------------------------------------------------- */
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            kv_errmsg_set(__VA_ARGS__);                                        \
-            return KV_CORRUPT;                                                 \
-        }                                                                      \
-    } while (0)
-
-static kv_status_t validate_write(const req_t *r, uint32_t done)
-{
-    CHECK(r->phase == PH_WRITE_SENDING || r->phase == PH_DRAINING,
-          "write %" PRIu64 ": phase %d", r->seq, (int)r->phase);
-    CHECK(r->attempt < COORD_MAX_WRITE_ATTEMPTS, "write %" PRIu64 ": attempt",
-          r->seq);
-    CHECK(r->have_cell && r->cell.ts != 0, "write %" PRIu64 ": no stamp",
-          r->seq);
-    CHECK(!r->beaten || r->phase == PH_DRAINING,
-          "write %" PRIu64 ": beaten but not replied", r->seq);
-    if (r->phase == PH_WRITE_SENDING) {
-        CHECK(r->acks == done && r->acks < r->need,
-              "write %" PRIu64 ": acks %u done %u need %u", r->seq, r->acks,
-              done, r->need);
-        CHECK(r->acks + r->outstanding >= r->need,
-              "write %" PRIu64 ": CL unreachable but not replied", r->seq);
-    }
-    /* (6) */
-    for (uint32_t i = 0; i < r->n; i++) {
-        bool hinted = (r->hinted & SLOT_BIT(i)) != 0;
-        if (!r->alive[i])
-            CHECK(r->slot[i] == SLOT_IDLE && hinted,
-                  "write %" PRIu64 ": down replica %u not hinted", r->seq, i);
-        else
-            CHECK(r->slot[i] != SLOT_IDLE && (!hinted || r->slot[i] == SLOT_FAILED),
-                  "write %" PRIu64 ": slot %u state %u hinted %d", r->seq, i,
-                  r->slot[i], (int)hinted);
-    }
-    CHECK(r->n == 64 || (r->hinted >> r->n) == 0,
-          "write %" PRIu64 ": hint past n", r->seq);
-    CHECK(r->queried == 0 && !r->rs, "write %" PRIu64 ": read state", r->seq);
-    return KV_OK;
-}
-
-/* The slots of r that hold a round's message (not IDLE). */
-static uint64_t slots_used(const req_t *r)
-{
-    uint64_t m = 0;
-    for (uint32_t i = 0; i < r->n; i++)
-        if (r->slot[i] != SLOT_IDLE) m |= SLOT_BIT(i);
-    return m;
-}
-
-static kv_status_t validate_read(const req_t *r, uint32_t done, uint32_t pending)
-{
-    CHECK(r->rs && r->hinted == 0 && !r->beaten, "read %" PRIu64 ": state",
-          r->seq);
-    CHECK(r->phase == PH_READ_QUERY || r->phase == PH_READ_REPAIR ||
-              r->phase == PH_DRAINING,
-          "read %" PRIu64 ": phase %d", r->seq, (int)r->phase);
-    CHECK(r->acks <= r->need, "read %" PRIu64 ": answers %u > need %u", r->seq,
-          r->acks, r->need);
-    CHECK(popcount64(r->queried) == r->need + r->failovers,
-          "read %" PRIu64 ": queried %u", r->seq, popcount64(r->queried));
-    for (uint32_t i = 0; i < r->n; i++)
-        CHECK(!(r->queried & SLOT_BIT(i)) || r->alive[i],
-              "read %" PRIu64 ": queried a down replica", r->seq);
-    CHECK((slots_used(r) & ~r->queried) == 0,
-          "read %" PRIu64 ": a message outside the read set", r->seq);
-    if (r->phase == PH_READ_QUERY) {
-        CHECK(r->attempt == READ_ROUND_QUERY && done == r->acks &&
-                  done + pending == r->need && slots_used(r) == r->queried,
-              "read %" PRIu64 ": query set", r->seq);
-    }
-
-    if (r->phase == PH_READ_REPAIR) {
-        CHECK(r->attempt == READ_ROUND_REPAIR && r->have_cell &&
-                  r->outstanding > 0,
-              "read %" PRIu64 ": repair", r->seq);
-    }
-    return KV_OK;
-}
-
-/* (7) */
-static kv_status_t validate_bg(const req_t *r)
-{
-    CHECK(r->rs && r->hinted == 0 && !r->beaten, "check %" PRIu64 ": state",
-          r->seq);
-    CHECK(r->outstanding > 0, "check %" PRIu64 ": nothing outstanding", r->seq);
-    uint64_t extra = 0;
-    for (uint32_t i = 0; i < r->n; i++)
-        if (r->alive[i] && !(r->queried & SLOT_BIT(i))) extra |= SLOT_BIT(i);
-    CHECK(r->queried != 0 && r->need == popcount64(extra),
-          "check %" PRIu64 ": need %u for %u extra replicas", r->seq, r->need,
-          popcount64(extra));
-    if (r->phase == PH_BG_QUERY) {
-        CHECK(r->attempt == READ_ROUND_QUERY && slots_used(r) == extra,
-              "check %" PRIu64 ": query set", r->seq);
-    } else {
-        CHECK(r->phase == PH_BG_REPAIR && r->attempt == READ_ROUND_REPAIR &&
-                  r->have_cell,
-              "check %" PRIu64 ": phase %d", r->seq, (int)r->phase);
-        CHECK((slots_used(r) & ~(extra | r->queried)) == 0,
-              "check %" PRIu64 ": repair outside the replicas", r->seq);
-    }
-    return KV_OK;
-}
-
-static kv_status_t validate_req(const req_t *r)
-{
-    CHECK(r->n >= 1 && r->n <= COORD_MAX_REPLICAS, "req %" PRIu64 ": n=%u",
-          r->seq, r->n);
-    CHECK(r->need >= 1 && r->need <= r->n, "req %" PRIu64 ": need=%u n=%u",
-          r->seq, r->need, r->n);
-    uint32_t pending = 0, done = 0;
-    for (uint32_t i = 0; i < r->n; i++) {
-        CHECK(r->slot[i] <= SLOT_FAILED, "req %" PRIu64 ": slot state", r->seq);
-        if (r->slot[i] == SLOT_PENDING) {
-            pending++;
-            CHECK(r->alive[i], "req %" PRIu64 ": pending on a down replica",
-                  r->seq);
-        }
-        if (r->slot[i] == SLOT_DONE) done++;
-    }
-    for (uint32_t i = r->n; i < COORD_MAX_REPLICAS; i++)
-        CHECK(r->slot[i] == SLOT_IDLE, "req %" PRIu64 ": slot past n", r->seq);
-    CHECK(pending == r->outstanding, "req %" PRIu64 ": outstanding %u != %u",
-          r->seq, r->outstanding, pending);
-    CHECK(r->phase != PH_DRAINING || r->outstanding > 0,
-          "req %" PRIu64 ": drained but held", r->seq);
-    CHECK(r->cl >= COORD_CL_ONE && r->cl <= COORD_CL_ALL &&
-              (r->kind == REQ_BG ||
-               r->need == coord_cl_required(r->cl, r->n - r->npending) + r->npending),
-          "req %" PRIu64 ": cl %d need %u", r->seq, (int)r->cl, r->need);
-    switch (r->kind) {
-    case REQ_WRITE: return validate_write(r, done);
-    case REQ_READ: return validate_read(r, done, pending);
-    case REQ_BG: return validate_bg(r);
-    }
-    CHECK(false, "req %" PRIu64 ": kind %d", r->seq, (int)r->kind);
-}
-
-kv_status_t coord_validate(const coord_t *c)
-{
-    CHECK(c->nbuckets > 0 && (c->nbuckets & (c->nbuckets - 1)) == 0,
-          "bucket count %zu", c->nbuckets);
-    size_t in_table = 0;
-    for (size_t b = 0; b < c->nbuckets; b++) {
-        for (const req_t *r = c->buckets[b]; r; r = r->hnext) {
-            CHECK(bucket_of(c, r->seq) == b, "req %" PRIu64 " in bucket %zu",
-                  r->seq, b);
-            CHECK(r->seq < c->next_seq, "req %" PRIu64 " from the future", r->seq);
-            CHECK(++in_table <= c->count, "more requests in the table than %zu",
-                  c->count);
-        }
-    }
-    CHECK(in_table == c->count, "table holds %zu, count %zu", in_table, c->count);
-    uint32_t checks = 0;
-    for (size_t i = 0; i < c->count; i++) {
-        checks += c->heap[i]->kind == REQ_BG;
-        const req_t *r = c->heap[i];
-        CHECK(r->heap_idx == i, "heap[%zu] says %zu", i, r->heap_idx);
-        CHECK(i == 0 || !heap_less(r, c->heap[(i - 1) / 2]),
-              "heap order broken at %zu", i);
-        CHECK(table_find(c, r->seq) == r, "req %" PRIu64 " not in the table",
-              r->seq);
-        KV_RET(validate_req(r));
-    }
-    CHECK(checks == c->bg_inflight && checks <= c->bg_max,
-          "%u background checks held, counted %u, max %u", checks,
-          c->bg_inflight, c->bg_max);
-    const coord_stats_t *st = &c->st;
-    CHECK(st->hints_timeout + st->hints_error <= st->hints,
-          "hints %" PRIu64 " < timeout %" PRIu64 " + error %" PRIu64, st->hints,
-          st->hints_timeout, st->hints_error);
-    CHECK(st->bg_repair_reads >= st->bg_repair_checks &&
-              st->bg_repair_checks >= checks,
-          "background checks %" PRIu64 " reads %" PRIu64, st->bg_repair_checks,
-          st->bg_repair_reads);
-    for (size_t i = 0; i < c->nacts; i++) {
-        const coord_action_t *a = &c->acts[i];
-        CHECK(a->kind >= COORD_ACT_SEND_MUTATION && a->kind <= COORD_ACT_HINT,
-              "action %zu: kind %d", i, (int)a->kind);
-        CHECK(a->key.len > 0, "action %zu: no key", i);
-    }
-    return KV_OK;
-}
