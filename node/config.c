@@ -628,29 +628,22 @@ static kv_status_t yaml_expect(yfile_t *y, yaml_event_type_t want,
     return KV_INVALID;
 }
 
-static kv_status_t file_load(node_config_t *c, const char *path,
-                             const char *path_src)
+/* Parse one YAML document (from f, or from buf when f is NULL) into c.
+ * path names the source in messages. */
+static kv_status_t yaml_parse(node_config_t *c, const char *path, FILE *f,
+                              const unsigned char *buf, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
-        if (f) fclose(f);
-        kv_errmsg_set("config: cannot read '%s': %s (from %s)", path,
-                      strerror(e), path_src);
-        return e == ENOENT ? KV_NOTFOUND : KV_IO;
-    }
     yfile_t *y = kv_calloc(1, sizeof *y);
     y->path = path;
     y->c = c;
     kv_status_t rc = KV_OK;
     if (!yaml_parser_initialize(&y->parser)) {
         kv_errmsg_set("%s: cannot start the YAML parser", path);
-        fclose(f);
         kv_free(y);
         return KV_NOMEM;
     }
-    yaml_parser_set_input_file(&y->parser, f);
+    if (f) yaml_parser_set_input_file(&y->parser, f);
+    else yaml_parser_set_input_string(&y->parser, buf, len);
 
     yaml_event_type_t got;
     KV_ERR(rc = yaml_expect(y, YAML_STREAM_START_EVENT, &got));
@@ -665,9 +658,41 @@ static kv_status_t file_load(node_config_t *c, const char *path,
     KV_ERR(rc = yaml_expect(y, YAML_STREAM_END_EVENT, &got));
 err:
     yaml_parser_delete(&y->parser);
-    fclose(f);
     kv_free(y);
     return rc;
+}
+
+static kv_status_t file_load(node_config_t *c, const char *path,
+                             const char *path_src)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
+        if (f) fclose(f);
+        kv_errmsg_set("config: cannot read '%s': %s (from %s)", path,
+                      strerror(e), path_src);
+        return e == ENOENT ? KV_NOTFOUND : KV_IO;
+    }
+    kv_status_t rc = yaml_parse(c, path, f, NULL, 0);
+    fclose(f);
+    return rc;
+}
+
+kv_status_t node_config_load_yaml(node_config_t *c, const void *data, size_t len,
+                                  const char *name)
+{
+    node_config_t scratch;
+    node_config_init(&scratch);
+    kv_status_t rc = yaml_parse(&scratch, name, NULL, data, len);
+    if (rc == KV_OK) rc = node_config_validate(&scratch);
+    if (rc != KV_OK) {
+        node_config_deinit(&scratch);
+        return rc;
+    }
+    node_config_deinit(c);
+    *c = scratch;
+    return KV_OK;
 }
 
 /* ---- argv and envp ------------------------------------------------------ */

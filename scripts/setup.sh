@@ -15,6 +15,8 @@ PACKAGES=(
   faketime
   # scripts/bench-hints.sh
   curl bc
+  # scripts/fuzz.sh: clang's libFuzzer (tests/fuzz); scripts/certs.sh: openssl
+  clang libclang-rt-14-dev openssl
 )
 
 missing=()
