@@ -186,6 +186,34 @@ static const setting_t SETTINGS[] = {
      false, "Seconds a tombstone is kept before compaction may drop it"},
     {"log_level", K_ENUM, MEMBER(log_level), "info",
      "error|warn|info|debug|trace", false, "Least severe log level written"},
+    {"client_tls", K_ENUM, MEMBER(client_tls), "off", "off|on|optional", false,
+     "TLS on the client port: on = TLS only, optional = TLS and plain clients "
+     "both (told apart by their first byte)"},
+    {"peer_tls", K_ENUM, MEMBER(peer_tls), "off", "off|on", false,
+     "Mutual TLS between nodes (peer links, push-pull, streaming): each node "
+     "presents tls_cert_file and accepts only certificates from tls_ca_file"},
+    {"tls_ca_file", K_STR, MEMBER(tls_ca_file), "", NULL, false,
+     "The cluster's CA certificate (PEM): peers' and clients' certificates "
+     "must be signed by it"},
+    {"tls_cert_file", K_STR, MEMBER(tls_cert_file), "", NULL, false,
+     "This node's certificate (PEM, chain allowed); its common name is the "
+     "node_name"},
+    {"tls_key_file", K_STR, MEMBER(tls_key_file), "", NULL, false,
+     "The private key of tls_cert_file (PEM)"},
+    {"client_auth", K_ENUM, MEMBER(client_auth), "off", "off|on", false,
+     "Require clients to authenticate (password in HELLO, or a client "
+     "certificate) as a user of users_file"},
+    {"users_file", K_STR, MEMBER(users_file), "", NULL, false,
+     "Users and roles, one name:role:hash line each (cairn user add); "
+     "re-read when it changes"},
+    {"cluster_secret", K_STR, MEMBER(cluster_secret), "", NULL, false,
+     "Shared secret of the cluster: gossip datagrams carry an HMAC keyed from "
+     "it; others are dropped. Prefer cluster_secret_file"},
+    {"cluster_secret_file", K_STR, MEMBER(cluster_secret_file), "", NULL, false,
+     "File holding the cluster secret (surrounding whitespace ignored)"},
+    {"gossip_replay_window_ms", K_MS, MEMBER(gossip_replay_window_ms), "30000",
+     NULL, false, "With a cluster secret: datagrams stamped further than this "
+     "from local time, or seen before, are dropped"},
 };
 
 #define NSETTINGS KV_ARRAY_LEN(SETTINGS)
@@ -1000,7 +1028,10 @@ void node_config_print(const node_config_t *c, FILE *out)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &SETTINGS[i];
         fprintf(out, "%s: ", s->name);
-        if (s->kind == K_STR || s->kind == K_ENUM) {
+        if (s->kind == K_STR && !strcmp(s->name, "cluster_secret") &&
+            **str_cslot(c, s)) {
+            yaml_quote(out, "********"); /* never printed */
+        } else if (s->kind == K_STR || s->kind == K_ENUM) {
             yaml_quote(out, *str_cslot(c, s));
         } else {
             char buf[64];
