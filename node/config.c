@@ -743,6 +743,11 @@ static bool env_ignored(const char *name, size_t len)
 {
     return (len >= 5 && memcmp(name, "TEST_", 5) == 0) ||
            is_word(name, len, "HOST") ||
+           /* the cairn tool's TLS and login settings (CAIRN_TLS_CA_FILE and
+            * the other *_FILE ones are cairnd settings too, same meaning) */
+           is_word(name, len, "TLS") || is_word(name, len, "TLS_NO_VERIFY_HOST") ||
+           is_word(name, len, "USER") || is_word(name, len, "PASSWORD") ||
+           is_word(name, len, "PASSWORD_FILE") || is_word(name, len, "PASSWORD_ITERATIONS") ||
            is_word(name, len, "CRASH_ROUNDS") ||
            is_word(name, len, "MODEL_STEPS");
 }

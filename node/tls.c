@@ -304,7 +304,10 @@ const char *node_tls_error(struct bufferevent *bev, char *buf, size_t cap)
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     if (!ssl) return buf;
     unsigned long e, last = 0;
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) last = e;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (ERR_GET_LIB(e) != 0 && ERR_GET_LIB(e) != ERR_LIB_SYS) last = e;
+    /* without an OpenSSL reason (lib 0: SSL_ERROR_SYSCALL and the like) it
+     * was the socket: connection refused or reset, told by the caller */
     long v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK)
         snprintf(buf, cap, "TLS: certificate verify failed: %s",

@@ -4,12 +4,16 @@
  * The input is a sequence of packets, each [kind u8][len u16 LE][bytes]:
  * kind selects a UDP datagram, a push-pull request, or the reply to a
  * push-pull this node asked for; a tick advances the clock between them.
- * Every packet is also decoded directly (gw_decode_msg / gw_decode_pp). A
+ * Every packet is also decoded directly (gw_decode_msg / gw_decode_pp) and
+ * opened as an authenticated datagram (node/gossip_auth.c: the header, tag,
+ * window and replay checks) -- kind bit 4 sends it sealed with the test key,
+ * so the state machine sees it through the auth layer as in cairnd. A
  * fresh node (cluster "cairn", one known member) takes each input, so a
  * crash replays from the input alone.
  */
 #include "fuzz_util.h"
 #include "gossip.h"
+#include "gossip_auth.h"
 #include "gossip_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -35,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     other.generation = 0;
     other.ntokens = 0;
     (void)gossip_add_known(g, now, &other);
+    gossip_auth_t *auth = gossip_auth_create("fuzz secret 0123456789", 22, "cairn", 30000, 1);
+    uint8_t *sealed = kv_malloc(65536 + GOSSIP_AUTH_OVERHEAD);
     uint64_t last_pp = 0;
     bool have_pp = false;
     kv_buf_t reply = {0};
@@ -51,9 +57,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gw_unpacked_init(&u);
         (void)gw_decode_pp(pkt.data, pkt.len, &u, &pp);
         gw_unpacked_release(&u);
+        const uint8_t *body;
+        size_t blen;
+        (void)gossip_auth_open(auth, now, pkt.data, pkt.len, &body, &blen);
         switch (kind % 4) {
         case 0:
-            gossip_on_udp(g, now, pkt.data, pkt.len);
+            if (kind & 16) {
+                size_t sl = gossip_auth_seal(auth, now, pkt.data, pkt.len, sealed);
+                if (gossip_auth_open(auth, now, sealed, sl, &body, &blen) != GOSSIP_AUTH_OK ||
+                    blen != pkt.len)
+                    abort(); /* what was sealed must open, once */
+                if (gossip_auth_open(auth, now, sealed, sl, &body, &blen) != GOSSIP_AUTH_REPLAY)
+                    abort();
+                gossip_on_udp(g, now, body, blen);
+            } else {
+                gossip_on_udp(g, now, pkt.data, pkt.len);
+            }
             break;
         case 1:
             kv_buf_clear(&reply);
@@ -84,6 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gossip_member_at(g, i, now, &mem);
     }
     kv_buf_deinit(&reply);
+    kv_free(sealed);
+    gossip_auth_destroy(auth);
     gossip_destroy(g);
     return 0;
 }
