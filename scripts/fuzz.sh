@@ -16,7 +16,7 @@
 # tests/fuzz/regress/TARGET/ so the normal suite (ctest fuzz_regress_TARGET)
 # replays it in every build. One fuzzer at a time: each uses one core.
 # Environment: FUZZ_JOBS (build parallelism, default 2), FUZZ_ARGS (extra
-# libFuzzer flags).
+# libFuzzer flags), FUZZ_NO_BUILD=1 (run the binaries already built).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -76,7 +76,7 @@ case $secs in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number" >&2; exit 2 
 if [ "$target" != all ] && [[ ! " ${TARGETS[*]} " =~ " $target " ]]; then
   echo "fuzz.sh: unknown target '$target' (see --list)" >&2; exit 2
 fi
-build
+[ "${FUZZ_NO_BUILD:-}" = 1 ] || build
 status=0
 if [ "$target" = all ]; then
   for n in "${TARGETS[@]}"; do run "$n" "$secs" || status=1; done
