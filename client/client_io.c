@@ -311,8 +311,8 @@ static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
     if (c->ssl_ctx && (st = tls_handshake(c, pt, deadline, err)) != CAIRN_OK) goto err;
 
     uint64_t hello_id = atomic_fetch_add(&c->next_id, 1);
-    proto_hello_t h = {CAIRN_PROTO_VERSION, kv_slice_str(c->cluster),
-                       kv_slice_str(c->client_name), false, {0}, {0}};
+    proto_hello_t h = {.version = CAIRN_PROTO_VERSION, .cluster = kv_slice_str(c->cluster),
+                       .client_name = kv_slice_str(c->client_name)};
     if (c->username) {
         h.has_auth = true;
         h.user = kv_slice_str(c->username);

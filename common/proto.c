@@ -168,21 +168,27 @@ kv_status_t proto_decode_hello(const kv_frame_t *f, proto_hello_t *out)
     KV_RET(arg_u32(f, 0, &h.version));
     KV_RET(kv_arg_bytes(f, 1, &h.cluster));
     KV_RET(kv_arg_bytes(f, 2, &h.client_name));
-    if (f->nargs > 3 && f->args[3].type != MSGPACK_OBJECT_NIL) {
-        const msgpack_object_array *a;
-        KV_RET(kv_arg_array(f, 3, &a));
-        if (a->size < 2) return KV_PROTO;
+    /* auth: [user, password]; anything else there (nil, or what a later
+     * version may send) is no credentials, by the compatibility rule that
+     * unknown trailing arguments are ignored */
+    const msgpack_object_array *a;
+    if (f->nargs > 3 && kv_arg_array(f, 3, &a) == KV_OK && a->size >= 2) {
+        kv_slice_t part[2];
+        bool ok = true;
         for (int i = 0; i < 2; i++) {
             const msgpack_object *o = &a->ptr[i];
-            kv_slice_t *dst = i ? &h.password : &h.user;
             if (o->type == MSGPACK_OBJECT_STR)
-                *dst = kv_slice(o->via.str.ptr, o->via.str.size);
+                part[i] = kv_slice(o->via.str.ptr, o->via.str.size);
             else if (o->type == MSGPACK_OBJECT_BIN)
-                *dst = kv_slice(o->via.bin.ptr, o->via.bin.size);
+                part[i] = kv_slice(o->via.bin.ptr, o->via.bin.size);
             else
-                return KV_PROTO;
+                ok = false;
         }
-        h.has_auth = true;
+        if (ok) {
+            h.has_auth = true;
+            h.user = part[0];
+            h.password = part[1];
+        }
     }
     *out = h;
     return KV_OK;
@@ -198,10 +204,9 @@ kv_status_t proto_decode_hello_ok(const kv_frame_t *f, proto_hello_ok_t *out)
     KV_RET(kv_arg_bytes(f, 2, &h.node_name));
     KV_RET(kv_arg_bytes(f, 3, &h.node_id));
     KV_RET(kv_arg_u64(f, 4, &h.hlc));
-    if (f->nargs > 6) {
-        KV_RET(kv_arg_bytes(f, 5, &h.user));
-        KV_RET(kv_arg_bytes(f, 6, &h.role));
-    }
+    if (f->nargs > 6 && (kv_arg_bytes(f, 5, &h.user) != KV_OK ||
+                         kv_arg_bytes(f, 6, &h.role) != KV_OK))
+        h.user = h.role = kv_slice(NULL, 0); /* not ours: ignored */
     *out = h;
     return KV_OK;
 }

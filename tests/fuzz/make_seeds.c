@@ -41,12 +41,17 @@ static void body_seed(const char *target, const char *name, kv_buf_t *frame)
 static void client_seeds(kv_buf_t *all)
 {
     kv_buf_t b = {0};
-    proto_hello_t h = {1, kv_slice_str("cairn"), kv_slice_str("cli")};
+    proto_hello_t h = {.version = 1, .cluster = kv_slice_str("cairn"),
+                       .client_name = kv_slice_str("cli"), .has_auth = true,
+                       .user = kv_slice_str("alice"), .password = kv_slice_str("pw")};
     proto_encode_hello(&b, 1, &h, 0);
     kv_buf_append(all, b.data, b.len);
     body_seed("client_proto", "hello", &b);
-    proto_hello_ok_t ok = {1, kv_slice_str("cairn"), kv_slice_str("n1"),
-                           kv_slice_str("0123456789abcdef0123456789abcdef"), 12345};
+    proto_hello_ok_t ok = {.version = 1, .cluster = kv_slice_str("cairn"),
+                           .node_name = kv_slice_str("n1"),
+                           .node_id = kv_slice_str("0123456789abcdef0123456789abcdef"),
+                           .hlc = 12345, .user = kv_slice_str("alice"),
+                           .role = kv_slice_str("readwrite")};
     proto_encode_hello_ok(&b, 1, &ok, 0);
     body_seed("client_proto", "hello_ok", &b);
     proto_request_t q = {.type = MSG_PUT, .id = 7, .key = kv_slice_str("k"),

@@ -140,8 +140,9 @@ static void test_hello_carries_credentials_and_stays_compatible(void **state)
     kv_buf_t b = {0};
     kv_frame_decoder_t *d;
     /* with credentials */
-    proto_hello_t h = {1, kv_slice_str("c"), kv_slice_str("me"), true,
-                       kv_slice_str("alice"), kv_slice("pw\0x", 4)};
+    proto_hello_t h = {.version = 1, .cluster = kv_slice_str("c"),
+                       .client_name = kv_slice_str("me"), .has_auth = true,
+                       .user = kv_slice_str("alice"), .password = kv_slice("pw\0x", 4)};
     assert_int_equal(proto_encode_hello(&b, 3, &h, 0), KV_OK);
     kv_frame_t *f = decode_one(&b, &d);
     proto_hello_t got;
@@ -163,8 +164,10 @@ static void test_hello_carries_credentials_and_stays_compatible(void **state)
     kv_frame_decoder_destroy(d);
     /* HELLO_OK names the user and role; an older node's has neither */
     kv_buf_clear(&b);
-    proto_hello_ok_t ok = {1, kv_slice_str("c"), kv_slice_str("n1"), kv_slice_str("id"), 9,
-                           kv_slice_str("alice"), kv_slice_str("readwrite")};
+    proto_hello_ok_t ok = {.version = 1, .cluster = kv_slice_str("c"),
+                           .node_name = kv_slice_str("n1"), .node_id = kv_slice_str("id"),
+                           .hlc = 9, .user = kv_slice_str("alice"),
+                           .role = kv_slice_str("readwrite")};
     assert_int_equal(proto_encode_hello_ok(&b, 3, &ok, 0), KV_OK);
     f = decode_one(&b, &d);
     proto_hello_ok_t gok;
