@@ -192,7 +192,7 @@ static void test_hello_carries_credentials_and_stays_compatible(void **state)
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
 {
-    char cmd[2048];
+    char cmd[16384];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
@@ -251,6 +251,15 @@ static cairn_status_t round_trip(const node_proc_t *p, const creds_t *cr, const 
     return st;
 }
 
+/* SIGTERM and a clean drain (exit 0): in the sanitizer build a leak or an
+ * error anywhere in the TLS or auth paths makes the exit non-zero. */
+static void stop_clean(node_proc_t *p)
+{
+    proc_kill(p, SIGTERM);
+    int rc = proc_wait_exit(p, 20000);
+    if (rc != 0) fail_msg("cairnd exited %d after SIGTERM; see %s", rc, p->log);
+}
+
 static char pki_[PATH_MAX];
 static char path_[8][PATH_MAX + 32];
 
@@ -293,6 +302,18 @@ static void test_tls_client_port_on_and_optional(void **state)
     assert_int_equal(round_trip(opt, &tls, "k2"), CAIRN_OK);
     assert_int_equal(round_trip(opt, &plain, "k3"), CAIRN_OK);
     assert_int_equal(round_trip(opt, &tls, "k4"), CAIRN_OK);
+    /* the cairn tool: --tls-ca reads over TLS; without TLS it is refused */
+    char cmd[16384];
+    if (snprintf(cmd, sizeof cmd, "%s -H 127.0.0.1:%u --cluster test --tls-ca %s get k1 "
+                 ">/dev/null 2>&1", CAIRN_CLI_PATH, on->client_port,
+                 pf(6, "ca.crt")) >= (int)sizeof cmd)
+        fail_msg("path too long");
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s -H 127.0.0.1:%u --cluster test get k1 >/dev/null 2>&1",
+             CAIRN_CLI_PATH, on->client_port);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    stop_clean(on);
+    stop_clean(opt);
 }
 
 static void test_client_auth_passwords_certificates_and_roles(void **state)
@@ -367,6 +388,15 @@ static void test_client_auth_passwords_certificates_and_roles(void **state)
     creds_t late = {.user = "late", .password = "late-pass"};
     assert_int_equal(try_connect(p, &late, &c), CAIRN_OK);
     cairn_close(c);
+    /* the cairn tool: -u with $CAIRN_PASSWORD; DENIED (exit 2) without */
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "CAIRN_PASSWORD=rw-pass %s -H 127.0.0.1:%u --cluster test "
+             "-u writer put t1 v >/dev/null 2>&1", CAIRN_CLI_PATH, p->client_port);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s -H 127.0.0.1:%u --cluster test get t1 2>&1 | "
+             "grep -q 'Denied: .*authentication required'", CAIRN_CLI_PATH, p->client_port);
+    assert_int_equal(system(cmd), 0);
+    stop_clean(p);
 }
 
 /* Three founders with peer TLS and a cluster secret; n3's certificate comes
@@ -420,6 +450,7 @@ static void test_peer_tls_keeps_out_a_node_of_another_ca(void **state)
      * theirs was dropped; n3 has the secret but no cluster certificate: it
      * cannot push-pull, so the founders' view of it stays a placeholder */
     assert_int_equal(scrape(c.n[0], "cairn_gossip_dropped_total{reason=\"auth\"}"), 0);
+    cluster_stop_clean(&c);
 }
 
 /* Datagrams without a valid tag, and replays of nothing: dropped, counted,
@@ -466,6 +497,7 @@ static void test_tampered_gossip_datagrams_are_dropped(void **state)
     wait_all_up(&c);
     assert_int_equal(scrape(c.n[0], "cairn_gossip_members{state=\"alive\"}"), 2);
     ASSERT_ST(put_via(&c, 0, "g", "v", CAIRN_ALL, 2000, NULL), CAIRN_OK);
+    cluster_stop_clean(&c);
 }
 
 static void test_config_refuses_incomplete_security_settings(void **state)
