@@ -7,6 +7,7 @@
 #include "client_int.h"
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -710,6 +711,15 @@ void client_fail_list(cairn_client_t *c, cairn_future_t *q, cairn_status_t st,
 void *client_io_main(void *arg)
 {
     cairn_client_t *c = arg;
+    /* OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a node that
+     * closed its end would raise SIGPIPE and kill the caller's process.
+     * The signal goes to the thread that wrote, so blocking it here (the
+     * only thread that touches the socket) makes the write fail with EPIPE
+     * instead, without changing the application's own signal handling. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     cairn_status_t st = connect_round(c);
     pthread_mutex_lock(&c->mu);
     c->started = true;
