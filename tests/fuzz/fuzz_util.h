@@ -62,17 +62,23 @@ static inline kv_slice_t fz_take(fz_t *f, size_t want)
     return s;
 }
 
+static inline void fz_rm_tree(const char *path);
+static char fz_dir_[256];
+static inline void fz_dir_remove(void) { fz_rm_tree(fz_dir_); }
+
 /* A fresh scratch directory per process, on tmpfs when there is one (the
- * engine fsyncs; on tmpfs that costs nothing). Emptied between inputs. */
+ * engine fsyncs; on tmpfs that costs nothing). Emptied between inputs,
+ * removed at exit. */
 static inline const char *fz_dir(void)
 {
-    static char dir[256];
+    char *dir = fz_dir_;
     if (!dir[0]) {
         const char *base = getenv("CAIRN_FUZZ_TMP");
         struct stat st;
         if (!base || !*base) base = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof dir, "%s/cairn-fuzz-%d", base, (int)getpid());
+        snprintf(dir, sizeof fz_dir_, "%s/cairn-fuzz-%d", base, (int)getpid());
         mkdir(dir, 0700);
+        atexit(fz_dir_remove);
     }
     return dir;
 }
