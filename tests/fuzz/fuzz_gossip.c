@@ -18,6 +18,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fz_quiet();
     fz_t f = {data, size};
     gossip_config_t cfg;
     gossip_config_init(&cfg);

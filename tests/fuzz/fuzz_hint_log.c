@@ -12,6 +12,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fz_quiet();
     fz_t f = {data, size};
     uint8_t opts = fz_u8(&f);
     kv_slice_t cursor = fz_take(&f, (opts & 1) ? fz_u8(&f) : 0);

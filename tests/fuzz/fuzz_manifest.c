@@ -11,6 +11,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fz_quiet();
     fz_t f = {data, size};
     uint8_t opts = fz_u8(&f);
     kv_slice_t cur = (opts & 1) ? fz_take(&f, fz_u8(&f)) : kv_slice_str("MANIFEST-000001\n");

@@ -56,6 +56,7 @@ static void fix_checksums(uint8_t *p, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fz_quiet();
     fz_t f = {data, size};
     uint8_t mode = fz_u8(&f);
     kv_buf_t file = {0};

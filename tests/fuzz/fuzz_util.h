@@ -66,6 +66,16 @@ static inline void fz_rm_tree(const char *path);
 static char fz_dir_[256];
 static inline void fz_dir_remove(void) { fz_rm_tree(fz_dir_); }
 
+/* Silence the log (the engine reports every damaged file it meets: at
+ * thousands of inputs a second that is most of the time) unless
+ * CAIRN_FUZZ_LOG is set. A crash still prints its stack. */
+static inline void fz_quiet(void)
+{
+    static bool done;
+    if (!done && !getenv("CAIRN_FUZZ_LOG")) kv_log_set_level((kv_log_level_t)-1);
+    done = true;
+}
+
 /* A fresh scratch directory per process, on tmpfs when there is one (the
  * engine fsyncs; on tmpfs that costs nothing). Emptied between inputs,
  * removed at exit. */

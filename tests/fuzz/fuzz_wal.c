@@ -35,6 +35,7 @@ static void read_all(const char *path, bool salvage)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fz_quiet();
     fz_t f = {data, size};
     kv_buf_t file = {0};
     fz_build_log(&f, ENG_WAL_MAGIC, &file);
