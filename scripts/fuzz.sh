@@ -49,13 +49,16 @@ run() { # <target> <seconds>
       -rss_limit_mb=2048 -timeout=20 -artifact_prefix="$art/" ${FUZZ_ARGS:-} \
       "$corpus" "$ROOT/tests/fuzz/corpus/$n" >"$log" 2>&1
   local rc=$?
-  local execs cov units crashes
+  local execs cov units crashes ran
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # the time it really ran: less than asked when it stopped at a crash
+  ran=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  [ -n "$ran" ] || ran="<$secs (stopped)"
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   units=$(ls "$corpus" | wc -l)
   crashes=$(ls "$art" 2>/dev/null | wc -l)
   printf 'fuzz_%s: %ss, %s executions, coverage %s edges, corpus %s, crash inputs %s, exit %s\n' \
-    "$n" "$secs" "${execs:-?}" "${cov:-?}" "$units" "$crashes" "$rc" | tee -a "$B/summary.txt"
+    "$n" "$ran" "${execs:-?}" "${cov:-?}" "$units" "$crashes" "$rc" | tee -a "$B/summary.txt"
   if [ $rc -ne 0 ]; then
     grep -E 'ERROR|SUMMARY|runtime error|==[0-9]+==' "$log" | head -10
     echo "   crash inputs in $art; once fixed, copy them to tests/fuzz/regress/$n/"
