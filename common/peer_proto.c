@@ -446,6 +446,57 @@ kv_status_t peer_encode_stream_req(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
     return kv_frame_end(&w, max_body);
 }
 
+kv_status_t peer_encode_stream_req_ranges(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                          const uint64_t *se, size_t n, uint32_t max_body)
+{
+    if (n == 0 || n > PEER_STREAM_MAX_RANGES) return KV_INVALID;
+    kv_frame_writer_t w;
+    peer_begin(&w, buf, PEER_STREAM_REQ, sid, hlc, (uint32_t)(n == 1 ? 2 : 2 * n + 1));
+    msgpack_pack_uint64(&w.pk, se[0]);
+    msgpack_pack_uint64(&w.pk, se[1]);
+    if (n > 1) {
+        msgpack_pack_uint32(&w.pk, (uint32_t)(n - 1));
+        for (size_t i = 2; i < 2 * n; i++) msgpack_pack_uint64(&w.pk, se[i]);
+    }
+    return kv_frame_end(&w, max_body);
+}
+
+/* Extra ranges after the first: [count, s1, e1, ...] at args[base..]. */
+static kv_status_t extra_ranges(const kv_frame_t *f, uint32_t base, uint32_t *count)
+{
+    if (f->nargs <= base) {
+        *count = 0;
+        return KV_OK;
+    }
+    uint32_t k;
+    KV_RET(arg_u32(f, base, &k));
+    if (k > PEER_STREAM_MAX_RANGES - 1 || f->nargs < base + 1 + 2 * k) return KV_PROTO;
+    for (uint32_t i = 0; i < 2 * k; i++) {
+        uint64_t v;
+        KV_RET(kv_arg_u64(f, base + 1 + i, &v));
+    }
+    *count = k;
+    return KV_OK;
+}
+
+kv_status_t peer_decode_stream_req_ranges(const kv_frame_t *f, peer_head_t *head,
+                                          uint64_t **se_out, size_t *n_out)
+{
+    peer_head_t hd;
+    uint64_t s, e;
+    KV_RET(peer_decode_stream_req(f, &hd, &s, &e));
+    uint32_t k;
+    KV_RET(extra_ranges(f, ARG0 + 2, &k));
+    uint64_t *se = kv_malloc(2 * ((size_t)k + 1) * sizeof *se);
+    se[0] = s;
+    se[1] = e;
+    for (uint32_t i = 0; i < 2 * k; i++) kv_arg_u64(f, ARG0 + 3 + i, &se[2 + i]);
+    *head = hd;
+    *se_out = se;
+    *n_out = (size_t)k + 1;
+    return KV_OK;
+}
+
 kv_status_t peer_decode_stream_req(const kv_frame_t *f, peer_head_t *head,
                                    uint64_t *start, uint64_t *end)
 {
@@ -570,14 +621,21 @@ kv_status_t peer_encode_fetch(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
                               const peer_fetch_t *fe, uint32_t max_body)
 {
     if (fe->nsources == 0 || fe->nsources > STREAM_MAX_SOURCES) return KV_INVALID;
+    if (fe->nextra > PEER_STREAM_MAX_RANGES - 1 || (fe->nextra && !fe->extra))
+        return KV_INVALID;
     for (uint32_t i = 0; i < fe->nsources; i++)
         if (fe->sources[i].len == 0) return KV_INVALID;
     kv_frame_writer_t w;
-    peer_begin(&w, buf, PEER_FETCH, msg_id, hlc, 3 + fe->nsources);
+    uint32_t nargs = 3 + fe->nsources + (fe->nextra ? 1 + 2 * (uint32_t)fe->nextra : 0);
+    peer_begin(&w, buf, PEER_FETCH, msg_id, hlc, nargs);
     msgpack_pack_uint64(&w.pk, fe->start);
     msgpack_pack_uint64(&w.pk, fe->end);
     msgpack_pack_uint32(&w.pk, fe->nsources);
     for (uint32_t i = 0; i < fe->nsources; i++) pack_slice_str(&w.pk, fe->sources[i]);
+    if (fe->nextra) {
+        msgpack_pack_uint32(&w.pk, (uint32_t)fe->nextra);
+        for (size_t i = 0; i < 2 * fe->nextra; i++) msgpack_pack_uint64(&w.pk, fe->extra[i]);
+    }
     return kv_frame_end(&w, max_body);
 }
 
@@ -594,9 +652,20 @@ kv_status_t peer_decode_fetch(const kv_frame_t *f, peer_head_t *head,
     if (fe.nsources == 0 || fe.nsources > STREAM_MAX_SOURCES) return KV_PROTO;
     for (uint32_t i = 0; i < fe.nsources; i++)
         KV_RET(arg_nonempty(f, ARG0 + 3 + i, &fe.sources[i]));
+    uint32_t k;
+    KV_RET(extra_ranges(f, ARG0 + 3 + fe.nsources, &k));
+    fe.nextra = k;
+    fe.extra_arg = ARG0 + 4 + fe.nsources;
     *head = hd;
     *out = fe;
     return KV_OK;
+}
+
+void peer_fetch_extra_at(const kv_frame_t *f, const peer_fetch_t *fe, size_t i,
+                         uint64_t *start, uint64_t *end)
+{
+    kv_arg_u64(f, fe->extra_arg + 2 * (uint32_t)i, start);
+    kv_arg_u64(f, fe->extra_arg + 2 * (uint32_t)i + 1, end);
 }
 
 kv_status_t peer_encode_fetch_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,

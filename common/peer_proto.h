@@ -28,12 +28,13 @@
  *   HINTS          [230, msg_id, hlc, n, (key, ts, tombstone, expire_ms,
  *                   value|nil) x n]
  *   HINTS_REPLY    [231, msg_id, hlc, status, stored, superseded]
- *   STREAM_REQ     [240, sid, hlc, start, end]
+ *   STREAM_REQ     [240, sid, hlc, start, end [, k, (start, end) x k]]
  *   STREAM_CHUNK   [241, sid, hlc, seq, last, checksum, n, (key, ts,
  *                   tombstone, expire_ms, value|nil) x n]
  *   STREAM_ACK     [242, sid, hlc, seq, status]
  *   STREAM_ABORT   [243, sid, hlc, status, message]
- *   FETCH          [244, msg_id, hlc, start, end, n, source name x n]
+ *   FETCH          [244, msg_id, hlc, start, end, n, source name x n
+ *                   [, k, (start, end) x k]]
  *   FETCH_REPLY    [245, msg_id, hlc, status, keys, bytes, message]
  *   MERKLE_REQ     [250, msg_id, hlc, start, end, depth]
  *   MERKLE_REPLY   [251, msg_id, hlc, status, depth, cells, leaves]
@@ -247,10 +248,17 @@ typedef struct peer_stream_chunk {
     uint32_t n;        /* cells; read each with peer_decode_stream_cell_at */
 } peer_stream_chunk_t;
 
+#define PEER_STREAM_MAX_RANGES 16384u /* ranges one STREAM_REQ or FETCH names */
+
 typedef struct peer_fetch {
     uint64_t start, end;
     uint32_t nsources;          /* 1..32 */
     kv_slice_t sources[32];     /* member names */
+    /* more ranges after (start, end]: encode from extra (2 * nextra
+     * tokens); decode: read each with peer_fetch_extra_at */
+    size_t nextra;
+    const uint64_t *extra;
+    uint32_t extra_arg;
 } peer_fetch_t;
 
 typedef struct peer_fetch_reply {
@@ -266,6 +274,13 @@ kv_status_t peer_encode_stream_req(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
                                    uint64_t start, uint64_t end, uint32_t max_body);
 kv_status_t peer_decode_stream_req(const kv_frame_t *f, peer_head_t *head,
                                    uint64_t *start, uint64_t *end);
+/* STREAM_REQ naming n ranges (se: n (start, end) pairs, n >= 1): the first
+ * as above, the others as trailing [n - 1, s1, e1, ...]. Decoding returns
+ * every pair in a kv_malloc'd array. */
+kv_status_t peer_encode_stream_req_ranges(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
+                                          const uint64_t *se, size_t n, uint32_t max_body);
+kv_status_t peer_decode_stream_req_ranges(const kv_frame_t *f, peer_head_t *head,
+                                          uint64_t **se, size_t *n);
 /* c->n cells (0 allowed: an empty range's last chunk); checksum computed. */
 kv_status_t peer_encode_stream_chunk(kv_buf_t *buf, uint64_t sid, uint64_t hlc,
                                      const peer_stream_chunk_t *c,
@@ -289,6 +304,9 @@ kv_status_t peer_encode_fetch(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
                               const peer_fetch_t *fe, uint32_t max_body);
 kv_status_t peer_decode_fetch(const kv_frame_t *f, peer_head_t *head,
                               peer_fetch_t *out);
+/* The i-th extra range of a decoded FETCH (i < nextra). */
+void peer_fetch_extra_at(const kv_frame_t *f, const peer_fetch_t *fe, size_t i,
+                         uint64_t *start, uint64_t *end);
 kv_status_t peer_encode_fetch_reply(kv_buf_t *buf, uint64_t msg_id, uint64_t hlc,
                                     const peer_fetch_reply_t *r, uint32_t max_body);
 kv_status_t peer_decode_fetch_reply(const kv_frame_t *f, peer_head_t *head,

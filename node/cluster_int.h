@@ -242,14 +242,21 @@ typedef void (*stream_done_fn)(void *arg, kv_status_t st, uint64_t keys,
  * the loop (not before this returns KV_OK; not at all on an error). */
 kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
                         uint64_t end, stream_done_fn done, void *arg);
+/* The same for n ranges (se: n (start, end) pairs), in one stream. */
+kv_status_t stream_pull_ranges(node_cluster_t *cl, uint32_t src, const uint64_t *se,
+                               size_t n, stream_done_fn done, void *arg);
 /* Have member dest (this node or another, by FETCH) pull the range from
  * each of src in turn. */
 kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
                          uint64_t end, const uint32_t *src, uint32_t nsrc,
                          stream_done_fn done, void *arg);
+kv_status_t stream_fetch_ranges(node_cluster_t *cl, uint32_t dest, const uint64_t *se,
+                                size_t n, const uint32_t *src, uint32_t nsrc,
+                                stream_done_fn done, void *arg);
 /* peer.c hands these over */
+/* (ranges: kv_malloc'd pairs, taken over) */
 void stream_on_req(node_cluster_t *cl, peer_link_t *l, uint32_t from,
-                   uint64_t sid, uint64_t start, uint64_t end);
+                   uint64_t sid, uint64_t *ranges, size_t nranges);
 void stream_on_ack(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
                    uint64_t seq, kv_status_t st);
 void stream_on_chunk(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
@@ -257,7 +264,7 @@ void stream_on_chunk(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
 void stream_on_abort(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
                      kv_status_t st, kv_slice_t msg);
 void stream_on_fetch(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
-                     const peer_fetch_t *req);
+                     const kv_frame_t *f, const peer_fetch_t *req);
 void stream_on_fetch_reply(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
                            const peer_fetch_reply_t *r);
 void stream_on_link_closed(node_cluster_t *cl, peer_link_t *l);

@@ -434,9 +434,11 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
         return;
     }
     case PEER_STREAM_REQ: {
-        uint64_t start, end;
-        if (peer_decode_stream_req(f, &head, &start, &end) != KV_OK) break;
-        if (clock_ok) stream_on_req(cl, l, l->peer, head.msg_id, start, end);
+        uint64_t *ranges;
+        size_t nranges;
+        if (peer_decode_stream_req_ranges(f, &head, &ranges, &nranges) != KV_OK) break;
+        if (clock_ok) stream_on_req(cl, l, l->peer, head.msg_id, ranges, nranges);
+        else kv_free(ranges);
         return;
     }
     case PEER_STREAM_ACK: {
@@ -449,7 +451,7 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
     case PEER_FETCH: {
         peer_fetch_t fe;
         if (peer_decode_fetch(f, &head, &fe) != KV_OK) break;
-        stream_on_fetch(cl, l, head.msg_id, &fe);
+        stream_on_fetch(cl, l, head.msg_id, f, &fe);
         return;
     }
     case PEER_MERKLE_REQ: {

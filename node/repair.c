@@ -46,12 +46,14 @@
 
 #include <event2/event.h>
 
-#define DEPTH 12u               /* 4096 leaves per range */
+#define MIN_DEPTH 6u            /* at least 64 leaves per range */
+#define CELLS_PER_LEAF 2u       /* the depth aims at this many cells a leaf */
 #define TICK_MS 250u
 #define TREE_TIMEOUT_MS 120000u
 #define PARALLEL 2u             /* streams at once */
 #define WARN_EVERY_MS 3600000u
-#define TASK_TRIES 5u           /* attempts per stream before the range fails */
+#define TASK_TRIES 5u
+#define MAX_STREAMS_PER_RANGE 32u /* per replica and vnode range */           /* attempts per stream before the range fails */
 
 typedef struct rrange {
     uint64_t start, end;
@@ -71,7 +73,8 @@ typedef struct task {
     struct repair_mgr *m;
     bool push;     /* have the peer pull from us; else we pull from it */
     uint32_t peer; /* slot */
-    uint64_t start, end;
+    uint64_t *se;  /* the ranges, n (start, end) pairs: one stream */
+    size_t n;
     bool started, finished;
     uint32_t tries;
     uint64_t retry_at;
@@ -105,6 +108,7 @@ struct repair_mgr {
     bool begun;                /* ranges[at] has been started */
     phase_t phase;
     int round;                 /* 1: trees, pulls; 2: trees again, pushes */
+    uint32_t depth;            /* of this range's trees, chosen in round 1 */
     merkle_t *mine;
     merkle_t *theirs[RING_MAX_RF];
     uint32_t peers[RING_MAX_RF];
@@ -295,6 +299,7 @@ static void tree_work(node_job_t *nj)
 
 static void range_step(struct repair_mgr *m);
 static void trees_request(struct repair_mgr *m);
+static void peers_request(struct repair_mgr *m);
 
 static void tree_done(node_job_t *nj)
 {
@@ -316,8 +321,21 @@ static void tree_done(node_job_t *nj)
     } else if (j->run == m->run && m->state == RS_RUNNING && j->range == m->at &&
                m->phase == PH_TREES && !m->mine) {
         if (j->rc == KV_OK) {
-            m->mine = j->tree;
-            j->tree = NULL;
+            if (m->round == 1) {
+                /* fine enough that a leaf holds about CELLS_PER_LEAF cells,
+                 * no finer: the peers send 8 bytes a leaf */
+                uint64_t cells = merkle_cells(j->tree) / CELLS_PER_LEAF;
+                uint32_t d = MIN_DEPTH;
+                while (d < merkle_depth(j->tree) && ((uint64_t)1 << d) < cells) d++;
+                m->depth = KV_MIN(d, merkle_depth(j->tree));
+            }
+            m->mine = merkle_fold(j->tree, m->depth);
+            m->trees_waiting--;
+            if (m->mine) peers_request(m);
+            range_step(m);
+            merkle_destroy(j->tree);
+            kv_free(j);
+            return;
         } else {
             m->range_failed = true;
             snprintf(m->result, sizeof m->result, "reading this node's range failed: %s",
@@ -402,6 +420,7 @@ static void range_clear(struct repair_mgr *m)
     }
     m->npeers = m->trees_waiting = 0;
     memset(m->msg_ids, 0, sizeof m->msg_ids);
+    for (size_t i = 0; i < m->ntasks; i++) kv_free(m->tasks[i].se);
     kv_free(m->tasks);
     m->tasks = NULL;
     m->ntasks = m->tasks_done = m->tasks_running = 0;
@@ -477,17 +496,24 @@ static void tasks_pump(struct repair_mgr *m)
         t->started = true;
         m->tasks_running++;
         kv_status_t rc = t->push
-                             ? stream_fetch(m->cl, t->peer, t->start, t->end, &m->cl->self, 1,
-                                            task_done, t)
-                             : stream_pull(m->cl, t->peer, t->start, t->end, task_done, t);
+                             ? stream_fetch_ranges(m->cl, t->peer, t->se, t->n, &m->cl->self,
+                                                   1, task_done, t)
+                             : stream_pull_ranges(m->cl, t->peer, t->se, t->n, task_done, t);
         if (rc != KV_OK) task_done(t, rc, 0, 0, "not connected");
     }
 }
 
-static void task_add(struct repair_mgr *m, bool push, uint32_t peer, uint64_t s, uint64_t e)
+/* One stream per replica and direction carries all its ranges. */
+static void task_add(struct repair_mgr *m, bool push, uint32_t peer,
+                     const merkle_range_t *r, size_t n)
 {
     m->tasks = kv_realloc(m->tasks, (m->ntasks + 1) * sizeof *m->tasks);
-    m->tasks[m->ntasks++] = (task_t){.m = m, .push = push, .peer = peer, .start = s, .end = e};
+    uint64_t *se = kv_malloc(2 * n * sizeof *se);
+    for (size_t k = 0; k < n; k++) {
+        se[2 * k] = r[k].start;
+        se[2 * k + 1] = r[k].end;
+    }
+    m->tasks[m->ntasks++] = (task_t){.m = m, .push = push, .peer = peer, .se = se, .n = n};
 }
 
 static size_t count_phase(const struct repair_mgr *m, bool push)
@@ -509,54 +535,81 @@ static size_t done_phase(const struct repair_mgr *m, bool push)
  * ours. Round 2 (ours now holds the newest of everything): have each
  * replica pull what still differs from ours. Returns the differing ranges
  * found. */
+/* Merge the ranges (in ring order, within one vnode range) until at most
+ * `max` remain (what one stream request can name), closing the smallest
+ * gaps first. */
+static size_t coalesce(merkle_range_t *r, size_t n, size_t max)
+{
+    while (n > max) {
+        size_t best = 0;
+        uint64_t gap = UINT64_MAX;
+        for (size_t k = 0; k + 1 < n; k++) {
+            uint64_t g = r[k + 1].start - r[k].end; /* wraps like the ring */
+            if (g < gap) {
+                gap = g;
+                best = k;
+            }
+        }
+        r[best].end = r[best + 1].end;
+        memmove(r + best + 1, r + best + 2, (n - best - 2) * sizeof *r);
+        n--;
+    }
+    return n;
+}
+
+/* The trees are in. Round 1: pull from each replica what differs from
+ * ours (a leaf a second replica holds exactly as an earlier one is pulled
+ * from the earlier one only). Round 2 (ours now holds the newest of
+ * everything): have each replica pull what still differs from ours.
+ * Returns the differing ranges found. */
 static size_t compare(struct repair_mgr *m)
 {
     size_t total = 0;
     for (uint32_t i = 0; i < m->npeers; i++) {
-        merkle_range_t d[512];
         uint32_t leaves;
         kv_status_t rc;
-        size_t n = merkle_diff(m->mine, m->theirs[i], d, KV_ARRAY_LEN(d), &leaves, NULL, &rc);
+        size_t n = merkle_diff(m->mine, m->theirs[i], NULL, 0, &leaves, NULL, &rc);
         if (rc != KV_OK) {
             m->range_failed = true;
             snprintf(m->result, sizeof m->result, "%s's tree covers another range",
                      m->cl->peers[m->peers[i]]->name);
             return 0;
         }
-        if (n > KV_ARRAY_LEN(d)) { /* too fragmented: take the whole range */
-            const rrange_t *rg = &m->ranges[m->at];
-            d[0] = (merkle_range_t){rg->start, rg->end};
-            n = 1;
-        }
         if (m->round == 1) m->leaves_differing += leaves;
-        if (m->round == 2 || i == 0) {
-            for (size_t k = 0; k < n; k++)
-                task_add(m, m->round == 2, m->peers[i], d[k].start, d[k].end);
-            total += n;
-            continue;
-        }
-        /* Round 1, a second replica: a leaf it holds exactly as one asked
-         * before does is pulled from that one only. */
-        size_t nl;
-        const uint64_t *mine = merkle_leaves(m->theirs[i], &nl);
-        for (size_t k = 0; k < n; k++) {
-            uint32_t first = merkle_leaf_of(m->mine, d[k].start + 1);
-            uint32_t last = merkle_leaf_of(m->mine, d[k].end);
-            int64_t run = -1;
-            for (uint32_t leaf = first; leaf <= last + 1; leaf++) {
-                bool need = leaf <= last;
-                for (uint32_t j = 0; need && j < i; j++)
-                    if (merkle_leaves(m->theirs[j], &nl)[leaf] == mine[leaf]) need = false;
-                if (need && run < 0) run = leaf;
-                if (!need && run >= 0) {
-                    uint64_t rs, re;
-                    merkle_leaf_range(m->mine, (uint32_t)run, leaf - 1, &rs, &re);
-                    task_add(m, false, m->peers[i], rs, re);
-                    total++;
-                    run = -1;
+        if (n == 0) continue;
+        merkle_range_t *d = kv_malloc(n * sizeof *d);
+        merkle_diff(m->mine, m->theirs[i], d, n, NULL, NULL, NULL);
+        if (m->round == 1 && i > 0) {
+            /* keep only the leaves no earlier replica holds alike */
+            merkle_range_t *keep = kv_malloc(leaves * sizeof *keep);
+            size_t nk = 0, nl;
+            const uint64_t *theirs = merkle_leaves(m->theirs[i], &nl);
+            for (size_t k = 0; k < n; k++) {
+                uint32_t first = merkle_leaf_of(m->mine, d[k].start + 1);
+                uint32_t last = merkle_leaf_of(m->mine, d[k].end);
+                int64_t run = -1;
+                for (uint32_t leaf = first; leaf <= last + 1; leaf++) {
+                    bool need = leaf <= last;
+                    for (uint32_t q = 0; need && q < i; q++)
+                        if (merkle_leaves(m->theirs[q], &nl)[leaf] == theirs[leaf])
+                            need = false;
+                    if (need && run < 0) run = leaf;
+                    if (!need && run >= 0) {
+                        merkle_leaf_range(m->mine, (uint32_t)run, leaf - 1,
+                                          &keep[nk].start, &keep[nk].end);
+                        nk++;
+                        run = -1;
+                    }
                 }
             }
+            kv_free(d);
+            d = keep;
+            n = nk;
         }
+        n = coalesce(d, n, PEER_STREAM_MAX_RANGES);
+        if (n) task_add(m, m->round == 2, m->peers[i], d, n);
+        total += n;
+        kv_free(d);
     }
     if (m->round == 1 && total) m->ranges_differing++;
     return total;
@@ -614,7 +667,6 @@ static void range_step(struct repair_mgr *m)
 /* Build our tree of the current range and ask every peer for theirs. */
 static void trees_request(struct repair_mgr *m)
 {
-    node_cluster_t *cl = m->cl;
     const rrange_t *rg = &m->ranges[m->at];
     m->phase = PH_TREES;
     m->phase_since = now_ms();
@@ -628,7 +680,7 @@ static void trees_request(struct repair_mgr *m)
     tree_job_t *j = kv_calloc(1, sizeof *j);
     j->start = rg->start;
     j->end = rg->end;
-    j->depth = DEPTH;
+    j->depth = m->round == 1 ? MERKLE_MAX_DEPTH : m->depth;
     j->run = m->run;
     j->range = m->at;
     m->trees_waiting = 1;
@@ -637,6 +689,13 @@ static void trees_request(struct repair_mgr *m)
         m->range_failed = true;
         snprintf(m->result, sizeof m->result, "the repair thread is busy");
     }
+}
+
+/* Our tree is in: ask every peer for theirs at the same depth. */
+static void peers_request(struct repair_mgr *m)
+{
+    node_cluster_t *cl = m->cl;
+    const rrange_t *rg = &m->ranges[m->at];
     /* theirs */
     for (uint32_t i = 0; i < m->npeers; i++) {
         peer_link_t *l = peer_out_link(cl, m->peers[i]);
@@ -649,7 +708,7 @@ static void trees_request(struct repair_mgr *m)
         m->msg_ids[i] = ++m->next_msg;
         kv_buf_t *b = &cl->node->scratch;
         if (peer_encode_merkle_req(b, m->msg_ids[i], hlc_last(cl->node->hlc), rg->start,
-                                   rg->end, DEPTH, 0) == KV_OK) {
+                                   rg->end, m->depth, 0) == KV_OK) {
             peer_link_write(l, b);
             m->trees_waiting++;
         }

@@ -71,9 +71,10 @@ struct send_sess {
     stream_mgr_t *m;
     peer_link_t *link; /* inbound, from the destination */
     uint32_t peer;
-    uint64_t sid, start, end;
-    eng_iter_t *it;    /* stream thread only (one job at a time) */
-    bool started;      /* the iterator is positioned */
+    uint64_t sid, start, end; /* the first range's start, the last's end */
+    uint64_t *ranges;  /* nranges (start, end) pairs, sent in this order */
+    size_t nranges, ri;
+    eng_iter_t *it;    /* stream thread only (one job at a time): range ri */
     scan_job_t *job;   /* in flight */
     kv_buf_t ready;    /* encoded, waiting for the window or the pace */
     bool ready_last;
@@ -89,7 +90,8 @@ struct pull {
     stream_mgr_t *m;
     peer_link_t *link; /* our outbound link to the source */
     uint32_t src;
-    uint64_t sid, start, end;
+    uint64_t sid, start, end; /* the first range's start, the last's end */
+    size_t nranges;
     uint64_t expect_seq;
     uint32_t writing;  /* chunks being stored */
     bool got_last, failed;
@@ -113,8 +115,9 @@ typedef struct write_job {
 struct fetch {
     fetch_t *next;
     stream_mgr_t *m;
-    /* here: the range and the sources left */
-    uint64_t start, end;
+    /* here: the ranges and the sources left */
+    uint64_t *ranges; /* nranges (start, end) pairs */
+    size_t nranges;
     uint32_t src[32];
     uint32_t nsrc, at;
     uint64_t keys, bytes;
@@ -192,6 +195,7 @@ static void send_free(send_sess_t *s)
     if (s->it) eng_iter_destroy(s->it);
     kv_buf_deinit(&s->ready);
     peer_link_unref(s->link);
+    kv_free(s->ranges);
     kv_free(s);
 }
 
@@ -227,15 +231,6 @@ static void scan_work(node_job_t *nj)
     scan_job_t *j = (scan_job_t *)nj;
     send_sess_t *s = j->s;
     eng_t *e = s->m->cl->node->eng;
-    if (!s->it) {
-        uint64_t lo, hi;
-        iter_bounds(s->start, s->end, &lo, &hi);
-        s->it = eng_iter_create(e, NULL, lo, hi);
-    }
-    if (!s->started) {
-        eng_iter_seek_first(s->it);
-        s->started = true;
-    }
     peer_hint_t *cells = kv_malloc(CHUNK_CELLS * sizeof *cells);
     kv_buf_t data;
     kv_buf_init(&data);
@@ -243,26 +238,41 @@ static void scan_work(node_job_t *nj)
     /* First gather the bytes (keys and values are copied: the iterator's
      * slices die on the next step), then point the cells into them. */
     size_t *off = kv_malloc(CHUNK_CELLS * 2 * sizeof *off);
-    for (; eng_iter_valid(s->it) && n < CHUNK_CELLS && data.len < CHUNK_BYTES;
-         eng_iter_next(s->it)) {
-        kv_slice_t k = eng_iter_key(s->it), v = eng_iter_value(s->it);
-        bool tomb = eng_iter_tombstone(s->it);
-        if (!tomb && data.len > 0 &&
-            data.len + k.len + v.len + 256 > j->max_body / 2)
-            break; /* the next cell goes in the next chunk */
-        off[2 * n] = data.len;
-        kv_buf_append(&data, k.data, k.len);
-        off[2 * n + 1] = data.len;
-        if (!tomb) kv_buf_append(&data, v.data, v.len);
-        cells[n].key = kv_slice(NULL, k.len);
-        cells[n].cell.ts = eng_iter_ts(s->it);
-        cells[n].cell.tombstone = tomb;
-        cells[n].cell.expire_ms = eng_iter_expire_ms(s->it);
-        cells[n].cell.value = kv_slice(NULL, tomb ? 0 : v.len);
-        n++;
+    for (;;) {
+        if (!s->it) {
+            uint64_t lo, hi;
+            iter_bounds(s->ranges[2 * s->ri], s->ranges[2 * s->ri + 1], &lo, &hi);
+            s->it = eng_iter_create(e, NULL, lo, hi);
+            eng_iter_seek_first(s->it);
+        }
+        for (; eng_iter_valid(s->it) && n < CHUNK_CELLS && data.len < CHUNK_BYTES;
+             eng_iter_next(s->it)) {
+            kv_slice_t k = eng_iter_key(s->it), v = eng_iter_value(s->it);
+            bool tomb = eng_iter_tombstone(s->it);
+            if (!tomb && data.len > 0 &&
+                data.len + k.len + v.len + 256 > j->max_body / 2)
+                break; /* the next cell goes in the next chunk */
+            off[2 * n] = data.len;
+            kv_buf_append(&data, k.data, k.len);
+            off[2 * n + 1] = data.len;
+            if (!tomb) kv_buf_append(&data, v.data, v.len);
+            cells[n].key = kv_slice(NULL, k.len);
+            cells[n].cell.ts = eng_iter_ts(s->it);
+            cells[n].cell.tombstone = tomb;
+            cells[n].cell.expire_ms = eng_iter_expire_ms(s->it);
+            cells[n].cell.value = kv_slice(NULL, tomb ? 0 : v.len);
+            n++;
+        }
+        if (eng_iter_status(s->it) != KV_OK || eng_iter_valid(s->it) ||
+            s->ri + 1 >= s->nranges)
+            break; /* an error, a full chunk, or the last range done */
+        eng_iter_destroy(s->it); /* the next range */
+        s->it = NULL;
+        s->ri++;
+        if (n >= CHUNK_CELLS || data.len >= CHUNK_BYTES) break;
     }
-    j->rc = eng_iter_status(s->it);
-    j->last = j->rc == KV_OK && !eng_iter_valid(s->it);
+    j->rc = s->it ? eng_iter_status(s->it) : KV_OK;
+    j->last = j->rc == KV_OK && s->it && !eng_iter_valid(s->it) && s->ri + 1 >= s->nranges;
     for (uint32_t i = 0; i < n; i++) {
         cells[i].key.data = data.data + off[2 * i];
         cells[i].cell.value.data = data.data + off[2 * i + 1];
@@ -367,7 +377,7 @@ static void send_pump(send_sess_t *s)
 }
 
 void stream_on_req(node_cluster_t *cl, peer_link_t *l, uint32_t from, uint64_t sid,
-                   uint64_t start, uint64_t end)
+                   uint64_t *ranges, size_t nranges)
 {
     stream_mgr_t *m = cl->stream;
     size_t active = 0;
@@ -387,6 +397,7 @@ void stream_on_req(node_cluster_t *cl, peer_link_t *l, uint32_t from, uint64_t s
                                      max_body(m)) == KV_OK)
             peer_link_write(l, b);
         kv_buf_clear(b);
+        kv_free(ranges);
         return;
     }
     send_sess_t *s = kv_calloc(1, sizeof *s);
@@ -395,14 +406,16 @@ void stream_on_req(node_cluster_t *cl, peer_link_t *l, uint32_t from, uint64_t s
     peer_link_ref(l);
     s->peer = from;
     s->sid = sid;
-    s->start = start;
-    s->end = end;
+    s->ranges = ranges;
+    s->nranges = nranges;
+    s->start = ranges[0];
+    s->end = ranges[2 * nranges - 1];
     s->started_ms = now_ms();
     kv_buf_init(&s->ready);
     s->next = m->sends;
     m->sends = s;
-    KV_LOG(KV_DEBUG, "%s pulls (%016" PRIx64 ", %016" PRIx64 "] from this node",
-           cl->peers[from]->name, start, end);
+    KV_LOG(KV_DEBUG, "%s pulls %zu range(s) from (%016" PRIx64 " to %016" PRIx64
+           "] from this node", cl->peers[from]->name, nranges, s->start, s->end);
     send_pump(s);
 }
 
@@ -590,12 +603,13 @@ void stream_on_abort(node_cluster_t *cl, peer_link_t *l, uint64_t sid,
     pull_finish(p, st, why);
 }
 
-kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
-                        uint64_t end, stream_done_fn done, void *arg)
+kv_status_t stream_pull_ranges(node_cluster_t *cl, uint32_t src, const uint64_t *se,
+                               size_t n, stream_done_fn done, void *arg)
 {
     stream_mgr_t *m = cl->stream;
     if (m->stopping) return KV_CLOSED;
-    if (src >= cl->npeers || src == cl->self) return KV_INVALID;
+    if (src >= cl->npeers || src == cl->self || n == 0 || n > PEER_STREAM_MAX_RANGES)
+        return KV_INVALID;
     peer_link_t *l = peer_out_link(cl, src);
     if (!l) return KV_UNAVAILABLE;
     pull_t *p = kv_calloc(1, sizeof *p);
@@ -604,16 +618,16 @@ kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
     peer_link_ref(l);
     p->src = src;
     p->sid = ++m->next_sid;
-    p->start = start;
-    p->end = end;
+    p->start = se[0];
+    p->end = se[2 * n - 1];
+    p->nranges = n;
     p->done = done;
     p->arg = arg;
     p->started_ms = p->last_heard_ms = now_ms();
     p->next = m->pulls;
     m->pulls = p;
     kv_buf_t *b = &cl->node->scratch;
-    kv_status_t rc = peer_encode_stream_req(b, p->sid, hlc_of(m), start, end,
-                                            max_body(m));
+    kv_status_t rc = peer_encode_stream_req_ranges(b, p->sid, hlc_of(m), se, n, max_body(m));
     if (rc == KV_OK) peer_link_write(l, b);
     kv_buf_clear(b);
     if (rc != KV_OK) {
@@ -623,6 +637,13 @@ kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
         return rc;
     }
     return KV_OK;
+}
+
+kv_status_t stream_pull(node_cluster_t *cl, uint32_t src, uint64_t start,
+                        uint64_t end, stream_done_fn done, void *arg)
+{
+    uint64_t se[2] = {start, end};
+    return stream_pull_ranges(cl, src, se, 1, done, arg);
 }
 
 /* ---- FETCH ------------------------------------------------------------------ */
@@ -637,6 +658,7 @@ static void fetch_free(fetch_t *fe)
         }
     if (fe->reply_link) peer_link_unref(fe->reply_link);
     if (fe->link) peer_link_unref(fe->link);
+    kv_free(fe->ranges);
     kv_free(fe);
 }
 
@@ -689,7 +711,7 @@ static void fetch_next(fetch_t *fe)
         return;
     }
     uint32_t src = fe->src[fe->at];
-    kv_status_t rc = stream_pull(cl, src, fe->start, fe->end, fetch_pulled, fe);
+    kv_status_t rc = stream_pull_ranges(cl, src, fe->ranges, fe->nranges, fetch_pulled, fe);
     if (rc != KV_OK) {
         char msg[200];
         snprintf(msg, sizeof msg, "cannot pull from %s: %s", cl->peers[src]->name,
@@ -699,13 +721,17 @@ static void fetch_next(fetch_t *fe)
 }
 
 void stream_on_fetch(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
-                     const peer_fetch_t *req)
+                     const kv_frame_t *f, const peer_fetch_t *req)
 {
     stream_mgr_t *m = cl->stream;
     fetch_t *fe = kv_calloc(1, sizeof *fe);
     fe->m = m;
-    fe->start = req->start;
-    fe->end = req->end;
+    fe->nranges = 1 + req->nextra;
+    fe->ranges = kv_malloc(2 * fe->nranges * sizeof *fe->ranges);
+    fe->ranges[0] = req->start;
+    fe->ranges[1] = req->end;
+    for (size_t i = 0; i < req->nextra; i++)
+        peer_fetch_extra_at(f, req, i, &fe->ranges[2 + 2 * i], &fe->ranges[3 + 2 * i]);
     fe->reply_link = l;
     peer_link_ref(l);
     fe->reply_id = msg_id;
@@ -724,8 +750,9 @@ void stream_on_fetch(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
         }
         fe->src[fe->nsrc++] = p->idx;
     }
-    KV_LOG(KV_INFO, "fetching (%016" PRIx64 ", %016" PRIx64 "] from %u source(s) "
-           "as %s asked", fe->start, fe->end, fe->nsrc,
+    KV_LOG(KV_INFO, "fetching %zu range(s) from (%016" PRIx64 " to %016" PRIx64
+           "] from %u source(s) as %s asked", fe->nranges, fe->ranges[0],
+           fe->ranges[2 * fe->nranges - 1], fe->nsrc,
            cl->peers[peer_link_peer(l)]->name);
     fetch_next(fe);
 }
@@ -745,17 +772,19 @@ void stream_on_fetch_reply(node_cluster_t *cl, peer_link_t *l, uint64_t msg_id,
     fetch_finish(fe, r->status, r->status == KV_OK ? NULL : why);
 }
 
-kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
-                         uint64_t end, const uint32_t *src, uint32_t nsrc,
-                         stream_done_fn done, void *arg)
+kv_status_t stream_fetch_ranges(node_cluster_t *cl, uint32_t dest, const uint64_t *se,
+                                size_t n, const uint32_t *src, uint32_t nsrc,
+                                stream_done_fn done, void *arg)
 {
     stream_mgr_t *m = cl->stream;
     if (m->stopping) return KV_CLOSED;
-    if (nsrc == 0 || nsrc > 32 || dest >= cl->npeers) return KV_INVALID;
+    if (nsrc == 0 || nsrc > 32 || dest >= cl->npeers || n == 0 ||
+        n > PEER_STREAM_MAX_RANGES)
+        return KV_INVALID;
     fetch_t *fe = kv_calloc(1, sizeof *fe);
     fe->m = m;
-    fe->start = start;
-    fe->end = end;
+    fe->ranges = kv_memdup(se, 2 * n * sizeof *se);
+    fe->nranges = n;
     memcpy(fe->src, src, nsrc * sizeof *src);
     fe->nsrc = nsrc;
     fe->done = done;
@@ -777,7 +806,8 @@ kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
     fe->link = l;
     peer_link_ref(l);
     fe->msg_id = ++m->next_fetch_id;
-    peer_fetch_t req = {.start = start, .end = end, .nsources = nsrc};
+    peer_fetch_t req = {.start = se[0], .end = se[1], .nsources = nsrc,
+                        .nextra = n - 1, .extra = se + 2};
     for (uint32_t i = 0; i < nsrc; i++) req.sources[i] = kv_slice_str(cl->peers[src[i]]->name);
     kv_buf_t *b = &cl->node->scratch;
     kv_status_t rc = peer_encode_fetch(b, fe->msg_id, hlc_of(m), &req, max_body(m));
@@ -788,6 +818,14 @@ kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
         fetch_free(fe);
     }
     return rc;
+}
+
+kv_status_t stream_fetch(node_cluster_t *cl, uint32_t dest, uint64_t start,
+                         uint64_t end, const uint32_t *src, uint32_t nsrc,
+                         stream_done_fn done, void *arg)
+{
+    uint64_t se[2] = {start, end};
+    return stream_fetch_ranges(cl, dest, se, 1, src, nsrc, done, arg);
 }
 
 /* ---- links closing, the tick ---------------------------------------------- */

@@ -188,3 +188,15 @@ size_t merkle_diff(const merkle_t *a, const merkle_t *b, merkle_range_t *out,
     if (rc) *rc = KV_OK;
     return d.n;
 }
+
+merkle_t *merkle_fold(const merkle_t *m, uint32_t depth)
+{
+    if (depth > m->depth) return NULL;
+    merkle_t *f = merkle_create(m->start, m->end, depth);
+    size_t n = (size_t)1 << m->depth, per = (size_t)1 << (m->depth - f->depth);
+    for (size_t i = 0; i < n; i++) f->node[((size_t)1 << f->depth) + i / per] += m->node[n + i];
+    f->cells = m->cells;
+    f->outside = m->outside;
+    merkle_finish(f);
+    return f;
+}

@@ -44,6 +44,9 @@ uint64_t merkle_cell_hash(kv_slice_t key, const eng_cell_t *cell);
 void merkle_add(merkle_t *m, uint64_t token, kv_slice_t key, const eng_cell_t *cell);
 void merkle_finish(merkle_t *m);
 
+/* The same tree with fewer leaves (each the sum of the ones it covers:
+ * exactly the tree built at that depth); NULL for a larger depth. */
+merkle_t *merkle_fold(const merkle_t *m, uint32_t depth);
 uint32_t merkle_depth(const merkle_t *m);
 uint64_t merkle_root(const merkle_t *m);
 /* The leaves, 2^depth of them. */

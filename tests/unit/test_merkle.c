@@ -174,6 +174,32 @@ static void test_merkle_adjacent_differences_merge_and_leaves_travel(void **stat
     merkle_destroy(d);
 }
 
+/* Folding a deep tree gives exactly the tree built at the smaller depth. */
+static void test_merkle_fold_equals_building_shallower(void **state)
+{
+    (void)state;
+    kv_rng_t rng;
+    kv_rng_seed(&rng, test_seed("merkle fold"));
+    merkle_t *deep = merkle_create(5, 5, 16), *shallow = merkle_create(5, 5, 9);
+    for (int i = 0; i < 2000; i++) {
+        uint64_t t = kv_rng_next(&rng);
+        eng_cell_t c = cell((uint64_t)i + 1, "v");
+        merkle_add(deep, t, kv_slice_str("k"), &c);
+        merkle_add(shallow, t, kv_slice_str("k"), &c);
+    }
+    merkle_finish(deep);
+    merkle_finish(shallow);
+    merkle_t *f = merkle_fold(deep, 9);
+    assert_non_null(f);
+    assert_int_equal(merkle_depth(f), 9);
+    assert_int_equal(merkle_root(f), merkle_root(shallow));
+    assert_int_equal(merkle_cells(f), 2000);
+    assert_null(merkle_fold(shallow, 10));
+    merkle_destroy(deep);
+    merkle_destroy(shallow);
+    merkle_destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +207,7 @@ int main(void)
         kv_unit_test(test_merkle_same_cells_any_order_same_tree),
         kv_unit_test(test_merkle_one_difference_is_found_in_its_leaf),
         kv_unit_test(test_merkle_adjacent_differences_merge_and_leaves_travel),
+        kv_unit_test(test_merkle_fold_equals_building_shallower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1145,6 +1145,29 @@ static void test_peer_stream_messages_round_trip_and_refuse_damage(void **state)
     assert_int_equal(start, UINT64_MAX - 1);
     assert_int_equal(end, 5);
     kv_frame_release(&f);
+    /* several ranges in one request; a count past the pairs is refused */
+    uint64_t se[6] = {1, 2, 10, 20, UINT64_MAX, 3};
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_req_ranges(&b, 9, 1, se, 3, 0), KV_OK);
+    decode_one(&b, &f);
+    uint64_t *got_se;
+    size_t nse;
+    assert_int_equal(peer_decode_stream_req_ranges(&f, &head, &got_se, &nse), KV_OK);
+    assert_int_equal(nse, 3);
+    assert_memory_equal(got_se, se, sizeof se);
+    kv_free(got_se);
+    assert_int_equal(peer_decode_stream_req(&f, &head, &start, &end), KV_OK);
+    assert_int_equal(end, 2); /* an older decoder sees the first range */
+    kv_frame_release(&f);
+    targ_t short_[] = {U(1), U(1), U(2), U(2), U(10)};
+    kv_buf_clear(&b);
+    build(&b, PEER_STREAM_REQ, 1, short_, KV_ARRAY_LEN(short_));
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_stream_req_ranges(&f, &head, &got_se, &nse), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_stream_req_ranges(&b, 9, 1, se, 0, 0), KV_INVALID);
+    kv_buf_clear(&b);
     /* STREAM_CHUNK: cells and checksum */
     peer_hint_t cells[2] = {
         {kv_slice_str("a"), {10, false, 0, kv_slice_str("one")}},
@@ -1230,6 +1253,21 @@ static void test_peer_stream_messages_round_trip_and_refuse_damage(void **state)
     assert_int_equal(fo.nsources, 2);
     assert_true(kv_slice_eq(fo.sources[1], kv_slice_str("n3")));
     kv_frame_release(&f);
+    /* extra ranges travel after the sources */
+    uint64_t extra[4] = {30, 40, 50, 60};
+    fe.nextra = 2;
+    fe.extra = extra;
+    kv_buf_clear(&b);
+    assert_int_equal(peer_encode_fetch(&b, 5, 6, &fe, 0), KV_OK);
+    decode_one(&b, &f);
+    assert_int_equal(peer_decode_fetch(&f, &head, &fo), KV_OK);
+    assert_int_equal(fo.nextra, 2);
+    uint64_t xs, xe;
+    peer_fetch_extra_at(&f, &fo, 1, &xs, &xe);
+    assert_int_equal(xs, 50);
+    assert_int_equal(xe, 60);
+    kv_frame_release(&f);
+    fe.nextra = 0;
     fe.nsources = 0;
     kv_buf_clear(&b);
     assert_int_equal(peer_encode_fetch(&b, 5, 6, &fe, 0), KV_INVALID);
