@@ -58,6 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer_hints_reply_t hr;
         (void)peer_decode_hints_reply(&f, &h, &hr);
         (void)peer_decode_stream_req(&f, &h, &u1, &u2);
+        uint64_t *se = NULL;
+        size_t nse = 0;
+        if (peer_decode_stream_req_ranges(&f, &h, &se, &nse) == KV_OK) {
+            if (nse == 0) abort(); /* at least the first range */
+            (void)peer_encode_stream_req_ranges(&out, h.msg_id, h.hlc, se, nse, 0);
+            kv_free(se);
+        }
         peer_stream_chunk_t ch;
         if (peer_decode_stream_chunk(&f, &h, &ch) == KV_OK) {
             peer_hint_t cells[64];
@@ -74,8 +81,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kv_slice_t msg;
         (void)peer_decode_stream_abort(&f, &h, &st, &msg);
         peer_fetch_t fe;
-        if (peer_decode_fetch(&f, &h, &fe) == KV_OK)
+        if (peer_decode_fetch(&f, &h, &fe) == KV_OK) {
+            /* the extra ranges are read one by one, then sent on again */
+            uint64_t *extra = fe.nextra ? kv_malloc(fe.nextra * 2 * sizeof *extra) : NULL;
+            for (size_t i = 0; i < fe.nextra; i++)
+                peer_fetch_extra_at(&f, &fe, i, &extra[2 * i], &extra[2 * i + 1]);
+            fe.extra = extra;
             (void)peer_encode_fetch(&out, h.msg_id, h.hlc, &fe, 0);
+            kv_free(extra);
+        }
         peer_fetch_reply_t fr;
         if (peer_decode_fetch_reply(&f, &h, &fr) == KV_OK)
             (void)peer_encode_fetch_reply(&out, h.msg_id, h.hlc, &fr, 0);

@@ -137,6 +137,9 @@ static void peer_seeds(void)
     body_seed("peer_proto", "hints_reply", &b);
     peer_encode_stream_req(&b, 11, 5, 100, 200, 0);
     body_seed("peer_proto", "stream_req", &b);
+    static const uint64_t se[6] = {100, 200, 300, 400, 900, 50};
+    peer_encode_stream_req_ranges(&b, 11, 5, se, 3, 0);
+    body_seed("peer_proto", "stream_req_ranges", &b);
     peer_stream_chunk_t ch = {.seq = 0, .last = true, .n = 2};
     peer_encode_stream_chunk(&b, 11, 5, &ch, hints, 0);
     body_seed("peer_proto", "stream_chunk", &b);
@@ -148,6 +151,10 @@ static void peer_seeds(void)
                        .sources = {kv_slice_str("n2"), kv_slice_str("n3")}};
     peer_encode_fetch(&b, 12, 5, &fe, 0);
     body_seed("peer_proto", "fetch", &b);
+    fe.extra = se;
+    fe.nextra = 3;
+    peer_encode_fetch(&b, 12, 5, &fe, 0);
+    body_seed("peer_proto", "fetch_ranges", &b);
     peer_fetch_reply_t fr = {KV_OK, 3, 4, kv_slice_str("")};
     peer_encode_fetch_reply(&b, 12, 5, &fr, 0);
     body_seed("peer_proto", "fetch_reply", &b);
