@@ -182,6 +182,10 @@ kv_status_t node_sec_open(node_t *n)
     }
     KV_RET(load_secret(s, cfg));
     KV_RET(node_auth_open(s));
+    if (s->auth_on && s->client_mode != NODE_TLS_ON)
+        KV_LOG(KV_WARN, "client_auth is on but client_tls is %s: passwords of plain "
+               "connections cross the network in clear (use client_tls on, or keep "
+               "the client port on a trusted network)", cfg->client_tls);
     if (s->client_mode != NODE_TLS_OFF || s->peer_tls || s->auth_on || s->secret)
         KV_LOG(KV_INFO, "security: client port %s, peer links %s, client "
                "authentication %s, gossip datagrams %s",
