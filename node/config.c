@@ -1032,11 +1032,16 @@ void node_config_print(const node_config_t *c, FILE *out)
     fprintf(out, "# cairnd configuration (effective values)\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &SETTINGS[i];
-        fprintf(out, "%s: ", s->name);
         if (s->kind == K_STR && !strcmp(s->name, "cluster_secret") &&
             **str_cslot(c, s)) {
-            yaml_quote(out, "********"); /* never printed */
-        } else if (s->kind == K_STR || s->kind == K_ENUM) {
+            /* never printed, nor replaced by a placeholder that would load
+             * as a wrong secret: the line stays a comment */
+            fprintf(out, "# cluster_secret: set, not printed (keep it in "
+                         "cluster_secret_file)\n");
+            continue;
+        }
+        fprintf(out, "%s: ", s->name);
+        if (s->kind == K_STR || s->kind == K_ENUM) {
             yaml_quote(out, *str_cslot(c, s));
         } else {
             char buf[64];

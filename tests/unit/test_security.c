@@ -9,6 +9,8 @@
  */
 #include "cluster_test_util.h"
 
+#include "config.h"
+#include "config_int.h"
 #include "gossip_auth.h"
 #include "passwd.h"
 #include "proto.h"
@@ -185,6 +187,31 @@ static void test_hello_carries_credentials_and_stays_compatible(void **state)
     kv_frame_release(f);
     kv_frame_decoder_destroy(d);
     kv_buf_deinit(&b);
+}
+
+static void test_print_config_never_shows_the_cluster_secret(void **state)
+{
+    (void)state;
+    const char yaml[] = "node_name: n1\ncluster_secret: do-not-print-this-0123\n";
+    node_config_t c;
+    node_config_init(&c);
+    assert_int_equal(node_config_load_yaml(&c, yaml, sizeof yaml - 1, "t.yaml"), KV_OK);
+    assert_string_equal(c.cluster_secret, "do-not-print-this-0123");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    node_config_print(&c, m);
+    fclose(m);
+    assert_null(strstr(out, "do-not-print"));
+    assert_non_null(strstr(out, "# cluster_secret: set, not printed"));
+    /* what is printed still loads (without the secret) */
+    node_config_t again;
+    node_config_init(&again);
+    assert_int_equal(node_config_load_yaml(&again, out, len, "printed.yaml"), KV_OK);
+    assert_string_equal(again.cluster_secret, "");
+    free(out);
+    node_config_deinit(&again);
+    node_config_deinit(&c);
 }
 
 /* ---- real nodes ------------------------------------------------------------ */
@@ -572,6 +599,7 @@ int main(void)
         kv_unit_test(test_passwd_hash_verifies_only_its_password),
         kv_unit_test(test_users_file_lines_parse_or_say_why),
         kv_unit_test(test_hello_carries_credentials_and_stays_compatible),
+        kv_unit_test(test_print_config_never_shows_the_cluster_secret),
         node_test(test_config_refuses_incomplete_security_settings),
         node_test(test_tls_client_port_on_and_optional),
         node_test(test_client_auth_passwords_certificates_and_roles),
