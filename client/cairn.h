@@ -283,6 +283,32 @@ cairn_status_t cairn_ring(cairn_client_t *c, const void *key, size_t klen,
                           cairn_ring_t *out);
 void cairn_ring_free(cairn_ring_t *r);
 
+/* ---- debugging: one node's own copy ------------------------------------ */
+
+/* The cell one node stores for a key: a value, or a tombstone (a delete,
+ * or an expired value, at its timestamp). data is NULL for a tombstone;
+ * for a value it is a NUL-terminated copy (data[len] == 0). */
+typedef struct cairn_cell {
+    uint8_t *data;
+    size_t len;
+    bool tombstone;
+    uint64_t timestamp; /* the cell's HLC timestamp */
+    uint64_t expire_ms; /* absolute wall-clock ms it expires at; 0 = never */
+} cairn_cell_t;
+
+/* Ask the node this client is connected to for the cell it stores itself
+ * for key, read from its own engine without coordination or read repair
+ * (the LOCAL_GET request: for debugging and tests, e.g. checking that the
+ * replicas of a key converged -- connect to each one with a single contact
+ * point). The node need not be a replica of the key. CAIRN_OK: *out holds
+ * the cell, to release with cairn_cell_free; CAIRN_NOT_FOUND: the node
+ * stores nothing for the key; otherwise an error, cairn_last_error() says
+ * why. *out is zeroed unless CAIRN_OK. A node too old to know LOCAL_GET
+ * answers CAIRN_PROTOCOL. Uses the client's default timeout. */
+cairn_status_t cairn_local_get(cairn_client_t *c, const void *key, size_t klen,
+                               cairn_cell_t *out);
+void cairn_cell_free(cairn_cell_t *cell);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,6 +74,11 @@ static void usage(FILE *out)
 "                   node that answered), the members not in the ring, then\n"
 "                   every token and its node, ascending\n"
 "  endpoints KEY    the token of KEY and its replicas, primary first\n"
+"  local-get KEY    debugging: the cell the node itself stores for KEY, read\n"
+"                   from its own engine without coordination or repair (use\n"
+"                   one -H host to pick the node): value or tombstone, HLC\n"
+"                   timestamp, expiry, then the value's raw bytes; exit 1\n"
+"                   when the node stores nothing for KEY\n"
 "  hints            hinted handoff across the cluster: asks every reachable\n"
 "                   node what it holds for whom (holder, target, hints,\n"
 "                   bytes, age of the oldest), then each node's totals:\n"
@@ -156,7 +161,8 @@ static void usage(FILE *out)
 "  cairn get backup | tar x\n"
 "  cairn -H 10.0.0.1 status\n"
 "  cairn endpoints user:1\n"
-"  cairn ready 10.0.0.1:7072\n");
+"  cairn ready 10.0.0.1:7072\n"
+"  cairn -H 10.0.0.2 local-get user:1\n");
 }
 
 static int fail(cairn_status_t st, const char *detail)
@@ -268,6 +274,52 @@ static int cmd_info(cairn_client_t *c)
     }
     free(l.names);
     free(l.values);
+    return rc;
+}
+
+/* ---- local-get: one node's own cell ------------------------------------ */
+
+/* An HLC timestamp as "<u64> (<UTC wall time>, logical N)". */
+static void format_hlc(uint64_t ts, char *out, size_t len)
+{
+    uint64_t ms = ts >> 16;
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&secs, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%llu (%s.%03uZ, logical %u)", (unsigned long long)ts, when,
+             (unsigned)(ms % 1000), (unsigned)(ts & 0xffff));
+}
+
+static int cmd_local_get(cairn_client_t *c, const char *key)
+{
+    cairn_cell_t cell;
+    cairn_status_t st = cairn_local_get(c, key, strlen(key), &cell);
+    if (st == CAIRN_NOT_FOUND) return fail(st, "this node stores no cell for the key");
+    if (st != CAIRN_OK) return fail(st, cairn_last_error(c));
+    char ts[96];
+    format_hlc(cell.timestamp, ts, sizeof ts);
+    printf("cell:      %s\n", cell.tombstone ? "tombstone" : "value");
+    printf("timestamp: %s\n", ts);
+    if (cell.expire_ms) {
+        time_t secs = (time_t)(cell.expire_ms / 1000);
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&secs, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        printf("expires:   %llu (%s.%03uZ)\n", (unsigned long long)cell.expire_ms, when,
+               (unsigned)(cell.expire_ms % 1000));
+    } else {
+        printf("expires:   never\n");
+    }
+    int rc = 0;
+    if (!cell.tombstone) {
+        printf("length:    %zu\nvalue:     ", cell.len);
+        if (cell.len && fwrite(cell.data, 1, cell.len, stdout) != cell.len) rc = EXIT_ERROR;
+        putchar('\n');
+    }
+    cairn_cell_free(&cell);
+    if (fflush(stdout) != 0) rc = EXIT_ERROR;
+    if (rc) fprintf(stderr, "cairn: cannot write stdout: %s\n", strerror(errno));
     return rc;
 }
 
@@ -1317,7 +1369,9 @@ int main(int argc, char **argv)
     }
 
     int want;
-    if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints")) want = 1;
+    if (!strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "endpoints") ||
+        !strcmp(cmd, "local-get"))
+        want = 1;
     else if (!strcmp(cmd, "put")) want = 2;
     else if (!strcmp(cmd, "info") || !strcmp(cmd, "status") || !strcmp(cmd, "ring") ||
              !strcmp(cmd, "hints") || !strcmp(cmd, "decommission") ||
@@ -1405,6 +1459,8 @@ int main(int argc, char **argv)
             len += (size_t)snprintf(arg + len, sizeof arg - len, "%s%s", i ? " " : "",
                                     args[i]);
         rc = cmd_change(c, cmd, arg);
+    } else if (!strcmp(cmd, "local-get")) {
+        rc = cmd_local_get(c, args[0]);
     } else {
         rc = cmd_info(c);
     }

@@ -34,9 +34,10 @@
  *            place that sets `done`) and is freed when both the caller and
  *            the client have dropped their reference; (3) the causality
  *            token sent is the largest hlc seen in any HELLO_OK, REPLY,
- *            INFO_REPLY or RING_REPLY before the request was issued; (4) no
- *            length read from the network sizes an allocation before the
- *            frame decoder has checked it against KV_FRAME_DEFAULT_MAX.
+ *            INFO_REPLY, RING_REPLY or LOCAL_REPLY before the request was
+ *            issued; (4) no length read from the network sizes an
+ *            allocation before the frame decoder has checked it against
+ *            KV_FRAME_DEFAULT_MAX.
  *
  * THREADING  The public functions are safe from any thread. `mu` guards the
  *            queue, `closing` and last_error; each future has its own mutex
@@ -378,6 +379,8 @@ static cairn_future_t *submit(cairn_client_t *c, req_kind_t kind, const void *ke
     } else if (kind == REQ_ADMIN) {
         rc = proto_encode_admin(&f->frame, f->id, kv_slice(key, klen),
                                 kv_slice(value, vlen), 0);
+    } else if (kind == REQ_LOCAL_GET) {
+        rc = proto_encode_local_get(&f->frame, f->id, kv_slice(key, klen), 0);
     } else {
         static const proto_msg_t types[] = {MSG_GET, MSG_PUT, MSG_DELETE};
         proto_request_t r = {
@@ -522,6 +525,34 @@ cairn_status_t cairn_ring(cairn_client_t *c, const void *key, size_t klen,
     }
     cairn_future_free(f);
     return st;
+}
+
+cairn_status_t cairn_local_get(cairn_client_t *c, const void *key, size_t klen,
+                               cairn_cell_t *out)
+{
+    cairn_future_t *f = submit(c, REQ_LOCAL_GET, key, klen, NULL, 0, NULL);
+    cairn_value_t v;
+    cairn_status_t st = future_wait(f, &v, true);
+    memset(out, 0, sizeof *out);
+    if (st == CAIRN_OK) {
+        /* Done futures are no longer written: read without the lock. */
+        out->tombstone = f->tombstone;
+        out->expire_ms = f->expire_ms;
+        out->timestamp = v.timestamp;
+        out->data = v.data;
+        out->len = v.len;
+    } else {
+        cairn_value_free(&v);
+    }
+    cairn_future_free(f);
+    return st;
+}
+
+void cairn_cell_free(cairn_cell_t *cell)
+{
+    if (!cell) return;
+    kv_free(cell->data);
+    memset(cell, 0, sizeof *cell);
 }
 
 void cairn_ring_free(cairn_ring_t *r)

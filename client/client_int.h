@@ -35,7 +35,9 @@
 #define READ_CHUNK 65536
 #define MAX_POLL_MS 1000
 
-typedef enum { REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING, REQ_ADMIN } req_kind_t;
+typedef enum {
+    REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING, REQ_ADMIN, REQ_LOCAL_GET
+} req_kind_t;
 
 struct cairn_future {
     pthread_mutex_t mu;
@@ -51,6 +53,8 @@ struct cairn_future {
     char *message;  /* NULL when none */
     kv_buf_t info;  /* INFO: "name\0value\0" ... */
     cairn_ring_t ring; /* RING: the converted reply, until cairn_ring takes it */
+    bool tombstone;    /* LOCAL_GET: the cell is a tombstone */
+    uint64_t expire_ms; /* LOCAL_GET: the cell's expiry */
     /* Owned by the client: under c->mu while queued, I/O thread after. */
     uint64_t id;
     uint64_t deadline_ns;

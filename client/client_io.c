@@ -555,10 +555,13 @@ static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
         if (!f) return; /* timed out already: a late reply */
         cairn_status_t st = client_status_from_kv(r.status);
         if (r.status == KV_CLOSED) c->draining = true;
-        if (f->kind == REQ_RING && (st == CAIRN_OK || st == CAIRN_NOT_FOUND)) {
-            /* Success comes as a RING_REPLY; a plain REPLY must be an error. */
-            errf(msg, "%s answered RING with %s and no ring", desc,
-                 kv_status_str(r.status));
+        if ((f->kind == REQ_RING || f->kind == REQ_LOCAL_GET) &&
+            (st == CAIRN_OK || st == CAIRN_NOT_FOUND)) {
+            /* Success comes as a RING_REPLY or LOCAL_REPLY; a plain REPLY
+             * must be an error. */
+            errf(msg, "%s answered %s with %s and no %s", desc,
+                 f->kind == REQ_RING ? "RING" : "LOCAL_GET", kv_status_str(r.status),
+                 f->kind == REQ_RING ? "ring" : "cell");
             client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, r.cell_ts);
         } else if (st == CAIRN_OK || st == CAIRN_NOT_FOUND) {
             bool val = st == CAIRN_OK && (f->kind == REQ_GET || f->kind == REQ_ADMIN) &&
@@ -621,6 +624,29 @@ static void handle_frame(cairn_client_t *c, kv_frame_t *fr)
         if (f) ring_convert(&ring, &f->ring); /* not yet visible: done is false */
         proto_ring_free(&ring);
         if (f) client_complete(c, f, CAIRN_OK, NULL, NULL, 0);
+    } else if (fr->type == MSG_LOCAL_REPLY) {
+        cairn_future_t *f = map_remove(c, fr->request_id);
+        if (f && f->kind != REQ_LOCAL_GET) {
+            errf(msg, "LOCAL_REPLY from %s to another request", desc);
+            client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, 0);
+            return;
+        }
+        /* Decode even when nobody waits, to check the stream is sane. */
+        proto_local_reply_t lr;
+        if (proto_decode_local_reply(fr, &lr) != KV_OK) {
+            if (f) {
+                errf(msg, "malformed LOCAL_REPLY from %s", desc);
+                client_complete(c, f, CAIRN_PROTOCOL, msg, NULL, 0);
+            }
+            return;
+        }
+        hlc_observe(c, lr.hlc);
+        if (!f) return;
+        f->tombstone = lr.tombstone; /* not yet visible: done is false */
+        f->expire_ms = lr.expire_ms;
+        bool val = lr.status == KV_OK && !lr.tombstone;
+        client_complete(c, f, client_status_from_kv(lr.status), NULL,
+                        val ? &lr.value : NULL, lr.ts);
     }
     /* Other types: a newer node's messages this client does not know. */
 }

@@ -23,7 +23,7 @@
 
 typedef enum {
     KV_ROLE_NONE = 0,
-    KV_ROLE_READ = 1,      /* GET, INFO, RING */
+    KV_ROLE_READ = 1,      /* GET, INFO, RING, LOCAL_GET */
     KV_ROLE_READWRITE = 2, /* and PUT, DELETE */
     KV_ROLE_ADMIN = 3,     /* and ADMIN (decommission, removenode, cleanup, repair) */
 } kv_role_t;

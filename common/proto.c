@@ -542,3 +542,74 @@ void proto_ring_free(proto_ring_t *r)
     kv_free((void *)r->replicas);
     memset(r, 0, sizeof *r);
 }
+
+/* ---- LOCAL_GET --------------------------------------------------------- */
+
+kv_status_t proto_encode_local_get(kv_buf_t *buf, uint64_t id, kv_slice_t key,
+                                   uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_LOCAL_GET, id, 1);
+    kv_pack_bytes(&w.pk, key);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t proto_decode_local_get(const kv_frame_t *f, kv_slice_t *key)
+{
+    if (f->type != MSG_LOCAL_GET) return KV_PROTO;
+    kv_slice_t k;
+    KV_RET(kv_arg_bytes(f, 0, &k));
+    *key = k;
+    return KV_OK;
+}
+
+/* The shape both sides agree on: a value cell has bytes, a tombstone and
+ * "nothing" have none, and "nothing" has no timestamp either. */
+static bool local_reply_valid(kv_status_t st, uint64_t ts, bool tombstone,
+                              uint64_t expire_ms, bool has_value)
+{
+    if (st == KV_NOTFOUND) return ts == 0 && !tombstone && expire_ms == 0 && !has_value;
+    if (st != KV_OK) return false;
+    return tombstone ? !has_value : has_value;
+}
+
+kv_status_t proto_encode_local_reply(kv_buf_t *buf, const proto_local_reply_t *r,
+                                     uint32_t max_body)
+{
+    bool has_value = r->status == KV_OK && !r->tombstone;
+    if (!local_reply_valid(r->status, r->ts, r->tombstone, r->expire_ms, has_value))
+        return KV_INVALID;
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_LOCAL_REPLY, r->id, 6);
+    msgpack_pack_uint64(&w.pk, r->hlc);
+    msgpack_pack_uint32(&w.pk, (uint32_t)r->status);
+    msgpack_pack_uint64(&w.pk, r->ts);
+    if (r->tombstone) msgpack_pack_true(&w.pk);
+    else msgpack_pack_false(&w.pk);
+    msgpack_pack_uint64(&w.pk, r->expire_ms);
+    pack_opt_bytes(&w.pk, has_value, r->value);
+    return kv_frame_end(&w, max_body);
+}
+
+kv_status_t proto_decode_local_reply(const kv_frame_t *f, proto_local_reply_t *out)
+{
+    proto_local_reply_t r;
+    memset(&r, 0, sizeof r);
+    if (f->type != MSG_LOCAL_REPLY || f->nargs < 6) return KV_PROTO;
+    r.id = f->request_id;
+    uint32_t st;
+    KV_RET(kv_arg_u64(f, 0, &r.hlc));
+    KV_RET(arg_u32(f, 1, &st));
+    KV_RET(kv_arg_u64(f, 2, &r.ts));
+    if (f->args[3].type != MSGPACK_OBJECT_BOOLEAN) return KV_PROTO;
+    r.tombstone = f->args[3].via.boolean;
+    KV_RET(kv_arg_u64(f, 4, &r.expire_ms));
+    bool has_value;
+    KV_RET(kv_arg_opt_bytes(f, 5, &r.value, &has_value));
+    if (st >= KV_STATUS_COUNT_) return KV_PROTO;
+    r.status = (kv_status_t)st;
+    if (!local_reply_valid(r.status, r.ts, r.tombstone, r.expire_ms, has_value))
+        return KV_PROTO;
+    *out = r;
+    return KV_OK;
+}

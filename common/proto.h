@@ -12,10 +12,12 @@
  *   DELETE     [12, id, key, cl, timeout_ms, causality]
  *   INFO       [20, id]
  *   RING       [21, id, key|nil]
+ *   LOCAL_GET  [22, id, key]
  *   REPLY      [100, id, status, hlc, cell_ts, value|nil, message|nil]
  *   INFO_REPLY [101, id, hlc, {str: str|uint ...}]
  *   RING_REPLY [102, id, hlc, replication_factor, self, key_token,
  *               [node...], [replica...]]
+ *   LOCAL_REPLY [103, id, hlc, status, ts, tombstone, expire_ms, value|nil]
  *     node = [name, node_id, host, client_port, admin_port, rack, up,
  *             load_bytes, ownership_ppm, effective_ppm, [token...],
  *             status, liveness, phi_milli, generation, in_ring]
@@ -54,6 +56,16 @@
  * the end. Elements appended to a node's array by a later version are
  * ignored.
  *
+ * LOCAL_GET is a debugging and testing aid: the answering node reads its own
+ * engine, without coordination or repair, and returns the cell it stores
+ * for the key, whether or not it is a replica of it. LOCAL_REPLY's status
+ * is OK when the node holds a cell -- a value (tombstone false, value a
+ * bin) or a tombstone (true, value nil; an expired value reads as a
+ * tombstone at its timestamp) -- with its HLC timestamp ts and expire_ms
+ * (absolute wall ms, 0 = never); NOTFOUND when it holds nothing (ts,
+ * expire_ms 0, tombstone false, value nil). Errors (draining, a bad key, a
+ * failed read) come as a REPLY with the error status.
+ *
  * Compatibility: a receiver ignores arguments past the ones it knows, so
  * later versions may append arguments; a request of an unknown type gets a
  * REPLY with status PROTO and the connection stays open. Types 200 and up
@@ -76,9 +88,11 @@ typedef enum {
     MSG_INFO = 20,
     MSG_RING = 21,
     MSG_ADMIN = 30,
+    MSG_LOCAL_GET = 22,
     MSG_REPLY = 100,
     MSG_INFO_REPLY = 101,
     MSG_RING_REPLY = 102,
+    MSG_LOCAL_REPLY = 103,
     MSG_PEER_FIRST = 200,
 } proto_msg_t;
 
@@ -249,5 +263,28 @@ kv_status_t proto_decode_ring(const kv_frame_t *f, kv_slice_t *key,
 kv_status_t proto_decode_ring_reply(const kv_frame_t *f, uint64_t *hlc,
                                     proto_ring_t *out);
 void proto_ring_free(proto_ring_t *r);
+
+/* LOCAL_REPLY: one node's own cell for a key (see LOCAL_GET above). */
+typedef struct proto_local_reply {
+    uint64_t id;
+    kv_status_t status;  /* KV_OK (a cell) or KV_NOTFOUND (none) */
+    uint64_t hlc;        /* the node's clock */
+    uint64_t ts;         /* the cell's HLC timestamp */
+    bool tombstone;
+    uint64_t expire_ms;  /* absolute wall ms; 0 = never */
+    kv_slice_t value;    /* a value cell's bytes; empty otherwise */
+} proto_local_reply_t;
+
+kv_status_t proto_encode_local_get(kv_buf_t *buf, uint64_t id, kv_slice_t key,
+                                   uint32_t max_body);
+kv_status_t proto_decode_local_get(const kv_frame_t *f, kv_slice_t *key);
+/* KV_INVALID (buf unchanged) for a reply the decoder would refuse: a
+ * status other than OK or NOTFOUND, or a NOTFOUND with a cell's fields. */
+kv_status_t proto_encode_local_reply(kv_buf_t *buf, const proto_local_reply_t *r,
+                                     uint32_t max_body);
+/* KV_PROTO on a bad shape, a status other than OK or NOTFOUND, a value
+ * cell without a value, a tombstone or NOTFOUND with one, or a NOTFOUND
+ * with a timestamp, expiry or tombstone. The value points into the frame. */
+kv_status_t proto_decode_local_reply(const kv_frame_t *f, proto_local_reply_t *out);
 
 #endif /* CAIRN_PROTO_H */

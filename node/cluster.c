@@ -265,6 +265,8 @@ void cluster_on_read(node_cluster_t *cl, peer_link_t *from, uint64_t msg_id,
 void cluster_on_mutation_reply(node_cluster_t *cl, uint32_t from,
                                uint64_t msg_id, const peer_mutation_reply_t *r)
 {
+    if (r->status == KV_CLOCK_SKEW && from < cl->npeers)
+        cl->peers[from]->skew_ns = node_now_ns(); /* it refused our clock */
     kv_assert(!cl->driving);
     coord_on_mutation_reply(cl->coord, now_ms(), from, msg_id, r->status,
                             r->superseded_by);
@@ -275,6 +277,8 @@ void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
                            const peer_read_reply_t *r)
 {
     kv_assert(!cl->driving);
+    if (r->status == KV_CLOCK_SKEW && from < cl->npeers)
+        cl->peers[from]->skew_ns = node_now_ns(); /* it refused our clock */
     eng_cell_t cell = {.ts = r->cell.ts, .tombstone = r->cell.tombstone,
                        .expire_ms = r->cell.expire_ms, .value = r->cell.value};
     coord_on_read_reply(cl->coord, now_ms(), from, msg_id, r->status,
@@ -465,6 +469,12 @@ void node_exec(node_t *n, node_req_t *r)
         node_req_finish(r, KV_UNAVAILABLE, 0, NULL, ops_refusal(cl));
         return;
     }
+    const char *skew = cluster_clock_outlier(cl);
+    if (skew[0] && r->op != NODE_OP_GET) {
+        /* its stamps would be off: nothing is written */
+        node_req_finish(r, KV_CLOCK_SKEW, 0, NULL, skew);
+        return;
+    }
     kv_slice_t key = node_req_key(r);
     uint64_t token = ring_key_token(key);
     uint32_t reps[RING_MAX_RF + 1];
@@ -555,6 +565,34 @@ static void lost_cb(evutil_socket_t fd, short what, void *arg)
     cluster_drive(cl);
 }
 
+#define SKEW_MEMORY_NS (10ull * 1000000000ull)
+
+const char *cluster_clock_outlier(node_cluster_t *cl)
+{
+    uint64_t now = node_now_ns();
+    uint32_t others = 0, skewed = 0;
+    for (uint32_t i = 0; i < cl->npeers; i++) {
+        node_peer_t *p = cl->peers[i];
+        if (p->self || p->status == GOSSIP_LEFT) continue;
+        others++;
+        skewed += p->skew_ns && now - p->skew_ns < SKEW_MEMORY_NS;
+    }
+    /* with one other member nobody can tell whose clock is wrong */
+    if (others < 2 || skewed * 2 <= others) {
+        cl->outlier = false;
+        return "";
+    }
+    if (!cl->outlier)
+        KV_LOG(KV_ERROR, "this node's clock disagrees with %u of %u other members by more "
+               "than max_clock_offset_ms: it refuses to stamp writes (ClockSkew) and "
+               "reports itself not ready until its clock is fixed", skewed, others);
+    cl->outlier = true;
+    snprintf(cl->outlier_msg, sizeof cl->outlier_msg, "this node's clock disagrees with "
+             "%u of %u other members by more than max_clock_offset_ms: fix its clock "
+             "(NTP), or use another node", skewed, others);
+    return cl->outlier_msg;
+}
+
 void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx)
 {
     if (!cl->lost_ev || idx >= cl->npeers) return;
@@ -633,6 +671,8 @@ const char *node_cluster_refusal(node_t *n)
     node_cluster_t *cl = n->cluster;
     if (!cl) return "";
     if (ops_refusal(cl)[0]) return ops_refusal(cl);
+    const char *skew = cluster_clock_outlier(cl);
+    if (skew[0]) return skew;
     return !cl->founder ? gossip_glue_refusal(cl) : "";
 }
 

@@ -54,6 +54,7 @@ typedef struct node_peer {
                                stays out of the ring even if it returns */
     uint64_t generation;    /* gossip's, for token conflicts */
     bool lost;              /* its link dropped: the coordinator is told */
+    uint64_t skew_ns;       /* last clock disagreement with it (either way) */
     metric_series_t *m_up, *m_sent, *m_recv, *m_phi;
 } node_peer_t;
 
@@ -93,6 +94,8 @@ struct node_cluster {
     coord_t *coord;
     struct event *deadline_ev;
     struct event *lost_ev;  /* tells the coordinator of dropped links */
+    bool outlier;           /* cluster_clock_outlier's last answer */
+    char outlier_msg[200];
     struct event *heartbeat_ev;
     struct evconnlistener *listener;
     struct event *accept_retry; /* re-enables the listener after EMFILE */
@@ -149,6 +152,11 @@ void cluster_on_read_reply(node_cluster_t *cl, uint32_t from, uint64_t msg_id,
  * answer fail now (the coordinator hints writes and asks other replicas
  * for reads) instead of at their deadline. Runs from the loop shortly. */
 void cluster_on_peer_lost(node_cluster_t *cl, uint32_t idx);
+/* This node's clock disagrees (beyond max_clock_offset_ms, either way) with
+ * more than half of the other members (at least two) within the last 10 s:
+ * it is the outlier. Writes it would stamp are refused ClockSkew and /ready is 503
+ * until its clock agrees again. The sentence saying so, or "". */
+const char *cluster_clock_outlier(node_cluster_t *cl);
 
 /* ---- members.c --------------------------------------------------------- */
 

@@ -7,7 +7,10 @@
  *         bufferevent's output, so replies produced in one loop iteration go
  *         out in few writes. Data requests become node_req_t handed to
  *         node_exec() (the executor seam); node_req_finish() writes the reply
- *         back, or drops it when the connection has gone.
+ *         back, or drops it when the connection has gone. A LOCAL_GET (one
+ *         node's own cell, for debugging) is a node_req_t too, handed to
+ *         node_local_get() (local_get.c) and finished by
+ *         node_req_finish_cell() with a LOCAL_REPLY.
  *
  *         A connection that must end (a protocol error, a rejected HELLO,
  *         the drain) closes gracefully: reading turns into discarding,
@@ -203,8 +206,8 @@ static void conn_fail(node_conn_t *c, node_perr_t why, uint64_t id,
     node_conn_close_gracefully(c);
 }
 
-void node_req_finish(node_req_t *r, kv_status_t status, hlc_ts_t cell_ts,
-                     const kv_slice_t *value, const char *message)
+/* A request leaves the node's books: counted, no longer in flight. */
+static void req_settle(node_req_t *r, kv_status_t status)
 {
     node_t *n = r->node;
     node_conn_t *c = r->conn;
@@ -214,6 +217,45 @@ void node_req_finish(node_req_t *r, kv_status_t status, hlc_ts_t cell_ts,
     c->pending--;
     metrics_gauge_set(n->m.inflight, n->inflight);
     node_count_result(n, r->op, status, r->start_ns);
+}
+
+void node_req_finish_cell(node_req_t *r, kv_status_t status, const eng_value_t *v)
+{
+    if (status != KV_OK && status != KV_NOTFOUND) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "local read failed: %s", kv_status_str(status));
+        node_req_finish(r, status, 0, NULL, msg);
+        return;
+    }
+    node_t *n = r->node;
+    node_conn_t *c = r->conn;
+    req_settle(r, status);
+    if (!c->closed) {
+        proto_local_reply_t lr = {.id = r->id, .status = status, .hlc = hlc_last(n->hlc)};
+        if (status == KV_OK) {
+            lr.ts = v->ts;
+            lr.tombstone = v->tombstone;
+            lr.expire_ms = v->expire_ms;
+            if (!v->tombstone) lr.value = kv_buf_slice(&v->value);
+        }
+        if (proto_encode_local_reply(&n->scratch, &lr,
+                                     (uint32_t)n->cfg->max_frame_bytes) == KV_OK)
+            conn_write(c, &n->scratch);
+        else
+            conn_reply(c, r->id, KV_INVALID, 0, NULL, "reply exceeds max_frame_bytes");
+    }
+    kv_buf_deinit(&r->data);
+    kv_free(r);
+    node_conn_unref(c);
+    node_drain_check(n);
+}
+
+void node_req_finish(node_req_t *r, kv_status_t status, hlc_ts_t cell_ts,
+                     const kv_slice_t *value, const char *message)
+{
+    node_t *n = r->node;
+    node_conn_t *c = r->conn;
+    req_settle(r, status);
     if (!c->closed) conn_reply(c, r->id, status, cell_ts, value, message);
     kv_buf_deinit(&r->data);
     kv_free(r);
@@ -479,6 +521,7 @@ static bool conn_allowed(node_conn_t *c, const kv_frame_t *f)
     case MSG_GET: need = KV_ROLE_READ; what = "GET"; break;
     case MSG_INFO: need = KV_ROLE_READ; what = "INFO"; break;
     case MSG_RING: need = KV_ROLE_READ; what = "RING"; break;
+    case MSG_LOCAL_GET: need = KV_ROLE_READ; what = "LOCAL_GET"; break;
     case MSG_PUT: need = KV_ROLE_READWRITE; what = "PUT"; break;
     case MSG_DELETE: need = KV_ROLE_READWRITE; what = "DELETE"; break;
     case MSG_ADMIN: need = KV_ROLE_ADMIN; what = "ADMIN"; break;
@@ -493,6 +536,53 @@ static bool conn_allowed(node_conn_t *c, const kv_frame_t *f)
                    : f->type == MSG_DELETE ? NODE_OP_DELETE : NODE_OP_INFO;
     conn_refuse(c, op, f->request_id, KV_DENIED, msg);
     return false;
+}
+
+/* LOCAL_GET: this node's own cell for the key, from its engine alone
+ * (local_get.c). Counted with INFO and RING as an administrative request;
+ * it holds a request slot (max_inflight, the drain) while it reads. */
+static void conn_local_get(node_conn_t *c, const kv_frame_t *f)
+{
+    node_t *n = c->node;
+    const node_config_t *cfg = n->cfg;
+    char msg[160];
+    kv_slice_t key;
+    node_count_request(n, NODE_OP_INFO, 0);
+    if (proto_decode_local_get(f, &key) != KV_OK) {
+        node_count_proto_error(n, NODE_PERR_BAD_REQUEST);
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_PROTO,
+                    "malformed LOCAL_GET: expected [22, id, key]");
+        return;
+    }
+    if (n->state != NODE_SERVING) {
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_CLOSED, "node is draining");
+        return;
+    }
+    if (key.len == 0 || key.len > cfg->max_key_bytes) {
+        snprintf(msg, sizeof msg, "key length %zu is outside 1..%" PRIu64
+                 " (max_key_bytes)", key.len, cfg->max_key_bytes);
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_INVALID, msg);
+        return;
+    }
+    if (n->inflight >= cfg->max_inflight) {
+        snprintf(msg, sizeof msg, "too many requests in flight (max_inflight %u)",
+                 cfg->max_inflight);
+        conn_refuse(c, NODE_OP_INFO, f->request_id, KV_BUSY, msg);
+        return;
+    }
+    node_req_t *r = kv_calloc(1, sizeof *r);
+    r->node = n;
+    r->conn = c;
+    node_conn_ref(c);
+    r->id = f->request_id;
+    r->op = NODE_OP_INFO;
+    kv_buf_append(&r->data, key.data, key.len);
+    r->key_len = key.len;
+    r->start_ns = node_now_ns();
+    n->inflight++;
+    c->pending++;
+    metrics_gauge_set(n->m.inflight, n->inflight);
+    node_local_get(n, r);
 }
 
 static void conn_frame(node_conn_t *c, const kv_frame_t *f)
@@ -516,6 +606,9 @@ static void conn_frame(node_conn_t *c, const kv_frame_t *f)
         break;
     case MSG_ADMIN:
         conn_admin(c, f);
+        break;
+    case MSG_LOCAL_GET:
+        conn_local_get(c, f);
         break;
     default: {
         char msg[96];

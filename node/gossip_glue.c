@@ -266,7 +266,9 @@ static void pp_event_cb(struct bufferevent *bev, short what, void *arg)
 static void pp_start(gossip_glue_t *gl, const gossip_action_t *a)
 {
     node_cluster_t *cl = gl->cl;
-    struct bufferevent *bev = node_tls_peer_bev(cl->node, -1, false, a->host);
+    int family;
+    evutil_socket_t fd = node_outbound_socket(cl->node, &family);
+    struct bufferevent *bev = node_tls_peer_bev(cl->node, fd, false, a->host);
     if (!bev) {
         gossip_on_pushpull_failed(cl->gossip, now_ms(), a->id);
         return;
@@ -298,7 +300,7 @@ static void pp_start(gossip_glue_t *gl, const gossip_action_t *a)
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     /* The connect may fail at once and run pp_event_cb, which frees c. */
-    if (bufferevent_socket_connect_hostname(bev, cl->dns, AF_UNSPEC, a->host,
+    if (bufferevent_socket_connect_hostname(bev, cl->dns, family, a->host,
                                             a->port) != 0) {
         for (pp_conn_t *x = gl->pps; x; x = x->next)
             if (x == c) {

@@ -126,6 +126,14 @@ void node_exec(node_t *n, node_req_t *req);
 void node_req_finish(node_req_t *req, kv_status_t status, hlc_ts_t cell_ts,
                      const kv_slice_t *value, const char *message);
 
+/* Finish a LOCAL_GET: status KV_OK with the cell v, KV_NOTFOUND (v
+ * unused), or an error (answered as a REPLY). */
+void node_req_finish_cell(node_req_t *req, kv_status_t status, const eng_value_t *v);
+
+/* local_get.c: read req's key from this node's engine alone (memory first,
+ * else on the reader pool) and finish it with node_req_finish_cell. */
+void node_local_get(node_t *n, node_req_t *req);
+
 /* ---- the node ---------------------------------------------------------- */
 
 /* Engine figures mirrored as metrics: counters advance by the difference
@@ -243,6 +251,9 @@ kv_status_t node_listen(node_t *n, const char *setting, uint16_t port,
                         evconnlistener_cb cb, void *arg,
                         struct evconnlistener **out);
 void node_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* A non-blocking TCP socket bound to listen_address for dialling out, or
+ * -1 (listen_address is a wildcard); *family says which family it is. */
+evutil_socket_t node_outbound_socket(node_t *n, int *family);
 
 /* Called when a connection closes or a request finishes during a drain. */
 void node_drain_check(node_t *n);

@@ -281,6 +281,14 @@ static bool merge_clock(node_cluster_t *cl, uint64_t remote, int64_t *ahead_ms)
     return false;
 }
 
+/* A clock disagreement with member idx, either way: it refused our clock,
+ * or we refused its. Enough of them make this node the outlier
+ * (cluster_clock_outlier). */
+static void note_skew(node_cluster_t *cl, uint32_t idx)
+{
+    if (idx < cl->npeers) cl->peers[idx]->skew_ns = now_ns();
+}
+
 /* Check a HELLO / HELLO_OK against this node. KV_OK, or the refusal reason
  * index and status with msg filled. */
 static int hello_check(node_cluster_t *cl, const peer_hello_t *h,
@@ -371,6 +379,7 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
         snprintf(msg, sizeof msg, "clock of node '%s' is %" PRId64 " ms ahead "
                  "of this node's (max_clock_offset_ms %" PRIu64 ")",
                  cl->peers[member]->name, ahead, cl->node->cfg->max_clock_offset_ms);
+        note_skew(cl, member);
         refuse(l, PEER_REFUSED_CLOCK, KV_CLOCK_SKEW, msg);
         return;
     }
@@ -401,6 +410,7 @@ static void inbound_frame(peer_link_t *l, const kv_frame_t *f)
     }
     int64_t ahead;
     bool clock_ok = merge_clock(cl, head.hlc, &ahead);
+    if (!clock_ok) note_skew(cl, l->peer);
     kv_buf_t *b = &cl->node->scratch;
     switch (f->type) {
     case PEER_PING:
@@ -480,11 +490,12 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
     int64_t ahead = 0;
     if (f->type == PEER_REFUSE) {
         peer_refuse_t r;
-        if (peer_decode_refuse(f, &head, &r) == KV_OK)
+        if (peer_decode_refuse(f, &head, &r) == KV_OK) {
+            if (r.status == KV_CLOCK_SKEW) note_skew(cl, l->peer);
             peer_note_error(p, "refused our connection: %.*s",
                             (int)KV_MIN(r.message.len, 120),
                             (const char *)r.message.data);
-        else
+        } else
             peer_note_error(p, "refused our connection");
         link_close(l);
         return;
@@ -511,6 +522,7 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
                      "this node's (max_clock_offset_ms %" PRIu64 ")", ahead,
                      cl->node->cfg->max_clock_offset_ms);
             why = PEER_REFUSED_CLOCK;
+            note_skew(cl, l->peer);
         }
         if (why >= 0) {
             metrics_counter_add(cl->m.refused[why], 1);
@@ -541,13 +553,16 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
         link_close(l);
         return;
     }
-    p->last_heard_ns = now_ns();
     if (!merge_clock(cl, head.hlc, &ahead)) {
+        note_skew(cl, l->peer);
         KV_LOG(KV_WARN, "dropped a reply from %s: its clock is %" PRId64
                " ms ahead (max_clock_offset_ms %" PRIu64 ")", p->name, ahead,
                cl->node->cfg->max_clock_offset_ms);
         return;
     }
+    /* heard from only when its clock is acceptable: a peer whose every
+     * reply is dropped for skew goes down, and requests stop waiting on it */
+    p->last_heard_ns = now_ns();
     switch (f->type) {
     case PEER_PONG: {
         uint64_t load;
@@ -723,7 +738,9 @@ static peer_link_t *link_new(node_cluster_t *cl, struct bufferevent *bev,
 static void dial(node_cluster_t *cl, node_peer_t *p)
 {
     kv_assert(!p->out && !p->self);
-    struct bufferevent *bev = node_tls_peer_bev(cl->node, -1, false, p->host);
+    int family;
+    evutil_socket_t fd = node_outbound_socket(cl->node, &family);
+    struct bufferevent *bev = node_tls_peer_bev(cl->node, fd, false, p->host);
     if (!bev) {
         peer_note_error(p, "cannot create a socket");
         schedule_retry(cl, p);
@@ -736,7 +753,7 @@ static void dial(node_cluster_t *cl, node_peer_t *p)
     p->out = l;
     /* May fail at once (and call the event callback, closing the link). */
     peer_link_ref(l);
-    if (bufferevent_socket_connect_hostname(bev, cl->dns, AF_UNSPEC, p->host,
+    if (bufferevent_socket_connect_hostname(bev, cl->dns, family, p->host,
                                             p->peer_port) != 0 && !l->closed) {
         peer_note_error(p, "cannot connect to %s", addr);
         link_close(l);

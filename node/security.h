@@ -39,9 +39,11 @@ bool node_tls_peer_on(const node_t *n);
 /* A bufferevent for an accepted client socket: TLS (server side of the
  * client port) when tls, plain otherwise. NULL on failure (fd closed). */
 struct bufferevent *node_tls_client_bev(node_t *n, evutil_socket_t fd, bool tls);
-/* A bufferevent for a peer socket: accepted (fd >= 0) or to be dialled
- * (fd -1, then bufferevent_socket_connect*); mutual TLS when peer_tls is
- * on. host (dialling) is sent as SNI. NULL on failure. */
+/* A bufferevent for a peer socket: accepted (accepting), or to be dialled
+ * (fd -1 or an unconnected socket bound to the source address, then
+ * bufferevent_socket_connect*); mutual TLS when peer_tls is on (a dial's
+ * pre-bound socket is then closed: TLS connects from a fresh one). host
+ * (dialling) is sent as SNI. NULL on failure (fd closed). */
 struct bufferevent *node_tls_peer_bev(node_t *n, evutil_socket_t fd, bool accepting,
                                       const char *host);
 bool node_tls_bev_is_tls(struct bufferevent *bev);

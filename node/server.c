@@ -454,6 +454,40 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(n->accept_retry, &tv);
 }
 
+/* A socket for an outbound connection, bound to listen_address when that
+ * is one address (not a wildcard), so that peers -- and firewall rules --
+ * see connections come from the address the node is known by. -1 when
+ * listen_address is a wildcard or a name: the connect then makes its own
+ * socket. *family is the socket's family (AF_UNSPEC for -1). */
+evutil_socket_t node_outbound_socket(node_t *n, int *family)
+{
+    *family = AF_UNSPEC;
+    const char *a = n->cfg->listen_address;
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (!a || evutil_parse_sockaddr_port(a, (struct sockaddr *)&ss, &len) != 0) return -1;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        if (sin->sin_addr.s_addr == htonl(INADDR_ANY)) return -1;
+        sin->sin_port = 0;
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) return -1;
+        sin6->sin6_port = 0;
+    } else {
+        return -1;
+    }
+    evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)len) != 0) {
+        evutil_closesocket(fd);
+        return -1;
+    }
+    *family = ss.ss_family;
+    return fd;
+}
+
 kv_status_t node_listen(node_t *n, const char *setting, uint16_t port,
                         evconnlistener_cb cb, void *arg,
                         struct evconnlistener **out)

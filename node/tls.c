@@ -262,9 +262,18 @@ struct bufferevent *node_tls_client_bev(node_t *n, evutil_socket_t fd, bool tls)
 struct bufferevent *node_tls_peer_bev(node_t *n, evutil_socket_t fd, bool accepting,
                                       const char *host)
 {
-    if (node_tls_peer_on(n))
+    if (node_tls_peer_on(n)) {
+        /* A TLS bufferevent starts its handshake as soon as it has a
+         * socket, so a dial must hand it none: the connect makes one (and
+         * the source address is then the kernel's choice, not the
+         * pre-bound listen_address -- a known gap with peer_tls). */
+        if (!accepting && fd >= 0) {
+            evutil_closesocket(fd);
+            fd = -1;
+        }
         return ssl_bev(n, accepting ? n->sec->peer_srv_ctx : n->sec->peer_cli_ctx, fd,
                        accepting, host);
+    }
     struct bufferevent *bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev && fd >= 0) evutil_closesocket(fd);
     return bev;

@@ -13,6 +13,8 @@ PACKAGES=(
   librocksdb-dev libleveldb-dev
   # tests that run a node with a shifted wall clock
   faketime
+  # jepsen/: network partitions
+  iptables
   # scripts/bench-hints.sh
   curl bc
   # scripts/fuzz.sh: clang's libFuzzer (tests/fuzz); scripts/certs.sh: openssl

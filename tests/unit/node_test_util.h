@@ -203,9 +203,10 @@ static inline void proc_wait_ready(node_proc_t *p)
 }
 
 /* Wait until cairnd serves although it may not be ready: /ready answers
- * 200, or 503 "joining" (a founder whose peers never start has heard from
- * no other member, so it serves without being ready). Fails if the child
- * exits first. */
+ * 200, 503 "joining" (a founder whose peers never start has heard from
+ * no other member, so it serves without being ready) or 503 "refused" (the
+ * cluster or its own clock keeps it out, and it says so). Fails if the
+ * child exits first. */
 static inline void proc_wait_serving(node_proc_t *p)
 {
     uint64_t t0 = now_ms();
@@ -219,7 +220,8 @@ static inline void proc_wait_serving(node_proc_t *p)
         }
         int code = http_get(p->admin_port, "/ready", &body);
         if (code == 200 || (code == 503 && body.data &&
-                            strncmp((const char *)body.data, "joining", 7) == 0)) {
+                            (strncmp((const char *)body.data, "joining", 7) == 0 ||
+                             strncmp((const char *)body.data, "refused", 7) == 0))) {
             kv_buf_deinit(&body);
             return;
         }

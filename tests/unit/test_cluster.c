@@ -2,8 +2,9 @@
  * factor 3, driven through libcairn: every consistency level when healthy;
  * one and two nodes stopped (SIGSTOP: a hung process whose sockets stay
  * open; SIGKILL: a dead one); a replica that missed writes brought up to date
- * by a QUORUM read; a write through a node whose wall clock is hours behind
- * (libfaketime); deadlines; peers refused for another cluster name or replication factor. */
+ * by a QUORUM read; each node's own copy through LOCAL_GET; a write through
+ * a node whose wall clock is hours behind (libfaketime); deadlines; peers
+ * refused for another cluster name or replication factor. */
 #include "cluster_test_util.h"
 #include "cli_test_util.h"
 
@@ -129,6 +130,136 @@ static void test_cluster_quorum_read_repairs_a_stale_replica(void **state)
     cluster_stop_clean(&c);
 }
 
+/* ---- LOCAL_GET: each node's own copy ----------------------------------- */
+
+/* Write k=v through node i at cl and return the write's HLC stamp. */
+static uint64_t put_stamped(tcluster_t *c, int i, const char *k, const char *v,
+                            cairn_consistency_t cl)
+{
+    cairn_client_t *cc = client_of(c, i);
+    cairn_request_opts_t o = {.consistency = cl, .timeout_ms = 2000};
+    cairn_future_t *f = cairn_put_async(cc, k, strlen(k), v, strlen(v), &o);
+    cairn_value_t out;
+    ASSERT_ST(cairn_future_wait(f, &out), CAIRN_OK);
+    uint64_t ts = out.timestamp;
+    assert_true(ts > 0);
+    cairn_value_free(&out);
+    cairn_future_free(f);
+    cairn_close(cc);
+    return ts;
+}
+
+/* Node i's own cell for k: its status, and the cell in *out on CAIRN_OK. */
+static cairn_status_t local_via(tcluster_t *c, int i, const char *k, cairn_cell_t *out)
+{
+    cairn_client_t *cc = client_of(c, i);
+    cairn_status_t st = cairn_local_get(cc, k, strlen(k), out);
+    snprintf(last_err, sizeof last_err, "%s", cairn_last_error(cc));
+    cairn_close(cc);
+    return st;
+}
+
+static void expect_local_value(tcluster_t *c, int i, const char *k, const char *want,
+                               uint64_t want_ts)
+{
+    cairn_cell_t cell;
+    ASSERT_ST(local_via(c, i, k, &cell), CAIRN_OK);
+    assert_false(cell.tombstone);
+    if (cell.len != strlen(want) || memcmp(cell.data, want, cell.len) != 0)
+        fail_msg("%s's own cell for %s: '%.*s', want '%s'", c->names[i], k,
+                 (int)cell.len, (const char *)cell.data, want);
+    assert_int_equal(cell.timestamp, want_ts);
+    assert_int_equal(cell.expire_ms, 0);
+    cairn_cell_free(&cell);
+}
+
+/* LOCAL_GET answers from the asked node's engine alone: with hints off, a
+ * replica that missed a write still shows its old cell while the others
+ * show the new one, stamps included; a QUORUM read through it repairs it;
+ * a delete leaves the same tombstone everywhere; `cairn local-get` prints
+ * the cell. */
+static void test_cluster_local_get_shows_each_nodes_own_cell(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_make(&c, "local-get");
+    const char *no_hints[] = {"--hinted-handoff", "off", "--read-repair-chance", "0", NULL};
+    cluster_start(&c, no_hints);
+    wait_all_up(&c);
+    uint64_t ts_old = put_stamped(&c, 0, "k", "old", CAIRN_ALL);
+    for (int i = 0; i < NODES; i++) expect_local_value(&c, i, "k", "old", ts_old);
+
+    proc_kill(c.n[2], SIGSTOP);
+    wait_peer(&c, 0, 2, 0);
+    uint64_t ts_new = put_stamped(&c, 0, "k", "new", CAIRN_QUORUM);
+    assert_true(ts_new > ts_old);
+    proc_kill(c.n[2], SIGCONT);
+    wait_all_up(&c);
+    expect_local_value(&c, 0, "k", "new", ts_new);
+    expect_local_value(&c, 1, "k", "new", ts_new);
+    expect_local_value(&c, 2, "k", "old", ts_old); /* no coordination, no repair */
+    expect_local_value(&c, 2, "k", "old", ts_old);
+
+    const char *path = CAIRN_CLI_PATH;
+    char host[32], stamp[48];
+    snprintf(host, sizeof host, "127.0.0.1:%u", c.n[2]->client_port);
+    kv_buf_t out = {0}, err = {0};
+    const char *lg[] = {"-H", host, "--cluster", c.cluster, "local-get", "k", NULL};
+    assert_int_equal(run_cli(path, lg, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_non_null(strstr((const char *)out.data, "cell:      value\n"));
+    snprintf(stamp, sizeof stamp, "timestamp: %llu (", (unsigned long long)ts_old);
+    assert_non_null(strstr((const char *)out.data, stamp));
+    assert_non_null(strstr((const char *)out.data, "expires:   never\n"));
+    assert_non_null(strstr((const char *)out.data, "value:     old\n"));
+
+    /* a QUORUM read through n3 repairs n3's own copy before answering */
+    expect_val(&c, 2, "k", CAIRN_QUORUM, "new");
+    expect_local_value(&c, 2, "k", "new", ts_new);
+
+    /* a delete at ALL: the same tombstone on every node */
+    cairn_client_t *cc = client_of(&c, 1);
+    cairn_request_opts_t all = {.consistency = CAIRN_ALL, .timeout_ms = 2000};
+    cairn_future_t *f = cairn_delete_async(cc, "k", 1, &all);
+    cairn_value_t dv;
+    ASSERT_ST(cairn_future_wait(f, &dv), CAIRN_OK);
+    uint64_t ts_del = dv.timestamp;
+    assert_true(ts_del > ts_new);
+    cairn_value_free(&dv);
+    cairn_future_free(f);
+    cairn_close(cc);
+    for (int i = 0; i < NODES; i++) {
+        cairn_cell_t cell;
+        ASSERT_ST(local_via(&c, i, "k", &cell), CAIRN_OK);
+        assert_true(cell.tombstone);
+        assert_null(cell.data);
+        assert_int_equal(cell.len, 0);
+        assert_int_equal(cell.timestamp, ts_del);
+        cairn_cell_free(&cell);
+    }
+    assert_int_equal(run_cli(path, lg, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_non_null(strstr((const char *)out.data, "cell:      tombstone\n"));
+    assert_null(strstr((const char *)out.data, "value:"));
+
+    /* a key no node stores: NotFound everywhere, exit 1 from the tool */
+    for (int i = 0; i < NODES; i++) {
+        cairn_cell_t cell;
+        memset(&cell, 0x5a, sizeof cell);
+        ASSERT_ST(local_via(&c, i, "never-written", &cell), CAIRN_NOT_FOUND);
+        assert_null(cell.data);
+        assert_int_equal(cell.timestamp, 0);
+    }
+    const char *nf[] = {"-H", host, "--cluster", c.cluster, "local-get", "never-written",
+                        NULL};
+    assert_int_equal(run_cli(path, nf, NULL, 0, &out, &err), 1);
+    kv_buf_append_u8(&err, 0);
+    assert_non_null(strstr((const char *)err.data, "cairn: NotFound: "));
+    kv_buf_deinit(&out);
+    kv_buf_deinit(&err);
+    cluster_stop_clean(&c);
+}
+
 /* ---- deadlines --------------------------------------------------------- */
 
 static void test_cluster_write_times_out_when_replicas_hang(void **state)
@@ -250,12 +381,14 @@ static void start_with_n2_behind(tcluster_t *c, const char *max_offset)
      * built on the C library's allocator */
     c->n[1]->bin = CAIRND_LIBC_PATH;
     for (int i = 0; i < NODES; i++) node_spawn(c, i, extra, i == 1 ? env : NULL);
-    for (int i = 0; i < NODES; i++) proc_wait_ready(c->n[i]);
+    /* serving, not ready: a refused n2 knows it is the odd clock out */
+    for (int i = 0; i < NODES; i++) proc_wait_serving(c->n[i]);
 }
 
 /* With the default max_clock_offset_ms, the nodes refuse a peer three hours
- * off: n2 is cut off, its writes fail Unavailable instead of being stamped
- * in the past, and the earlier write through n1 stays. */
+ * off: n2 is cut off, learns that its clock is the odd one out, refuses
+ * writes ClockSkew instead of stamping them in the past, and reports itself
+ * not ready; the earlier write through n1 stays. */
 static void test_cluster_skewed_node_is_refused(void **state)
 {
     (void)state;
@@ -274,18 +407,29 @@ static void test_cluster_skewed_node_is_refused(void **state)
     }
     assert_int_equal(scrape(c.n[0], "cairn_peer_up{peer=\"n2\"}"), 0);
     assert_int_equal(scrape(c.n[1], "cairn_peer_up{peer=\"n1\"}"), 0);
-    /* n2's writes fail Unavailable, and say why for both peers (a first
-     * dial may have found a peer not listening yet: wait for a redial) */
+    /* Once both peers disagree with n2's clock, n2 knows it is the outlier:
+     * its writes fail ClockSkew at once (nothing is stamped in the past),
+     * saying so, and it reports itself not ready. Before that they fail
+     * Unavailable, naming the clock. */
     t0 = now_ms();
     for (;;) {
-        ASSERT_ST(put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL),
-                  CAIRN_UNAVAILABLE);
-        const char *first = strstr(last_err, "clock");
-        if (first && strstr(first + 1, "clock")) break;
-        if (now_ms() - t0 > 20000)
-            fail_msg("Unavailable without the clock reasons: %s", last_err);
+        cairn_status_t st = put_via(&c, 1, "k", "from-n2", CAIRN_QUORUM, 2000, NULL);
+        if (st == CAIRN_CLOCK_SKEW) {
+            assert_non_null(strstr(last_err, "this node's clock disagrees with 2 of 2"));
+            break;
+        }
+        ASSERT_ST(st, CAIRN_UNAVAILABLE);
+        assert_non_null(strstr(last_err, "clock"));
+        if (now_ms() - t0 > 20000) fail_msg("n2 never saw itself as the outlier: %s", last_err);
         sleep_ms(50);
     }
+    kv_buf_t body = {0};
+    assert_int_equal(http_get(c.n[1]->admin_port, "/ready", &body), 503);
+    kv_buf_deinit(&body);
+    assert_int_equal(http_get(c.n[0]->admin_port, "/ready", &body), 200);
+    kv_buf_deinit(&body);
+    /* the majority goes on writing */
+    ASSERT_ST(put_via(&c, 2, "k2", "from-n3", CAIRN_QUORUM, 2000, NULL), CAIRN_OK);
     expect_val(&c, 0, "k", CAIRN_QUORUM, "from-n1");
     expect_val(&c, 2, "k", CAIRN_QUORUM, "from-n1");
 }
@@ -507,6 +651,7 @@ int main(void)
         node_test(test_cluster_nodes_stopped_sigstop),
         node_test(test_cluster_nodes_stopped_sigkill),
         node_test(test_cluster_quorum_read_repairs_a_stale_replica),
+        node_test(test_cluster_local_get_shows_each_nodes_own_cell),
         node_test(test_cluster_write_times_out_when_replicas_hang),
         node_test(test_cluster_full_peer_queue_answers_overloaded),
         node_test(test_cluster_skewed_node_is_refused),

@@ -408,6 +408,127 @@ static void test_node_put_get_delete_round_trip(void **state)
     client_close(&c);
 }
 
+/* ---- LOCAL_GET ---------------------------------------------------------- */
+
+static void queue_local_get(client_t *c, uint64_t id, kv_slice_t key)
+{
+    assert_int_equal(proto_encode_local_get(&c->out, id, key, 0), KV_OK);
+}
+
+/* LOCAL_GET key; the answer must be a LOCAL_REPLY with the same id. */
+static void local_get(client_t *c, kv_slice_t key, proto_local_reply_t *lr)
+{
+    static uint64_t next_id = 5000;
+    uint64_t id = ++next_id;
+    queue_local_get(c, id, key);
+    client_flush(c);
+    assert_int_equal(client_next(c), KV_OK);
+    assert_int_equal(c->f.type, MSG_LOCAL_REPLY);
+    assert_int_equal(proto_decode_local_reply(&c->f, lr), KV_OK);
+    assert_int_equal(lr->id, id);
+}
+
+/* LOCAL_GET returns the node's own cell: a value with the put's stamp, a
+ * tombstone with the delete's, an expired value as a tombstone, nothing for
+ * a key never written -- also from the disk after a restart (the reader
+ * pool). A bad key is answered with a REPLY error and the connection goes
+ * on; a LOCAL_GET counts as an administrative request. */
+static void test_node_local_get_returns_the_nodes_own_cell(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("node-local-get");
+    proc_start(p, NULL);
+    client_t c;
+    client_open(&c, p);
+    client_hello(&c, NULL);
+
+    proto_reply_t r;
+    proto_local_reply_t lr;
+    const uint8_t bin[] = {'v', 0, 0xff};
+    call(&c, MSG_PUT, kv_slice_str("k1"), kv_slice(bin, sizeof bin), 0, 0, &r);
+    assert_int_equal(r.status, KV_OK);
+    uint64_t put_ts = r.cell_ts;
+    local_get(&c, kv_slice_str("k1"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_false(lr.tombstone);
+    assert_true(kv_slice_eq(lr.value, kv_slice(bin, sizeof bin)));
+    assert_int_equal(lr.ts, put_ts);
+    assert_int_equal(lr.expire_ms, 0);
+    assert_true(lr.hlc >= put_ts);
+
+    call(&c, MSG_PUT, kv_slice_str("empty"), kv_slice("", 0), 0, 0, &r);
+    assert_int_equal(r.status, KV_OK);
+    local_get(&c, kv_slice_str("empty"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_false(lr.tombstone);
+    assert_int_equal(lr.value.len, 0);
+
+    call(&c, MSG_DELETE, kv_slice_str("k2"), kv_slice(NULL, 0), 0, 0, &r);
+    assert_int_equal(r.status, KV_OK);
+    uint64_t del_ts = r.cell_ts;
+    local_get(&c, kv_slice_str("k2"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_true(lr.tombstone);
+    assert_int_equal(lr.value.len, 0);
+    assert_int_equal(lr.ts, del_ts);
+
+    call(&c, MSG_PUT, kv_slice_str("k3"), kv_slice_str("brief"), 0, 100, &r);
+    assert_int_equal(r.status, KV_OK);
+    uint64_t ttl_ts = r.cell_ts;
+    local_get(&c, kv_slice_str("k3"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_false(lr.tombstone);
+    assert_true(lr.expire_ms > 0);
+    uint64_t expiry = lr.expire_ms;
+    sleep_ms(250);
+    local_get(&c, kv_slice_str("k3"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_true(lr.tombstone);
+    assert_int_equal(lr.ts, ttl_ts);
+    assert_int_equal(lr.expire_ms, expiry);
+
+    local_get(&c, kv_slice_str("never"), &lr);
+    assert_int_equal(lr.status, KV_NOTFOUND);
+    assert_int_equal(lr.ts, 0);
+
+    /* errors come as REPLY, and the connection stays usable */
+    queue_local_get(&c, 77, kv_slice("", 0));
+    client_flush(&c);
+    client_reply(&c, &r);
+    assert_int_equal(r.id, 77);
+    assert_int_equal(r.status, KV_INVALID);
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, &c.out, MSG_LOCAL_GET, 78, 1);
+    msgpack_pack_uint8(&w.pk, 1); /* a key that is not bytes */
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    client_flush(&c);
+    client_reply(&c, &r);
+    assert_int_equal(r.id, 78);
+    assert_int_equal(r.status, KV_PROTO);
+    local_get(&c, kv_slice_str("k1"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    client_close(&c);
+
+    /* after a restart the cells come from the tables on disk */
+    proc_kill(p, SIGTERM);
+    assert_int_equal(proc_wait_exit(p, 10000), 0);
+    proc_start(p, NULL);
+    client_open(&c, p);
+    client_hello(&c, NULL);
+    local_get(&c, kv_slice_str("k1"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_true(kv_slice_eq(lr.value, kv_slice(bin, sizeof bin)));
+    assert_int_equal(lr.ts, put_ts);
+    local_get(&c, kv_slice_str("k2"), &lr);
+    assert_int_equal(lr.status, KV_OK);
+    assert_true(lr.tombstone);
+    assert_int_equal(lr.ts, del_ts);
+    local_get(&c, kv_slice_str("never"), &lr);
+    assert_int_equal(lr.status, KV_NOTFOUND);
+    assert_true(scrape(p, "cairn_requests_total{op=\"info\",cl=\"none\"}") >= 3);
+    client_close(&c);
+}
+
 static void test_node_binary_keys_and_values_keep_zero_bytes(void **state)
 {
     (void)state;
@@ -914,6 +1035,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         node_test(test_node_hello_and_info_describe_the_node),
         node_test(test_node_put_get_delete_round_trip),
+        node_test(test_node_local_get_returns_the_nodes_own_cell),
         node_test(test_node_binary_keys_and_values_keep_zero_bytes),
         node_test(test_node_answers_500_pipelined_requests_by_id),
         node_test(test_node_restart_keeps_data_and_node_id),

@@ -844,9 +844,44 @@ static void test_peer_port_refuses_a_name_with_a_nul(void **state)
     pc_close(&c);
 }
 
+/* A node dials its peers from its listen_address (not whatever address the
+ * kernel picks), so firewall rules on its address cover its connections. */
+static void test_peer_port_dials_from_its_listen_address(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    node_proc_t *p = proc_new("ppt-source");
+    static char initial[128];
+    snprintf(initial, sizeof initial, "solo=127.0.0.9:%u,ghost=127.0.0.1:%u",
+             p->peer_port, ntohs(a.sin_port));
+    const char *extra[] = {"--node-name", "solo", "--initial-cluster", initial,
+                           "--listen-address", "127.0.0.9", NULL};
+    proc_spawn(p, extra);
+    struct pollfd pf = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    struct sockaddr_in from;
+    len = sizeof from;
+    int cfd = accept(lfd, (struct sockaddr *)&from, &len);
+    assert_true(cfd >= 0);
+    char ip[32];
+    inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+    assert_string_equal(ip, "127.0.0.9");
+    close(cfd);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        node_test(test_peer_port_dials_from_its_listen_address),
         node_test(test_peer_port_closes_on_garbage_and_oversized_frames),
         node_test(test_peer_port_refuses_requests_before_hello),
         node_test(test_peer_port_refuses_bad_hellos),

@@ -1,6 +1,7 @@
 /* test_proto.c -- Cairn's client messages: every message round-trips through
  * the frame codec; missing, mistyped or out-of-range arguments are KV_PROTO;
- * arguments appended by a later version are ignored. */
+ * arguments appended by a later version are ignored; LOCAL_REPLY's cell
+ * shapes (value, tombstone, nothing) are enforced both ways. */
 #include "test_util.h"
 
 #include <math.h>
@@ -1191,6 +1192,214 @@ static void test_proto_admin_round_trips_and_needs_an_operation(void **state)
     kv_buf_deinit(&b);
 }
 
+/* ---- LOCAL_GET / LOCAL_REPLY ------------------------------------------- */
+
+static void test_proto_local_get_round_trips(void **state)
+{
+    (void)state;
+    kv_buf_t b = {0};
+    const uint8_t key[] = {'k', 0, 0xff};
+    assert_int_equal(proto_encode_local_get(&b, 42, kv_slice(key, sizeof key), 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_LOCAL_GET);
+    assert_int_equal(f.request_id, 42);
+    kv_slice_t out;
+    assert_int_equal(proto_decode_local_get(&f, &out), KV_OK);
+    assert_true(kv_slice_eq(out, kv_slice(key, sizeof key)));
+    /* not a data request: the GET/PUT/DELETE decoder refuses it */
+    proto_request_t rq;
+    assert_int_equal(proto_decode_request(&f, &rq), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void local_reply_round_trip(const proto_local_reply_t *in)
+{
+    kv_buf_t b = {0};
+    assert_int_equal(proto_encode_local_reply(&b, in, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.type, MSG_LOCAL_REPLY);
+    proto_local_reply_t out;
+    memset(&out, 0x5a, sizeof out);
+    assert_int_equal(proto_decode_local_reply(&f, &out), KV_OK);
+    assert_int_equal(out.id, in->id);
+    assert_int_equal(out.status, in->status);
+    assert_int_equal(out.hlc, in->hlc);
+    assert_int_equal(out.ts, in->ts);
+    assert_int_equal(out.tombstone, in->tombstone);
+    assert_int_equal(out.expire_ms, in->expire_ms);
+    assert_true(kv_slice_eq(out.value, in->value));
+    /* a plain REPLY decoder refuses it */
+    proto_reply_t r;
+    assert_int_equal(proto_decode_reply(&f, &r), KV_PROTO);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_local_reply_round_trips_value_tombstone_and_nothing(void **state)
+{
+    (void)state;
+    const uint8_t bin[] = {0, 1, 2, 0xfe};
+    proto_local_reply_t value = {.id = 1, .status = KV_OK, .hlc = UINT64_MAX,
+                                 .ts = 1ULL << 50, .expire_ms = 1700000000000ULL,
+                                 .value = kv_slice(bin, sizeof bin)};
+    local_reply_round_trip(&value);
+    proto_local_reply_t empty = {.id = 2, .status = KV_OK, .hlc = 5, .ts = 7,
+                                 .value = kv_slice("", 0)};
+    local_reply_round_trip(&empty);
+    proto_local_reply_t tomb = {.id = 3, .status = KV_OK, .hlc = 5, .ts = 9,
+                                .tombstone = true, .expire_ms = 12};
+    local_reply_round_trip(&tomb);
+    proto_local_reply_t none = {.id = UINT64_MAX, .status = KV_NOTFOUND, .hlc = 1};
+    local_reply_round_trip(&none);
+
+    /* an empty value is a value, not a tombstone: it travels as bin 0 */
+    kv_buf_t b = {0};
+    assert_int_equal(proto_encode_local_reply(&b, &empty, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    assert_int_equal(f.args[5].type, MSGPACK_OBJECT_BIN);
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+}
+
+static void test_proto_local_reply_encoder_refuses_what_decoder_would(void **state)
+{
+    (void)state;
+    const proto_local_reply_t bad[] = {
+        {.id = 1, .status = KV_TIMEOUT},                      /* errors go in REPLY */
+        {.id = 1, .status = KV_NOTFOUND, .ts = 3},            /* nothing has no stamp */
+        {.id = 1, .status = KV_NOTFOUND, .tombstone = true},
+        {.id = 1, .status = KV_NOTFOUND, .expire_ms = 3},
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(bad); i++) {
+        kv_buf_t b = {0};
+        kv_buf_append(&b, "x", 1);
+        if (proto_encode_local_reply(&b, &bad[i], 0) != KV_INVALID)
+            fail_msg("case %zu encoded", i);
+        assert_int_equal(b.len, 1); /* unchanged */
+        kv_buf_deinit(&b);
+    }
+    kv_buf_t b = {0};
+    proto_local_reply_t big = {.id = 1, .status = KV_OK, .ts = 1,
+                               .value = kv_slice("0123456789", 10)};
+    assert_int_equal(proto_encode_local_reply(&b, &big, 16), KV_INVALID);
+    assert_int_equal(b.len, 0);
+    kv_buf_deinit(&b);
+}
+
+typedef struct local_bad {
+    uint64_t status;
+    uint64_t ts;
+    int tombstone; /* 0 false, 1 true, 2 an integer instead of a bool */
+    uint64_t expire_ms;
+    int value;     /* 0 nil, 1 bin, 2 an integer */
+    bool neg_hlc;
+} local_bad_t;
+static local_bad_t local_bad;
+
+static void pk_local_reply(msgpack_packer *pk)
+{
+    const local_bad_t *c = &local_bad;
+    if (c->neg_hlc) msgpack_pack_int64(pk, -1);
+    else msgpack_pack_uint64(pk, 9);
+    msgpack_pack_uint64(pk, c->status);
+    msgpack_pack_uint64(pk, c->ts);
+    if (c->tombstone == 2) msgpack_pack_uint8(pk, 1);
+    else if (c->tombstone) msgpack_pack_true(pk);
+    else msgpack_pack_false(pk);
+    msgpack_pack_uint64(pk, c->expire_ms);
+    if (c->value == 1) kv_pack_bytes(pk, kv_slice("v", 1));
+    else if (c->value == 2) msgpack_pack_uint8(pk, 7);
+    else msgpack_pack_nil(pk);
+}
+
+static void pk_local_get_int_key(msgpack_packer *pk) { msgpack_pack_uint8(pk, 7); }
+
+static void test_proto_bad_local_messages_are_proto_errors(void **state)
+{
+    (void)state;
+    const local_bad_t cases[] = {
+        {.status = KV_OK, .ts = 1, .value = 0},                 /* value cell, no value */
+        {.status = KV_OK, .ts = 1, .tombstone = 1, .value = 1}, /* tombstone with one */
+        {.status = KV_OK, .ts = 1, .tombstone = 2, .value = 1}, /* tombstone not a bool */
+        {.status = KV_OK, .ts = 1, .value = 2},                 /* value not bin */
+        {.status = KV_NOTFOUND, .value = 1},                    /* nothing, with a value */
+        {.status = KV_NOTFOUND, .ts = 1},                       /* nothing, with a stamp */
+        {.status = KV_NOTFOUND, .tombstone = 1},
+        {.status = KV_NOTFOUND, .expire_ms = 1},
+        {.status = KV_TIMEOUT},                                 /* not OK / NOTFOUND */
+        {.status = KV_STATUS_COUNT_},
+        {.status = 1ULL << 40},
+        {.status = KV_NOTFOUND, .neg_hlc = true},
+    };
+    for (size_t i = 0; i < KV_ARRAY_LEN(cases); i++) {
+        local_bad = cases[i];
+        kv_buf_t b = {0};
+        raw_frame(&b, MSG_LOCAL_REPLY, 1, 6, pk_local_reply);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_local_reply_t out;
+        if (proto_decode_local_reply(&f, &out) != KV_PROTO) fail_msg("case %zu decoded", i);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    /* too few arguments (all unsigned zeros: a NOTFOUND needs a bool and a
+     * nil too), and the whole reply under another type */
+    for (uint32_t nargs = 0; nargs < 6; nargs++) {
+        kv_buf_t b = {0};
+        kv_frame_writer_t w;
+        kv_frame_begin(&w, &b, MSG_LOCAL_REPLY, 1, nargs);
+        for (uint32_t a = 0; a < nargs; a++) msgpack_pack_uint64(&w.pk, 0);
+        assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_local_reply_t out;
+        if (proto_decode_local_reply(&f, &out) != KV_PROTO) fail_msg("%u args decoded", nargs);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    local_bad = (local_bad_t){.status = KV_OK, .ts = 1, .value = 1};
+    {
+        kv_buf_t b = {0};
+        raw_frame(&b, MSG_REPLY, 1, 6, pk_local_reply);
+        kv_frame_t f;
+        decode_one(&b, &f);
+        proto_local_reply_t out;
+        assert_int_equal(proto_decode_local_reply(&f, &out), KV_PROTO);
+        kv_frame_release(&f);
+        kv_buf_deinit(&b);
+    }
+    /* the well-formed frame decodes, and appended arguments are ignored */
+    kv_buf_t b = {0};
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, &b, MSG_LOCAL_REPLY, 1, 7);
+    pk_local_reply(&w.pk);
+    kv_pack_str(&w.pk, "from a later version");
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    kv_frame_t f;
+    decode_one(&b, &f);
+    proto_local_reply_t out;
+    assert_int_equal(proto_decode_local_reply(&f, &out), KV_OK);
+    assert_true(kv_slice_eq(out.value, kv_slice("v", 1)));
+    kv_frame_release(&f);
+    kv_buf_deinit(&b);
+
+    /* LOCAL_GET: a key that is not bytes, or none */
+    const uint32_t nargs[] = {1, 0};
+    for (size_t i = 0; i < KV_ARRAY_LEN(nargs); i++) {
+        kv_buf_t q = {0};
+        raw_frame(&q, MSG_LOCAL_GET, 1, nargs[i], nargs[i] ? pk_local_get_int_key : NULL);
+        decode_one(&q, &f);
+        kv_slice_t key;
+        if (proto_decode_local_get(&f, &key) != KV_PROTO) fail_msg("LOCAL_GET case %zu", i);
+        kv_frame_release(&f);
+        kv_buf_deinit(&q);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1213,6 +1422,10 @@ int main(void)
         kv_unit_test(test_proto_ring_reply_ignores_appended_fields),
         kv_unit_test(test_proto_ring_reply_old_entries_decode_with_defaults),
         kv_unit_test(test_proto_phi_milli_rounds_and_saturates),
+        kv_unit_test(test_proto_local_get_round_trips),
+        kv_unit_test(test_proto_local_reply_round_trips_value_tombstone_and_nothing),
+        kv_unit_test(test_proto_local_reply_encoder_refuses_what_decoder_would),
+        kv_unit_test(test_proto_bad_local_messages_are_proto_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

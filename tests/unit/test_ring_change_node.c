@@ -463,6 +463,7 @@ static void test_ring_change_node_join_leave_remove_replace_under_load(void **st
     t0 = now_ms();
     rc_spawn(&c, 3, "rcn", NULL);
     rc_wait_status(&c, 0, "n4", CAIRN_NODE_NORMAL, 120000);
+    rc_wait_status(&c, 1, "n4", CAIRN_NODE_NORMAL, 20000); /* n2 acts next */
     print_message("join n4: %" PRIu64 " ms\n", now_ms() - t0);
 
     /* 2: decommission a founder */
