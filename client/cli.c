@@ -95,7 +95,7 @@ static void usage(FILE *out)
 "                   health checks; -t bounds the wait\n"
 "  user add FILE NAME ROLE [--cert-only]\n"
 "                   add or replace a user in a users file (cairnd's\n"
-"                   users_file); ROLE is read (GET, INFO, RING), readwrite\n"
+"                   users_file); ROLE is read (GET, INFO, RING, LOCAL_GET), readwrite\n"
 "                   (and PUT, DELETE) or admin (and decommission, removenode,\n"
 "                   cleanup, repair). The password comes from\n"
 "                   $CAIRN_PASSWORD, --password-file, the terminal (asked\n"

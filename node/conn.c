@@ -35,7 +35,7 @@
  *         presented a verified client certificate (its common name is the
  *         user); the check runs off the loop and frames after HELLO wait for
  *         it. A failure answers DENIED and closes. Every request is then
- *         checked against the user's role: read (GET, INFO, RING), readwrite
+ *         checked against the user's role: read (GET, INFO, RING, LOCAL_GET), readwrite
  *         (and PUT, DELETE), admin (and ADMIN); others are answered DENIED.
  *
  * INVARIANTS (1) a node_conn_t lives while anyone holds a reference: the
