@@ -50,6 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool has_key;
         if (proto_decode_ring(&f, &key, &has_key) == KV_OK)
             (void)proto_encode_ring(&out, f.request_id, has_key ? &key : NULL, 0);
+        if (proto_decode_local_get(&f, &key) == KV_OK)
+            (void)proto_encode_local_get(&out, f.request_id, key, 0);
+        proto_local_reply_t lr;
+        if (proto_decode_local_reply(&f, &lr) == KV_OK) {
+            /* what the decoder accepted, the encoder must accept too */
+            if (proto_encode_local_reply(&out, &lr, 0) != KV_OK) abort();
+        }
         proto_ring_t ring;
         if (proto_decode_ring_reply(&f, &hlc, &ring) == KV_OK) {
             /* what the decoder accepted, the encoder must accept too */

@@ -80,6 +80,12 @@ static void client_seeds(kv_buf_t *all)
     body_seed("client_proto", "ring", &b);
     proto_encode_admin(&b, 5, kv_slice_str("removenode"), kv_slice_str("n3"), 0);
     body_seed("client_proto", "admin", &b);
+    proto_encode_local_get(&b, 8, kv_slice_str("k"), 0);
+    body_seed("client_proto", "local_get", &b);
+    proto_local_reply_t lr = {.id = 8, .status = KV_OK, .hlc = 9, .ts = 7, .expire_ms = 5,
+                              .value = kv_slice_str("v")};
+    proto_encode_local_reply(&b, &lr, 0);
+    body_seed("client_proto", "local_reply", &b);
     static const uint64_t toks[] = {10, 20, 30};
     proto_ring_node_t nodes[2] = {
         {.name = kv_slice_str("n1"), .node_id = kv_slice_str("id1"),
