@@ -394,6 +394,14 @@ static void connect_all(void)
         o.client_name = "cairn-cluster-bench";
         o.consistency = opt.cl;
         o.timeout_ms = opt.timeout_ms;
+        /* a secured cluster: the cairn tool's variables (README, Security) */
+        const char *ca = getenv("CAIRN_TLS_CA_FILE"), *tls = getenv("CAIRN_TLS");
+        o.tls = (ca && *ca) || (tls && (!strcmp(tls, "1") || !strcmp(tls, "on")));
+        o.tls_ca_file = ca && *ca ? ca : NULL;
+        o.tls_cert_file = getenv("CAIRN_TLS_CERT_FILE");
+        o.tls_key_file = getenv("CAIRN_TLS_KEY_FILE");
+        o.username = getenv("CAIRN_USER");
+        o.password = getenv("CAIRN_PASSWORD");
         cairn_status_t st = cairn_connect(&o, &w->client);
         if (st != CAIRN_OK) {
             fprintf(stderr, "cairn-cluster-bench: connection %u to %s: %s: %s\n", i,

@@ -84,6 +84,20 @@ typedef struct cairn_options {
                                            client gives up by itself 250 ms
                                            later if the node is silent */
     uint32_t connect_timeout_ms;        /* per node and handshake; default 2000 */
+
+    /* Security (all off by default; appended, so earlier fields keep their
+     * offsets). TLS needs the node's client_tls on (or optional). */
+    bool tls;                    /* talk TLS to the node */
+    const char *tls_ca_file;     /* PEM CA the node's certificate must chain
+                                    to; NULL: the system's default CAs */
+    bool tls_skip_hostname_check; /* do not match the contact point's host
+                                    name or IP against the certificate (the
+                                    chain is still verified) */
+    const char *tls_cert_file;   /* a client certificate (PEM) and its key, */
+    const char *tls_key_file;    /* for nodes with client_auth on: the
+                                    certificate's common name is the user */
+    const char *username;        /* sent in HELLO when set (client_auth on) */
+    const char *password;
 } cairn_options_t;
 
 /* Fill *o with the defaults. The strings are not copied until cairn_connect. */
@@ -93,13 +107,22 @@ typedef struct cairn_client cairn_client_t;
 
 /* Connect to the first contact point that answers the handshake. On success
  * *out is a client to cairn_close; on failure *out is untouched and the
- * status says why: CAIRN_CONNECTION when no node could be reached, or the
- * node's own answer (CAIRN_INVALID for a wrong cluster name, CAIRN_CLOSED,
- * CAIRN_DENIED ...). cairn_connect_error() has the detail text. */
+ * status says why: CAIRN_CONNECTION when no node could be reached (a TLS
+ * handshake that failed included: a certificate that does not verify, TLS
+ * on one side only), or the node's own answer (CAIRN_INVALID for a wrong
+ * cluster name, CAIRN_CLOSED, CAIRN_DENIED for missing or wrong
+ * credentials ...); CAIRN_INVALID for TLS files that cannot be loaded.
+ * cairn_connect_error() has the detail text. */
 cairn_status_t cairn_connect(const cairn_options_t *o, cairn_client_t **out);
 
 /* The detail text of the last cairn_connect failure on this thread. */
 const char *cairn_connect_error(void);
+
+/* Who the connection is logged in as ("" when the node does not
+ * authenticate clients) and the role the node gave ("read", "readwrite",
+ * "admin"; "" likewise). Valid until cairn_close. */
+const char *cairn_user(cairn_client_t *c);
+const char *cairn_role(cairn_client_t *c);
 
 /* Close the connection and free the client. Requests still outstanding
  * complete with CAIRN_CONNECTION ("client closed"); their futures stay valid

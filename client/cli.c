@@ -41,7 +41,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+#include <termios.h>
+
 #include "cairn.h"
+#include "passwd.h"
 
 #define EXIT_NOTFOUND 1
 #define EXIT_ERROR 2
@@ -89,6 +93,18 @@ static void usage(FILE *out)
 "                   exit 1 when it is not ready (starting, joining,\n"
 "                   draining ...) or cannot be reached. Made for container\n"
 "                   health checks; -t bounds the wait\n"
+"  user add FILE NAME ROLE [--cert-only]\n"
+"                   add or replace a user in a users file (cairnd's\n"
+"                   users_file); ROLE is read (GET, INFO, RING, LOCAL_GET), readwrite\n"
+"                   (and PUT, DELETE) or admin (and decommission, removenode,\n"
+"                   cleanup, repair). The password comes from\n"
+"                   $CAIRN_PASSWORD, --password-file, the terminal (asked\n"
+"                   twice) or the first line of stdin; it is stored as a\n"
+"                   salted PBKDF2 hash. --cert-only: no password, the user\n"
+"                   logs in with a client certificate whose common name is\n"
+"                   NAME. Nodes read the file again by themselves\n"
+"  user del FILE NAME | user list FILE\n"
+"                   remove a user; list users and roles\n"
 "  decommission     stream the connected node's ranges to the nodes that\n"
 "                   inherit them, then take it out of the ring; follows the\n"
 "                   progress until done (Ctrl-C stops watching, not the work)\n"
@@ -116,6 +132,21 @@ static void usage(FILE *out)
 "      --ttl MS     put: the value expires after MS milliseconds\n"
 "      --cluster NAME\n"
 "                   cluster name to expect (default \"cairn\")\n"
+"      --tls        talk TLS to the node (its client_tls on or optional;\n"
+"                   $CAIRN_TLS=on)\n"
+"      --tls-ca FILE\n"
+"                   the CA the node's certificate must be signed by (implies\n"
+"                   --tls; $CAIRN_TLS_CA_FILE; default: the system's CAs)\n"
+"      --tls-cert FILE, --tls-key FILE\n"
+"                   a client certificate and key (implies --tls; log in as\n"
+"                   the certificate's common name; $CAIRN_TLS_CERT_FILE,\n"
+"                   $CAIRN_TLS_KEY_FILE)\n"
+"      --tls-no-verify-host\n"
+"                   do not match the host name or IP against the node's\n"
+"                   certificate (the CA is still checked)\n"
+"  -u, --user NAME  log in as NAME (nodes with client_auth on; $CAIRN_USER);\n"
+"                   the password comes from $CAIRN_PASSWORD, --password-file\n"
+"                   FILE ($CAIRN_PASSWORD_FILE) or the terminal\n"
 "  -h, --help       this text\n"
 "\n"
 "Exit status: 0 success, 1 key not found (ready: not ready), 2 any other\n"
@@ -1068,6 +1099,195 @@ static int cmd_netstats(cairn_client_t *c, const cairn_options_t *base)
     return 0;
 }
 
+/* ---- passwords and `cairn user` ----------------------------------------- */
+
+/* Read a password: $CAIRN_PASSWORD, the file, the terminal (no echo;
+ * twice when confirm), else the first line of stdin. malloc'd. */
+static char *read_password(const char *file, const char *prompt, bool confirm)
+{
+    const char *env = getenv("CAIRN_PASSWORD");
+    if (env && *env) return strdup(env);
+    char buf[1024];
+    if (file && *file) {
+        FILE *f = fopen(file, "r");
+        if (!f || !fgets(buf, sizeof buf, f)) {
+            fprintf(stderr, "cairn: cannot read the password file %s: %s\n", file,
+                    f ? "empty" : strerror(errno));
+            if (f) fclose(f);
+            return NULL;
+        }
+        fclose(f);
+        buf[strcspn(buf, "\r\n")] = 0;
+        return strdup(buf);
+    }
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (tty >= 0 && isatty(STDIN_FILENO)) {
+        char again[1024];
+        for (int round = 0; round < (confirm ? 2 : 1); round++) {
+            char *dst = round ? again : buf;
+            struct termios old, quiet;
+            dprintf(tty, "%s", round ? "Again: " : prompt);
+            tcgetattr(tty, &old);
+            quiet = old;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            tcsetattr(tty, TCSAFLUSH, &quiet);
+            ssize_t n = read(tty, dst, 1023);
+            tcsetattr(tty, TCSAFLUSH, &old);
+            dprintf(tty, "\n");
+            dst[n > 0 ? n : 0] = 0;
+            dst[strcspn(dst, "\r\n")] = 0;
+        }
+        close(tty);
+        if (confirm && strcmp(buf, again) != 0) {
+            fprintf(stderr, "cairn: the passwords do not match\n");
+            return NULL;
+        }
+        return strdup(buf);
+    }
+    if (tty >= 0) close(tty);
+    if (!fgets(buf, sizeof buf, stdin)) {
+        fprintf(stderr, "cairn: no password (set CAIRN_PASSWORD, --password-file, or "
+                        "give it on stdin)\n");
+        return NULL;
+    }
+    buf[strcspn(buf, "\r\n")] = 0;
+    return strdup(buf);
+}
+
+/* Rewrite FILE without NAME's line (and with `add` appended, if any),
+ * atomically (temp file, fsync, rename), mode 600. */
+static int users_rewrite(const char *path, const char *name, const char *add)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *in = fopen(path, "r");
+    if (!in && errno != ENOENT) {
+        fprintf(stderr, "cairn: cannot read %s: %s\n", path, strerror(errno));
+        return EXIT_ERROR;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!out) {
+        fprintf(stderr, "cairn: cannot write %s: %s\n", tmp, strerror(errno));
+        if (in) fclose(in);
+        return EXIT_ERROR;
+    }
+    bool found = false;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    if (!in) fprintf(out, "# Cairn users: name:role:hash (cairn user add). Keep it private.\n");
+    while (in && (len = getline(&line, &cap, in)) >= 0) {
+        kv_user_line_t u;
+        size_t l = (size_t)len;
+        while (l && line[l - 1] == '\n') l--;
+        if (kv_user_line_parse(line, l, &u) == KV_OK && u.name.len == strlen(name) &&
+            memcmp(u.name.data, name, u.name.len) == 0) {
+            found = true;
+            continue;
+        }
+        fwrite(line, 1, (size_t)len, out);
+        if (l == (size_t)len) fputc('\n', out);
+    }
+    free(line);
+    if (in) fclose(in);
+    if (add) fprintf(out, "%s\n", add);
+    bool ok = fflush(out) == 0 && fsync(fileno(out)) == 0;
+    ok = fclose(out) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "cairn: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return EXIT_ERROR;
+    }
+    if (!add && !found) {
+        fprintf(stderr, "cairn: no user '%s' in %s\n", name, path);
+        return EXIT_NOTFOUND;
+    }
+    return 0;
+}
+
+static int cmd_user(int nargs, char **args, const char *password_file)
+{
+    if (nargs >= 1 && !strcmp(args[0], "list") && nargs == 2) {
+        FILE *f = fopen(args[1], "r");
+        if (!f) {
+            fprintf(stderr, "cairn: cannot read %s: %s\n", args[1], strerror(errno));
+            return EXIT_ERROR;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        unsigned no = 0;
+        while ((len = getline(&line, &cap, f)) >= 0) {
+            no++;
+            size_t l = (size_t)len;
+            while (l && line[l - 1] == '\n') l--;
+            kv_user_line_t u;
+            kv_status_t rc = kv_user_line_parse(line, l, &u);
+            if (rc == KV_OK)
+                printf("%.*s  %s  %s\n", (int)u.name.len, (const char *)u.name.data,
+                       kv_role_str(u.role),
+                       u.hash.len == 1 && u.hash.data[0] == '-' ? "certificate" : "password");
+            else if (rc != KV_NOTFOUND)
+                fprintf(stderr, "cairn: %s line %u: %s\n", args[1], no, kv_errmsg());
+        }
+        free(line);
+        fclose(f);
+        return 0;
+    }
+    if (nargs == 3 && !strcmp(args[0], "del")) return users_rewrite(args[1], args[2], NULL);
+    if ((nargs == 4 || nargs == 5) && !strcmp(args[0], "add")) {
+        const char *file = args[1], *name = args[2], *role = args[3];
+        bool cert_only = nargs == 5 && !strcmp(args[4], "--cert-only");
+        if (nargs == 5 && !cert_only) return usage_error("unknown option '%s'", args[4]);
+        kv_role_t r;
+        if (!kv_user_name_ok(name, strlen(name)))
+            return usage_error("bad user name '%s' (1-64 of A-Z a-z 0-9 _ . @ -)", name);
+        if (!kv_role_parse(role, strlen(role), &r))
+            return usage_error("unknown role '%s' (read, readwrite or admin)", role);
+        char *hash = NULL;
+        if (!cert_only) {
+            char *pw = read_password(password_file, "Password: ", true);
+            if (!pw) return EXIT_ERROR;
+            if (!*pw) {
+                free(pw);
+                fprintf(stderr, "cairn: empty password (use --cert-only for a "
+                                "certificate user)\n");
+                return EXIT_ERROR;
+            }
+            const char *it = getenv("CAIRN_PASSWORD_ITERATIONS"); /* tests */
+            kv_status_t rc = kv_passwd_hash(kv_slice_str(pw), it ? (uint32_t)atoi(it) : 0, &hash);
+            memset(pw, 0, strlen(pw));
+            free(pw);
+            if (rc != KV_OK) {
+                fprintf(stderr, "cairn: cannot hash the password: %s\n", kv_errmsg());
+                return EXIT_ERROR;
+            }
+        }
+        char line[512];
+        snprintf(line, sizeof line, "%s:%s:%s", name, kv_role_str(r), hash ? hash : "-");
+        kv_free(hash);
+        int rc = users_rewrite(file, name, line);
+        if (rc == 0) fprintf(stderr, "cairn: user %s (%s) in %s\n", name, kv_role_str(r), file);
+        return rc;
+    }
+    return usage_error("%s", "usage: cairn user add FILE NAME ROLE [--cert-only] | "
+                             "user del FILE NAME | user list FILE");
+}
+
+static bool env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (!strcmp(v, "1") || !strcasecmp(v, "on") || !strcasecmp(v, "true") ||
+                 !strcasecmp(v, "yes"));
+}
+
+static const char *env_str(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
 int main(int argc, char **argv)
 {
     cairn_options_t o;
@@ -1076,21 +1296,36 @@ int main(int argc, char **argv)
     o.contact_points = env && *env ? env : "127.0.0.1:7070";
     o.client_name = "cairn-cli";
     cairn_request_opts_t ro = {0};
+    o.tls = env_on("CAIRN_TLS");
+    o.tls_ca_file = env_str("CAIRN_TLS_CA_FILE");
+    o.tls_cert_file = env_str("CAIRN_TLS_CERT_FILE");
+    o.tls_key_file = env_str("CAIRN_TLS_KEY_FILE");
+    o.tls_skip_hostname_check = env_on("CAIRN_TLS_NO_VERIFY_HOST");
+    o.username = env_str("CAIRN_USER");
+    const char *password_file = env_str("CAIRN_PASSWORD_FILE");
 
-    enum { OPT_CLUSTER = 256, OPT_TTL };
+    enum { OPT_CLUSTER = 256, OPT_TTL, OPT_TLS, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY,
+           OPT_TLS_NOHOST, OPT_PWFILE };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'H'},
         {"consistency", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
         {"ttl", required_argument, NULL, OPT_TTL},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-no-verify-host", no_argument, NULL, OPT_TLS_NOHOST},
+        {"user", required_argument, NULL, 'u'},
+        {"password-file", required_argument, NULL, OPT_PWFILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch;
     uint32_t u;
     /* '+': stop at the command, so values that start with '-' stay values. */
-    while ((ch = getopt_long(argc, argv, "+H:c:t:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+H:c:t:u:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'H': o.contact_points = optarg; break;
         case 'c':
@@ -1109,6 +1344,13 @@ int main(int argc, char **argv)
             ro.ttl_ms = u;
             break;
         case OPT_CLUSTER: o.cluster_name = optarg; break;
+        case OPT_TLS: o.tls = true; break;
+        case OPT_TLS_CA: o.tls_ca_file = optarg; break;
+        case OPT_TLS_CERT: o.tls_cert_file = optarg; break;
+        case OPT_TLS_KEY: o.tls_key_file = optarg; break;
+        case OPT_TLS_NOHOST: o.tls_skip_hostname_check = true; break;
+        case 'u': o.username = optarg; break;
+        case OPT_PWFILE: password_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return usage_error("%s", "bad option");
         }
@@ -1118,6 +1360,8 @@ int main(int argc, char **argv)
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
 
+    if (!strcmp(cmd, "user")) return cmd_user(nargs, args, password_file);
+    if (o.tls_ca_file || o.tls_cert_file || o.tls_key_file) o.tls = true;
     if (!strcmp(cmd, "ready")) {
         if (argc - optind - 1 > 1) return usage_error("%s", "ready takes at most one HOST[:PORT]");
         return cmd_ready(argc - optind - 1 ? argv[optind + 1] : NULL,
@@ -1153,10 +1397,21 @@ int main(int argc, char **argv)
         return EXIT_ERROR;
     }
 
+    char *password = NULL;
+    if (o.username) {
+        password = read_password(password_file, "Password: ", false);
+        if (!password) {
+            free(in);
+            return EXIT_ERROR;
+        }
+        o.password = password;
+    }
     cairn_client_t *c;
     cairn_status_t st = cairn_connect(&o, &c);
     if (st != CAIRN_OK) {
         free(in);
+        if (password) memset(password, 0, strlen(password));
+        free(password);
         return fail(st, cairn_connect_error());
     }
     int rc = 0;
@@ -1211,5 +1466,7 @@ int main(int argc, char **argv)
     }
     cairn_close(c);
     free(in);
+    if (password) memset(password, 0, strlen(password)); /* hints, netstats used it */
+    free(password);
     return rc;
 }

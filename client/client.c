@@ -46,6 +46,8 @@
  */
 #include "client_int.h"
 
+#include <openssl/err.h>
+
 static __thread char tls_error[ERRLEN];
 
 /* Format an error detail into an ERRLEN buffer (truncating quietly). */
@@ -584,9 +586,62 @@ const char *cairn_connect_error(void)
 
 /* ---- connect / close --------------------------------------------------- */
 
+/* The TLS context from the options. false with err set when a file cannot
+ * be loaded. */
+static bool tls_setup(cairn_client_t *c, const cairn_options_t *o, char *err)
+{
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ssl_ctx) {
+        errf(err, "cannot create a TLS context");
+        return false;
+    }
+    SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                     SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
+    char why[256] = "";
+    if (o->tls_ca_file && *o->tls_ca_file) {
+        if (SSL_CTX_load_verify_locations(c->ssl_ctx, o->tls_ca_file, NULL) != 1) {
+            ERR_error_string_n(ERR_get_error(), why, sizeof why);
+            errf(err, "cannot load the TLS CA file %s: %s", o->tls_ca_file, why);
+            return false;
+        }
+    } else {
+        SSL_CTX_set_default_verify_paths(c->ssl_ctx);
+    }
+    if ((o->tls_cert_file && *o->tls_cert_file) != (o->tls_key_file && *o->tls_key_file)) {
+        errf(err, "a client certificate needs both tls_cert_file and tls_key_file");
+        return false;
+    }
+    if (o->tls_cert_file && *o->tls_cert_file) {
+        if (SSL_CTX_use_certificate_chain_file(c->ssl_ctx, o->tls_cert_file) != 1 ||
+            SSL_CTX_use_PrivateKey_file(c->ssl_ctx, o->tls_key_file, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(c->ssl_ctx) != 1) {
+            ERR_error_string_n(ERR_get_error(), why, sizeof why);
+            errf(err, "cannot load the client certificate %s / key %s: %s",
+                 o->tls_cert_file, o->tls_key_file, why);
+            return false;
+        }
+    }
+    ERR_clear_error();
+    c->tls_check_host = !o->tls_skip_hostname_check;
+    return true;
+}
+
+const char *cairn_user(cairn_client_t *c)
+{
+    return c->user; /* written once, before cairn_connect returned */
+}
+
+const char *cairn_role(cairn_client_t *c) { return c->role; }
+
 static void client_free(cairn_client_t *c)
 {
     if (c->wake_fd >= 0) close(c->wake_fd);
+    if (c->ssl_ctx) SSL_CTX_free(c->ssl_ctx);
+    kv_free(c->username);
+    if (c->password) OPENSSL_cleanse(c->password, strlen(c->password));
+    kv_free(c->password);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->started_cv);
     kv_free(c->cluster);
@@ -623,6 +678,14 @@ cairn_status_t cairn_connect(const cairn_options_t *o, cairn_client_t **out)
     c->clock = kv_clock_system();
     c->next_id = 1;
     c->next_deadline = UINT64_MAX;
+    if (o->username && *o->username) {
+        c->username = kv_strdup(o->username);
+        c->password = kv_strdup(o->password ? o->password : "");
+    }
+    if (o->tls && !tls_setup(c, o, tls_connect_error)) {
+        client_free(c);
+        return CAIRN_INVALID;
+    }
     if (!parse_points(c, o->contact_points ? o->contact_points : "127.0.0.1",
                       tls_connect_error)) {
         client_free(c);

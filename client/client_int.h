@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "clock.h"
 #include "kv.h"
 #include "proto.h"
@@ -79,6 +81,9 @@ struct cairn_client {
     uint32_t connect_timeout_ms;
     const kv_clock_t *clock;
     int wake_fd;
+    SSL_CTX *ssl_ctx;             /* NULL: plain TCP */
+    bool tls_check_host;
+    char *username, *password;    /* NULL: none sent */
     pthread_t thread;
 
     _Atomic uint64_t max_hlc;
@@ -92,8 +97,13 @@ struct cairn_client {
     cairn_future_t *qhead, *qtail;
     char last_error[ERRLEN];
 
+    /* Set by the I/O thread at the first successful handshake, under mu. */
+    char user[72], role[16];
+
     /* I/O thread only. */
     int fd;                       /* -1: DOWN */
+    SSL *ssl;                     /* with fd, when TLS */
+    bool ssl_want_write;          /* the last SSL_read needs POLLOUT */
     bool draining;
     size_t cur;                   /* index of the current/last point */
     kv_frame_decoder_t *dec;

@@ -6,6 +6,11 @@
  */
 #include "client_int.h"
 
+#include <arpa/inet.h>
+#include <signal.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
 /* ---- the in-flight map (I/O thread only) ------------------------------- */
 
 static size_t bucket_of(const cairn_client_t *c, uint64_t id)
@@ -96,6 +101,51 @@ static void expire(cairn_client_t *c, uint64_t now)
 
 /* ---- connections (I/O thread only) ------------------------------------- */
 
+/* TLS: OpenSSL over the same non-blocking socket. io_send / io_recv return
+ * bytes moved, 0 for EOF (recv), or -1 with errno EAGAIN (would block:
+ * *want says which poll event to wait for), or another errno / EPROTO
+ * (a TLS failure; the text is in *err when err is not NULL). */
+static void tls_errtext(char *buf, size_t cap)
+{
+    unsigned long e = ERR_get_error();
+    if (e) ERR_error_string_n(e, buf, cap);
+    else snprintf(buf, cap, "connection closed");
+    ERR_clear_error();
+}
+
+static ssize_t io_result(cairn_client_t *c, int n, short *want, char *err)
+{
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (want) *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    if (e == SSL_ERROR_SYSCALL && errno == 0) return 0; /* EOF without close_notify */
+    if (e == SSL_ERROR_SYSCALL) return -1;
+    if (err) tls_errtext(err, ERRLEN);
+    else ERR_clear_error();
+    errno = EPROTO;
+    return -1;
+}
+
+static ssize_t io_send(cairn_client_t *c, const void *p, size_t n, short *want)
+{
+    if (!c->ssl) return send(c->fd, p, n, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int k = SSL_write(c->ssl, p, (int)KV_MIN(n, (size_t)INT32_MAX));
+    return k > 0 ? k : io_result(c, k, want, NULL);
+}
+
+static ssize_t io_recv(cairn_client_t *c, void *p, size_t n, short *want)
+{
+    if (!c->ssl) return recv(c->fd, p, n, 0);
+    ERR_clear_error();
+    int k = SSL_read(c->ssl, p, (int)KV_MIN(n, (size_t)INT32_MAX));
+    return k > 0 ? k : io_result(c, k, want, NULL);
+}
+
 static void hlc_observe(cairn_client_t *c, uint64_t hlc)
 {
     uint64_t cur = atomic_load(&c->max_hlc);
@@ -131,6 +181,13 @@ static int wait_fd(cairn_client_t *c, int fd, short events, uint64_t deadline)
 
 static void close_conn(cairn_client_t *c)
 {
+    if (c->ssl) {
+        if (SSL_is_init_finished(c->ssl)) (void)SSL_shutdown(c->ssl); /* best effort */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
+    c->ssl_want_write = false;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->draining = false;
@@ -193,6 +250,55 @@ static cairn_status_t tcp_connect(cairn_client_t *c, const point_t *pt,
     return CAIRN_CONNECTION;
 }
 
+/* TLS handshake on c->fd (c->ssl set up here). */
+static cairn_status_t tls_handshake(cairn_client_t *c, const point_t *pt, uint64_t deadline,
+                                    char *err)
+{
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        errf(err, "cannot set up TLS for %s", pt->desc);
+        return CAIRN_CONNECTION;
+    }
+    struct in6_addr a6;
+    struct in_addr a4;
+    bool ip = inet_pton(AF_INET, pt->host, &a4) == 1 || inet_pton(AF_INET6, pt->host, &a6) == 1;
+    if (!ip) SSL_set_tlsext_host_name(c->ssl, pt->host);
+    if (c->tls_check_host) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+        if (ip) X509_VERIFY_PARAM_set1_ip_asc(vp, pt->host);
+        else SSL_set1_host(c->ssl, pt->host);
+    }
+    for (;;) {
+        ERR_clear_error();
+        int k = SSL_connect(c->ssl);
+        if (k == 1) return CAIRN_OK;
+        int e = SSL_get_error(c->ssl, k);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = wait_fd(c, c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            if (w < 0) {
+                errf(err, "client closed");
+                return CAIRN_CONNECTION;
+            }
+            if (w == 0) {
+                errf(err, "TLS handshake with %s timed out (is client_tls on at the node?)",
+                     pt->desc);
+                return CAIRN_CONNECTION;
+            }
+            continue;
+        }
+        long v = SSL_get_verify_result(c->ssl);
+        char why[256];
+        if (v != X509_V_OK)
+            snprintf(why, sizeof why, "certificate verify failed: %s",
+                     X509_verify_cert_error_string(v));
+        else
+            tls_errtext(why, sizeof why);
+        errf(err, "TLS handshake with %s failed: %s%s", pt->desc, why,
+             v == X509_V_OK ? " (is client_tls on at the node?)" : "");
+        return CAIRN_CONNECTION;
+    }
+}
+
 /* Connect to point idx and shake hands. On success c->fd is UP. */
 static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
 {
@@ -203,17 +309,24 @@ static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
     if (st != CAIRN_OK) return st;
     c->fd = fd;
     c->dec = kv_frame_decoder_create(0);
+    if (c->ssl_ctx && (st = tls_handshake(c, pt, deadline, err)) != CAIRN_OK) goto err;
 
     uint64_t hello_id = atomic_fetch_add(&c->next_id, 1);
-    proto_hello_t h = {CAIRN_PROTO_VERSION, kv_slice_str(c->cluster),
-                       kv_slice_str(c->client_name)};
+    proto_hello_t h = {.version = CAIRN_PROTO_VERSION, .cluster = kv_slice_str(c->cluster),
+                       .client_name = kv_slice_str(c->client_name)};
+    if (c->username) {
+        h.has_auth = true;
+        h.user = kv_slice_str(c->username);
+        h.password = kv_slice_str(c->password ? c->password : "");
+    }
     if (proto_encode_hello(&c->wbuf, hello_id, &h, 0) != KV_OK) {
         errf(err, "cluster or client name too long");
         st = CAIRN_INVALID;
         goto err;
     }
     while (c->woff < c->wbuf.len) {
-        ssize_t n = send(fd, c->wbuf.data + c->woff, c->wbuf.len - c->woff, MSG_NOSIGNAL);
+        short want = POLLOUT;
+        ssize_t n = io_send(c, c->wbuf.data + c->woff, c->wbuf.len - c->woff, &want);
         if (n >= 0) {
             c->woff += (size_t)n;
             continue;
@@ -224,7 +337,7 @@ static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
             st = CAIRN_CONNECTION;
             goto err;
         }
-        int w = wait_fd(c, fd, POLLOUT, deadline);
+        int w = wait_fd(c, fd, want, deadline);
         if (w <= 0) goto wait_failed;
     }
     kv_buf_clear(&c->wbuf);
@@ -241,14 +354,18 @@ static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
             st = CAIRN_PROTOCOL;
             goto err;
         }
-        int w = wait_fd(c, fd, POLLIN, deadline);
-        if (w <= 0) goto wait_failed;
+        short want = POLLIN;
         uint8_t buf[4096];
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        ssize_t n = io_recv(c, buf, sizeof buf, &want);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int w = wait_fd(c, fd, want, deadline);
+            if (w <= 0) goto wait_failed;
+            continue;
+        }
         if (n <= 0) {
-            errf(err, "%s closed the connection during the handshake%s%s",
-                     pt->desc, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+            errf(err, "%s closed the connection during the handshake%s%s%s", pt->desc,
+                 n < 0 ? ": " : "", n < 0 ? strerror(errno) : "",
+                 c->ssl ? "" : " (if the node's client port is TLS only, connect with TLS)");
             st = CAIRN_CONNECTION;
             goto err;
         }
@@ -263,6 +380,12 @@ static cairn_status_t connect_one(cairn_client_t *c, size_t idx, char *err)
             hlc_observe(c, ok.hlc);
             KV_LOG(KV_DEBUG, "connected to %s (node %.*s)", pt->desc,
                    (int)ok.node_name.len, (const char *)ok.node_name.data);
+            pthread_mutex_lock(&c->mu);
+            snprintf(c->user, sizeof c->user, "%.*s", (int)KV_MIN(ok.user.len, 64),
+                     (const char *)ok.user.data);
+            snprintf(c->role, sizeof c->role, "%.*s", (int)KV_MIN(ok.role.len, 15),
+                     (const char *)ok.role.data);
+            pthread_mutex_unlock(&c->mu);
             st = CAIRN_OK;
         }
     } else if (fr.type == MSG_REPLY) {
@@ -536,10 +659,15 @@ static void do_read(cairn_client_t *c)
     const char *desc = c->points[c->cur].desc;
     kv_frame_t fr;
     kv_frame_init(&fr);
+    c->ssl_want_write = false;
     while (c->fd >= 0) {
-        ssize_t n = recv(c->fd, buf, READ_CHUNK, 0);
+        short want = POLLIN;
+        ssize_t n = io_recv(c, buf, READ_CHUNK, &want);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->ssl_want_write = want == POLLOUT;
+            break;
+        }
         if (n <= 0) {
             if (n == 0) errf(msg, "connection to %s closed by the node", desc);
             else errf(msg, "connection to %s lost: %s", desc, strerror(errno));
@@ -556,7 +684,9 @@ static void do_read(cairn_client_t *c)
                      kv_frame_decoder_error(c->dec));
             conn_lost(c, CAIRN_PROTOCOL, msg);
         }
-        if ((size_t)n < READ_CHUNK) break;
+        /* plain: a short read emptied the socket; TLS: keep reading until
+         * OpenSSL says it would block (it may hold decrypted bytes) */
+        if (!c->ssl && (size_t)n < READ_CHUNK) break;
     }
     kv_frame_release(&fr);
     kv_free(buf);
@@ -566,8 +696,7 @@ static void do_write(cairn_client_t *c)
 {
     char msg[ERRLEN];
     while (c->fd >= 0 && c->woff < c->wbuf.len) {
-        ssize_t n = send(c->fd, c->wbuf.data + c->woff, c->wbuf.len - c->woff,
-                         MSG_NOSIGNAL);
+        ssize_t n = io_send(c, c->wbuf.data + c->woff, c->wbuf.len - c->woff, NULL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n < 0) {
@@ -608,6 +737,15 @@ void client_fail_list(cairn_client_t *c, cairn_future_t *q, cairn_status_t st,
 void *client_io_main(void *arg)
 {
     cairn_client_t *c = arg;
+    /* OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a node that
+     * closed its end would raise SIGPIPE and kill the caller's process.
+     * The signal goes to the thread that wrote, so blocking it here (the
+     * only thread that touches the socket) makes the write fail with EPIPE
+     * instead, without changing the application's own signal handling. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     cairn_status_t st = connect_round(c);
     pthread_mutex_lock(&c->mu);
     c->started = true;
@@ -659,7 +797,7 @@ void *client_io_main(void *arg)
             timeout = (int)KV_MIN(ms, (uint64_t)MAX_POLL_MS);
         }
         struct pollfd p[2] = {{c->wake_fd, POLLIN, 0}, {c->fd, POLLIN, 0}};
-        if (c->woff < c->wbuf.len) p[1].events |= POLLOUT;
+        if (c->woff < c->wbuf.len || c->ssl_want_write) p[1].events |= POLLOUT;
         int n = poll(p, c->fd >= 0 ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR) {
             KV_LOG(KV_ERROR, "poll: %s", strerror(errno));
@@ -668,8 +806,11 @@ void *client_io_main(void *arg)
         if (n <= 0) continue;
         if (p[0].revents) client_drain_wake(c);
         if (c->fd >= 0 && p[1].revents) {
-            if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) do_read(c);
-            if (c->fd >= 0 && (p[1].revents & POLLOUT)) do_write(c);
+            /* TLS: a write may need the peer's bytes and a read may need to
+             * write (renegotiation, key updates): try both on any event */
+            if ((p[1].revents & (POLLIN | POLLERR | POLLHUP)) || (c->ssl && c->ssl_want_write))
+                do_read(c);
+            if (c->fd >= 0 && ((p[1].revents & POLLOUT) || c->ssl)) do_write(c);
         }
     }
     fail_inflight(c, CAIRN_CONNECTION, "client closed");

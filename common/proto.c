@@ -48,10 +48,15 @@ kv_status_t proto_encode_hello(kv_buf_t *buf, uint64_t id, const proto_hello_t *
                                uint32_t max_body)
 {
     kv_frame_writer_t w;
-    kv_frame_begin(&w, buf, MSG_HELLO, id, 3);
+    kv_frame_begin(&w, buf, MSG_HELLO, id, h->has_auth ? 4 : 3);
     msgpack_pack_uint32(&w.pk, h->version);
     pack_slice_str(&w.pk, h->cluster);
     pack_slice_str(&w.pk, h->client_name);
+    if (h->has_auth) {
+        msgpack_pack_array(&w.pk, 2);
+        pack_slice_str(&w.pk, h->user);
+        kv_pack_bytes(&w.pk, h->password);
+    }
     return kv_frame_end(&w, max_body);
 }
 
@@ -59,12 +64,17 @@ kv_status_t proto_encode_hello_ok(kv_buf_t *buf, uint64_t id,
                                   const proto_hello_ok_t *h, uint32_t max_body)
 {
     kv_frame_writer_t w;
-    kv_frame_begin(&w, buf, MSG_HELLO_OK, id, 5);
+    bool who = h->user.len || h->role.len;
+    kv_frame_begin(&w, buf, MSG_HELLO_OK, id, who ? 7 : 5);
     msgpack_pack_uint32(&w.pk, h->version);
     pack_slice_str(&w.pk, h->cluster);
     pack_slice_str(&w.pk, h->node_name);
     pack_slice_str(&w.pk, h->node_id);
     msgpack_pack_uint64(&w.pk, h->hlc);
+    if (who) {
+        pack_slice_str(&w.pk, h->user);
+        pack_slice_str(&w.pk, h->role);
+    }
     return kv_frame_end(&w, max_body);
 }
 
@@ -153,10 +163,33 @@ static kv_status_t arg_cl(const kv_frame_t *f, uint32_t i, proto_cl_t *out)
 kv_status_t proto_decode_hello(const kv_frame_t *f, proto_hello_t *out)
 {
     proto_hello_t h;
+    memset(&h, 0, sizeof h);
     if (f->type != MSG_HELLO) return KV_PROTO;
     KV_RET(arg_u32(f, 0, &h.version));
     KV_RET(kv_arg_bytes(f, 1, &h.cluster));
     KV_RET(kv_arg_bytes(f, 2, &h.client_name));
+    /* auth: [user, password]; anything else there (nil, or what a later
+     * version may send) is no credentials, by the compatibility rule that
+     * unknown trailing arguments are ignored */
+    const msgpack_object_array *a;
+    if (f->nargs > 3 && kv_arg_array(f, 3, &a) == KV_OK && a->size >= 2) {
+        kv_slice_t part[2];
+        bool ok = true;
+        for (int i = 0; i < 2; i++) {
+            const msgpack_object *o = &a->ptr[i];
+            if (o->type == MSGPACK_OBJECT_STR)
+                part[i] = kv_slice(o->via.str.ptr, o->via.str.size);
+            else if (o->type == MSGPACK_OBJECT_BIN)
+                part[i] = kv_slice(o->via.bin.ptr, o->via.bin.size);
+            else
+                ok = false;
+        }
+        if (ok) {
+            h.has_auth = true;
+            h.user = part[0];
+            h.password = part[1];
+        }
+    }
     *out = h;
     return KV_OK;
 }
@@ -164,12 +197,16 @@ kv_status_t proto_decode_hello(const kv_frame_t *f, proto_hello_t *out)
 kv_status_t proto_decode_hello_ok(const kv_frame_t *f, proto_hello_ok_t *out)
 {
     proto_hello_ok_t h;
+    memset(&h, 0, sizeof h);
     if (f->type != MSG_HELLO_OK) return KV_PROTO;
     KV_RET(arg_u32(f, 0, &h.version));
     KV_RET(kv_arg_bytes(f, 1, &h.cluster));
     KV_RET(kv_arg_bytes(f, 2, &h.node_name));
     KV_RET(kv_arg_bytes(f, 3, &h.node_id));
     KV_RET(kv_arg_u64(f, 4, &h.hlc));
+    if (f->nargs > 6 && (kv_arg_bytes(f, 5, &h.user) != KV_OK ||
+                         kv_arg_bytes(f, 6, &h.role) != KV_OK))
+        h.user = h.role = kv_slice(NULL, 0); /* not ours: ignored */
     *out = h;
     return KV_OK;
 }

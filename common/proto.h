@@ -106,18 +106,26 @@ typedef enum {
 const char *proto_cl_str(proto_cl_t cl);
 kv_status_t proto_cl_parse(const char *s, proto_cl_t *out);
 
+/* HELLO [1, id, version, cluster, client_name, auth]: auth (appended in
+ * Cairn 0.2; absent or nil = none) is [user (str), password (str or bin)]. */
 typedef struct proto_hello {
     uint32_t version;
     kv_slice_t cluster;
     kv_slice_t client_name;
+    bool has_auth;
+    kv_slice_t user, password;
 } proto_hello_t;
 
+/* HELLO_OK [2, id, version, cluster, node_name, node_id, hlc, user, role]:
+ * user and role (appended; sent when the node authenticates clients, ""
+ * for none) say who the connection is logged in as. */
 typedef struct proto_hello_ok {
     uint32_t version;
     kv_slice_t cluster;
     kv_slice_t node_name;
     kv_slice_t node_id;
     uint64_t hlc;
+    kv_slice_t user, role; /* empty: not sent / not authenticated */
 } proto_hello_ok_t;
 
 /* GET, PUT or DELETE. value and ttl_ms only for PUT. */

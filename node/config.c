@@ -186,6 +186,34 @@ static const setting_t SETTINGS[] = {
      false, "Seconds a tombstone is kept before compaction may drop it"},
     {"log_level", K_ENUM, MEMBER(log_level), "info",
      "error|warn|info|debug|trace", false, "Least severe log level written"},
+    {"client_tls", K_ENUM, MEMBER(client_tls), "off", "off|on|optional", false,
+     "TLS on the client port: on = TLS only, optional = TLS and plain clients "
+     "both (told apart by their first byte)"},
+    {"peer_tls", K_ENUM, MEMBER(peer_tls), "off", "off|on", false,
+     "Mutual TLS between nodes (peer links, push-pull, streaming): each node "
+     "presents tls_cert_file and accepts only certificates from tls_ca_file"},
+    {"tls_ca_file", K_STR, MEMBER(tls_ca_file), "", NULL, false,
+     "The cluster's CA certificate (PEM): peers' and clients' certificates "
+     "must be signed by it"},
+    {"tls_cert_file", K_STR, MEMBER(tls_cert_file), "", NULL, false,
+     "This node's certificate (PEM, chain allowed); its common name is the "
+     "node_name"},
+    {"tls_key_file", K_STR, MEMBER(tls_key_file), "", NULL, false,
+     "The private key of tls_cert_file (PEM)"},
+    {"client_auth", K_ENUM, MEMBER(client_auth), "off", "off|on", false,
+     "Require clients to authenticate (password in HELLO, or a client "
+     "certificate) as a user of users_file"},
+    {"users_file", K_STR, MEMBER(users_file), "", NULL, false,
+     "Users and roles, one name:role:hash line each (cairn user add); "
+     "re-read when it changes"},
+    {"cluster_secret", K_STR, MEMBER(cluster_secret), "", NULL, false,
+     "Shared secret of the cluster: gossip datagrams carry an HMAC keyed from "
+     "it; others are dropped. Prefer cluster_secret_file"},
+    {"cluster_secret_file", K_STR, MEMBER(cluster_secret_file), "", NULL, false,
+     "File holding the cluster secret (surrounding whitespace ignored)"},
+    {"gossip_replay_window_ms", K_MS, MEMBER(gossip_replay_window_ms), "30000",
+     NULL, false, "With a cluster secret: datagrams stamped further than this "
+     "from local time, or seen before, are dropped"},
 };
 
 #define NSETTINGS KV_ARRAY_LEN(SETTINGS)
@@ -628,29 +656,22 @@ static kv_status_t yaml_expect(yfile_t *y, yaml_event_type_t want,
     return KV_INVALID;
 }
 
-static kv_status_t file_load(node_config_t *c, const char *path,
-                             const char *path_src)
+/* Parse one YAML document (from f, or from buf when f is NULL) into c.
+ * path names the source in messages. */
+static kv_status_t yaml_parse(node_config_t *c, const char *path, FILE *f,
+                              const unsigned char *buf, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
-        if (f) fclose(f);
-        kv_errmsg_set("config: cannot read '%s': %s (from %s)", path,
-                      strerror(e), path_src);
-        return e == ENOENT ? KV_NOTFOUND : KV_IO;
-    }
     yfile_t *y = kv_calloc(1, sizeof *y);
     y->path = path;
     y->c = c;
     kv_status_t rc = KV_OK;
     if (!yaml_parser_initialize(&y->parser)) {
         kv_errmsg_set("%s: cannot start the YAML parser", path);
-        fclose(f);
         kv_free(y);
         return KV_NOMEM;
     }
-    yaml_parser_set_input_file(&y->parser, f);
+    if (f) yaml_parser_set_input_file(&y->parser, f);
+    else yaml_parser_set_input_string(&y->parser, buf, len);
 
     yaml_event_type_t got;
     KV_ERR(rc = yaml_expect(y, YAML_STREAM_START_EVENT, &got));
@@ -665,9 +686,41 @@ static kv_status_t file_load(node_config_t *c, const char *path,
     KV_ERR(rc = yaml_expect(y, YAML_STREAM_END_EVENT, &got));
 err:
     yaml_parser_delete(&y->parser);
-    fclose(f);
     kv_free(y);
     return rc;
+}
+
+static kv_status_t file_load(node_config_t *c, const char *path,
+                             const char *path_src)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int e = !f ? errno : S_ISDIR(st.st_mode) ? EISDIR : errno;
+        if (f) fclose(f);
+        kv_errmsg_set("config: cannot read '%s': %s (from %s)", path,
+                      strerror(e), path_src);
+        return e == ENOENT ? KV_NOTFOUND : KV_IO;
+    }
+    kv_status_t rc = yaml_parse(c, path, f, NULL, 0);
+    fclose(f);
+    return rc;
+}
+
+kv_status_t node_config_load_yaml(node_config_t *c, const void *data, size_t len,
+                                  const char *name)
+{
+    node_config_t scratch;
+    node_config_init(&scratch);
+    kv_status_t rc = yaml_parse(&scratch, name, NULL, data, len);
+    if (rc == KV_OK) rc = node_config_validate(&scratch);
+    if (rc != KV_OK) {
+        node_config_deinit(&scratch);
+        return rc;
+    }
+    node_config_deinit(c);
+    *c = scratch;
+    return KV_OK;
 }
 
 /* ---- argv and envp ------------------------------------------------------ */
@@ -690,6 +743,11 @@ static bool env_ignored(const char *name, size_t len)
 {
     return (len >= 5 && memcmp(name, "TEST_", 5) == 0) ||
            is_word(name, len, "HOST") ||
+           /* the cairn tool's TLS and login settings (CAIRN_TLS_CA_FILE and
+            * the other *_FILE ones are cairnd settings too, same meaning) */
+           is_word(name, len, "TLS") || is_word(name, len, "TLS_NO_VERIFY_HOST") ||
+           is_word(name, len, "USER") || is_word(name, len, "PASSWORD") ||
+           is_word(name, len, "PASSWORD_FILE") || is_word(name, len, "PASSWORD_ITERATIONS") ||
            is_word(name, len, "CRASH_ROUNDS") ||
            is_word(name, len, "MODEL_STEPS");
 }
@@ -974,6 +1032,14 @@ void node_config_print(const node_config_t *c, FILE *out)
     fprintf(out, "# cairnd configuration (effective values)\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &SETTINGS[i];
+        if (s->kind == K_STR && !strcmp(s->name, "cluster_secret") &&
+            **str_cslot(c, s)) {
+            /* never printed, nor replaced by a placeholder that would load
+             * as a wrong secret: the line stays a comment */
+            fprintf(out, "# cluster_secret: set, not printed (keep it in "
+                         "cluster_secret_file)\n");
+            continue;
+        }
         fprintf(out, "%s: ", s->name);
         if (s->kind == K_STR || s->kind == K_ENUM) {
             yaml_quote(out, *str_cslot(c, s));

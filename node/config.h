@@ -64,6 +64,17 @@ typedef struct node_config {
     uint64_t cache_bytes;      /* 32 MiB */
     uint64_t gc_grace_seconds; /* 864000 */
     char *log_level;           /* "info" */
+    /* security (node/tls.c, node/auth.c, node/gossip_auth.c) */
+    char *client_tls;          /* "off", "on" or "optional" (both) */
+    char *peer_tls;            /* "off" or "on": mutual TLS between nodes */
+    char *tls_ca_file;         /* the cluster CA (PEM) */
+    char *tls_cert_file;       /* this node's certificate chain (PEM) */
+    char *tls_key_file;        /* its private key (PEM) */
+    char *client_auth;         /* "off" or "on" */
+    char *users_file;          /* name:role:hash lines */
+    char *cluster_secret;      /* gossip datagram key material; "" = none */
+    char *cluster_secret_file; /* the same, read from a file */
+    uint32_t gossip_replay_window_ms; /* 30000 */
 } node_config_t;
 
 /* Fill with defaults (strings allocated). */

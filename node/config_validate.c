@@ -263,6 +263,49 @@ kv_status_t node_config_validate(const node_config_t *c)
         kv_errmsg_set("hint_replay_bytes_per_sec: must be at least 1KiB");
         return KV_INVALID;
     }
+    {
+        bool ctls = c->client_tls && strcmp(c->client_tls, "off") != 0;
+        bool ptls = c->peer_tls && !strcmp(c->peer_tls, "on");
+        bool secret = (c->cluster_secret && *c->cluster_secret) ||
+                      (c->cluster_secret_file && *c->cluster_secret_file);
+        if ((ctls || ptls) && (!c->tls_cert_file || !*c->tls_cert_file ||
+                               !c->tls_key_file || !*c->tls_key_file)) {
+            kv_errmsg_set("%s: needs tls_cert_file and tls_key_file (this node's "
+                          "certificate and key; scripts/certs.sh makes them)",
+                          ctls ? "client_tls" : "peer_tls");
+            return KV_INVALID;
+        }
+        if (ptls && (!c->tls_ca_file || !*c->tls_ca_file)) {
+            kv_errmsg_set("peer_tls: needs tls_ca_file (the cluster CA that signs "
+                          "every node's certificate)");
+            return KV_INVALID;
+        }
+        if (ptls && !secret) {
+            kv_errmsg_set("peer_tls: needs cluster_secret or cluster_secret_file, "
+                          "so that gossip datagrams (UDP) are authenticated too");
+            return KV_INVALID;
+        }
+        if (c->cluster_secret && *c->cluster_secret && c->cluster_secret_file &&
+            *c->cluster_secret_file) {
+            kv_errmsg_set("cluster_secret and cluster_secret_file are both set: "
+                          "keep one");
+            return KV_INVALID;
+        }
+        if (c->cluster_secret && *c->cluster_secret && strlen(c->cluster_secret) < 16) {
+            kv_errmsg_set("cluster_secret: at least 16 characters");
+            return KV_INVALID;
+        }
+        if (c->client_auth && !strcmp(c->client_auth, "on") &&
+            (!c->users_file || !*c->users_file)) {
+            kv_errmsg_set("client_auth: needs users_file (create it with "
+                          "`cairn user add FILE NAME ROLE`)");
+            return KV_INVALID;
+        }
+        if (c->gossip_replay_window_ms < 1000) {
+            kv_errmsg_set("gossip_replay_window_ms: must be at least 1000");
+            return KV_INVALID;
+        }
+    }
     if (c->phi_convict_threshold < 1 || c->phi_convict_threshold > 16) {
         kv_errmsg_set("phi_convict_threshold: %" PRIu32 " is outside 1-16",
                       c->phi_convict_threshold);

@@ -27,6 +27,17 @@
  *         its reading paused while more than NODE_OUT_HIGH bytes wait, and
  *         resumed below NODE_OUT_LOW.
  *
+ *         Security (security.h). With client_tls on, the socket gets a TLS
+ *         bufferevent; with optional, the first byte the client sends decides
+ *         (0x16 opens a TLS handshake; a plain frame starts with a length
+ *         byte, 0 for any frame under 16 MiB). With client_auth on, HELLO
+ *         must carry a user and password, or the connection must have
+ *         presented a verified client certificate (its common name is the
+ *         user); the check runs off the loop and frames after HELLO wait for
+ *         it. A failure answers DENIED and closes. Every request is then
+ *         checked against the user's role: read (GET, INFO, RING, LOCAL_GET), readwrite
+ *         (and PUT, DELETE), admin (and ADMIN); others are answered DENIED.
+ *
  * INVARIANTS (1) a node_conn_t lives while anyone holds a reference: the
  *            open list, each of its requests in flight, a callback running
  *            on it; (2) once closed, nothing is written to it and its
@@ -37,6 +48,7 @@
 #define KV_LOG_MODULE "node"
 #include "node_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -67,7 +79,13 @@ struct node_conn {
     bool read_paused;
     bool processing;   /* inside conn_process: no re-entry */
     bool eof;          /* the client shut its write side */
+    bool tls;          /* a TLS bufferevent */
+    bool tls_up;       /* its handshake finished */
+    bool authing;      /* HELLO's credentials are being checked */
+    kv_role_t role;    /* after HELLO: what the client may do */
+    uint64_t hello_id; /* HELLO's request id, answered when auth is done */
     uint64_t last_input_ns; /* monotonic time bytes last arrived */
+    char user[KV_USER_MAX + 1];
     char peer[64];
 };
 
@@ -117,6 +135,7 @@ static void conn_linger(node_conn_t *c)
         return;
     }
     c->lingering = true;
+    if (c->tls) node_tls_close_notify(c->bev);
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     struct timeval tv = {NODE_LINGER_MS / 1000, (NODE_LINGER_MS % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -246,6 +265,49 @@ void node_req_finish(node_req_t *r, kv_status_t status, hlc_ts_t cell_ts,
 
 /* ---- requests ---------------------------------------------------------- */
 
+static void conn_hello_ok(node_conn_t *c)
+{
+    node_t *n = c->node;
+    proto_hello_ok_t ok = {
+        .version = CAIRN_PROTO_VERSION,
+        .cluster = kv_slice_str(n->cfg->cluster_name),
+        .node_name = kv_slice_str(n->cfg->node_name),
+        .node_id = kv_slice_str(n->node_id),
+        .hlc = hlc_last(n->hlc),
+    };
+    if (node_auth_on(n)) {
+        ok.user = kv_slice_str(c->user);
+        ok.role = kv_slice_str(kv_role_str(c->role));
+    }
+    proto_encode_hello_ok(&n->scratch, c->hello_id, &ok, 0);
+    conn_write(c, &n->scratch);
+    c->hello_done = true;
+}
+
+/* The credentials check finished (loop thread). */
+static void conn_auth_done(void *arg, kv_status_t st, kv_role_t role, const char *msg)
+{
+    node_conn_t *c = arg;
+    node_t *n = c->node;
+    c->authing = false;
+    if (!c->closed && !c->closing) {
+        if (st == KV_OK) {
+            node_auth_count(n, "ok");
+            c->role = role;
+            KV_LOG(KV_DEBUG, "connection %" PRIu64 " from %s: user %s (%s)", c->id,
+                   c->peer, c->user, kv_role_str(role));
+            conn_hello_ok(c);
+            conn_process(c); /* frames that came after HELLO */
+        } else {
+            node_auth_count(n, "bad_credentials");
+            KV_LOG(KV_INFO, "connection from %s: %s", c->peer, msg);
+            conn_reply(c, c->hello_id, KV_DENIED, 0, NULL, msg);
+            node_conn_close_gracefully(c);
+        }
+    }
+    node_conn_unref(c);
+}
+
 static void conn_hello(node_conn_t *c, const kv_frame_t *f)
 {
     node_t *n = c->node;
@@ -282,16 +344,40 @@ static void conn_hello(node_conn_t *c, const kv_frame_t *f)
         node_conn_close_gracefully(c);
         return;
     }
-    proto_hello_ok_t ok = {
-        .version = CAIRN_PROTO_VERSION,
-        .cluster = kv_slice_str(n->cfg->cluster_name),
-        .node_name = kv_slice_str(n->cfg->node_name),
-        .node_id = kv_slice_str(n->node_id),
-        .hlc = hlc_last(n->hlc),
-    };
-    proto_encode_hello_ok(&n->scratch, f->request_id, &ok, 0);
-    conn_write(c, &n->scratch);
-    c->hello_done = true;
+    c->hello_id = f->request_id;
+    if (!node_auth_on(n)) {
+        c->role = KV_ROLE_ADMIN;
+        conn_hello_ok(c);
+        return;
+    }
+    char cn[KV_USER_MAX + 2];
+    bool cert = !h.has_auth && c->tls && node_tls_peer_cn(c->bev, cn, sizeof cn);
+    if (!h.has_auth && !cert) {
+        node_auth_count(n, "no_credentials");
+        conn_fail(c, NODE_PERR_BAD_REQUEST, f->request_id, KV_DENIED,
+                  "authentication required: this node (client_auth on) needs a user "
+                  "name and password in HELLO (cairn --user), or a client certificate");
+        return;
+    }
+    kv_slice_t user = h.has_auth ? h.user : kv_slice_str(cn);
+    if (!kv_user_name_ok((const char *)user.data, user.len)) {
+        node_auth_count(n, "bad_credentials");
+        conn_fail(c, NODE_PERR_BAD_REQUEST, f->request_id, KV_DENIED,
+                  "authentication failed: not a valid user name");
+        return;
+    }
+    memcpy(c->user, user.data, user.len);
+    c->user[user.len] = 0;
+    kv_status_t rc = node_auth_check(n, user, h.password, !h.has_auth, conn_auth_done, c);
+    if (rc != KV_OK) {
+        node_auth_count(n, "busy");
+        conn_reply(c, f->request_id, KV_BUSY, 0, NULL,
+                   "too many logins in progress; try again");
+        node_conn_close_gracefully(c);
+        return;
+    }
+    node_conn_ref(c); /* held by the check */
+    c->authing = true;
 }
 
 static void conn_info(node_conn_t *c, const kv_frame_t *f)
@@ -426,6 +512,32 @@ static void conn_request(node_conn_t *c, const kv_frame_t *f)
     node_exec(n, r);
 }
 
+/* May the connection's user send a frame of this type? */
+static bool conn_allowed(node_conn_t *c, const kv_frame_t *f)
+{
+    kv_role_t need;
+    const char *what;
+    switch (f->type) {
+    case MSG_GET: need = KV_ROLE_READ; what = "GET"; break;
+    case MSG_INFO: need = KV_ROLE_READ; what = "INFO"; break;
+    case MSG_RING: need = KV_ROLE_READ; what = "RING"; break;
+    case MSG_LOCAL_GET: need = KV_ROLE_READ; what = "LOCAL_GET"; break;
+    case MSG_PUT: need = KV_ROLE_READWRITE; what = "PUT"; break;
+    case MSG_DELETE: need = KV_ROLE_READWRITE; what = "DELETE"; break;
+    case MSG_ADMIN: need = KV_ROLE_ADMIN; what = "ADMIN"; break;
+    default: return true; /* unknown types get their own answer */
+    }
+    if (c->role >= need) return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "user '%s' (role %s) may not send %s: it needs role %s",
+             c->user, kv_role_str(c->role), what, kv_role_str(need));
+    node_auth_count_denied(c->node);
+    node_op_t op = f->type == MSG_GET ? NODE_OP_GET : f->type == MSG_PUT ? NODE_OP_PUT
+                   : f->type == MSG_DELETE ? NODE_OP_DELETE : NODE_OP_INFO;
+    conn_refuse(c, op, f->request_id, KV_DENIED, msg);
+    return false;
+}
+
 /* LOCAL_GET: this node's own cell for the key, from its engine alone
  * (local_get.c). Counted with INFO and RING as an administrative request;
  * it holds a request slot (max_inflight, the drain) while it reads. */
@@ -479,6 +591,7 @@ static void conn_frame(node_conn_t *c, const kv_frame_t *f)
         conn_hello(c, f);
         return;
     }
+    if (!conn_allowed(c, f)) return;
     switch (f->type) {
     case MSG_GET:
     case MSG_PUT:
@@ -513,7 +626,7 @@ static void conn_process(node_conn_t *c)
     if (c->processing) return;
     c->processing = true;
     node_conn_ref(c);
-    while (!c->closed && !c->closing && !c->read_paused) {
+    while (!c->closed && !c->closing && !c->read_paused && !c->authing) {
         kv_status_t rc = kv_frame_decoder_next(c->dec, &c->frame);
         if (rc == KV_AGAIN) break;
         if (rc != KV_OK) {
@@ -575,6 +688,18 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     node_conn_t *c = arg;
     node_t *n = c->node;
+    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake finished */
+        c->tls_up = true;
+        return;
+    }
+    if (c->tls && !c->tls_up && !c->closed) {
+        char why[256];
+        node_tls_count_failure(n, false);
+        KV_LOG(KV_DEBUG, "connection %" PRIu64 " from %s: TLS handshake failed%s%s", c->id,
+               c->peer, *node_tls_error(bev, why, sizeof why) ? ": " : "", why);
+        node_conn_close(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !c->lingering &&
         (c->pending > 0 || c->closing ||
          evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
@@ -604,7 +729,9 @@ void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns)
 {
     if (c->closed || c->closing || c->processing) return;
     if (c->pending > 0 || c->last_input_ns > quiet_since_ns) return;
-    if (!c->read_paused && !c->eof) {
+    /* A TLS connection's socket holds ciphertext: answer only what was
+     * already decrypted. */
+    if (!c->read_paused && !c->eof && !c->tls) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
         evutil_socket_t fd = bufferevent_getfd(c->bev);
         for (int i = 0; i < 64; i++) { /* bounded: a flood cannot hold us */
@@ -620,16 +747,10 @@ void node_conn_drain(node_conn_t *c, uint64_t quiet_since_ns)
 
 /* ---- accept ------------------------------------------------------------ */
 
-void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer)
+static void conn_setup(node_t *n, struct bufferevent *bev, bool tls, const char *peer)
 {
-    kv_assert(node_on_loop(n));
     bool reject = n->nconns >= n->cfg->max_connections;
-    struct bufferevent *bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        KV_LOG(KV_WARN, "cannot set up a connection from %s", peer);
-        evutil_closesocket(fd);
-        return;
-    }
+    evutil_socket_t fd = bufferevent_getfd(bev);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     node_conn_t *c = kv_calloc(1, sizeof *c);
@@ -637,6 +758,7 @@ void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer)
     c->id = ++n->next_conn_id;
     c->refs = 1; /* the open list */
     c->bev = bev;
+    c->tls = tls;
     c->dec = kv_frame_decoder_create((uint32_t)n->cfg->max_frame_bytes);
     c->rejected = reject;
     kv_frame_init(&c->frame);
@@ -666,5 +788,82 @@ void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer)
         bufferevent_set_timeouts(bev, &tv, NULL);
     }
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    KV_LOG(KV_DEBUG, "connection %" PRIu64 " from %s", c->id, peer);
+    KV_LOG(KV_DEBUG, "connection %" PRIu64 " from %s%s", c->id, peer, tls ? " (TLS)" : "");
+}
+
+static void conn_start(node_t *n, evutil_socket_t fd, bool tls, const char *peer)
+{
+    struct bufferevent *bev = node_tls_client_bev(n, fd, tls);
+    if (!bev) {
+        KV_LOG(KV_WARN, "cannot set up a connection from %s", peer);
+        return;
+    }
+    conn_setup(n, bev, tls, peer);
+}
+
+/* client_tls optional: wait for the client's first byte to tell TLS from
+ * plain, then set the connection up as either. */
+struct node_conn_sniff {
+    node_t *node;
+    struct node_conn_sniff *prev, *next;
+    evutil_socket_t fd;
+    struct event *ev;
+    char peer[64];
+};
+
+#define NODE_SNIFF_MS 10000
+
+static void sniff_free(node_conn_sniff_t *s, bool close_fd)
+{
+    node_t *n = s->node;
+    if (s->prev) s->prev->next = s->next;
+    else n->sniffs = s->next;
+    if (s->next) s->next->prev = s->prev;
+    event_free(s->ev);
+    if (close_fd) evutil_closesocket(s->fd);
+    kv_free(s);
+}
+
+static void sniff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_conn_sniff_t *s = arg;
+    node_t *n = s->node;
+    uint8_t b;
+    ssize_t k = (what & EV_READ) ? recv(fd, &b, 1, MSG_PEEK) : -1;
+    if (k < 0 && (errno == EAGAIN || errno == EINTR)) return; /* persist */
+    if (k <= 0) { /* closed, error, or silent for NODE_SNIFF_MS */
+        KV_LOG(KV_DEBUG, "connection from %s closed before its first byte", s->peer);
+        sniff_free(s, true);
+        return;
+    }
+    char peer[64];
+    snprintf(peer, sizeof peer, "%s", s->peer);
+    sniff_free(s, false);
+    conn_start(n, fd, b == 0x16, peer); /* 0x16: a TLS handshake record */
+}
+
+void node_conn_sniffs_close(node_t *n)
+{
+    while (n->sniffs) sniff_free(n->sniffs, true);
+}
+
+void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer)
+{
+    kv_assert(node_on_loop(n));
+    node_tls_mode_t mode = node_tls_client_mode(n);
+    if (mode != NODE_TLS_OPTIONAL) {
+        conn_start(n, fd, mode == NODE_TLS_ON, peer);
+        return;
+    }
+    node_conn_sniff_t *s = kv_calloc(1, sizeof *s);
+    s->node = n;
+    s->fd = fd;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    evutil_make_socket_nonblocking(fd);
+    s->ev = event_new(n->base, fd, EV_READ | EV_PERSIST, sniff_cb, s);
+    s->next = n->sniffs;
+    if (n->sniffs) n->sniffs->prev = s;
+    n->sniffs = s;
+    struct timeval tv = {NODE_SNIFF_MS / 1000, 0};
+    event_add(s->ev, &tv);
 }

@@ -20,6 +20,12 @@
  *         name not yet in the small cache starts a lookup and the datagram
  *         is lost (gossip expects losses); push-pulls resolve at each
  *         attempt, so a seed that moves is found again.
+ *         Security: with peer_tls on, push-pulls run over mutual TLS like
+ *         the peer links (tls.c). With a cluster secret, every datagram is
+ *         sealed with an HMAC tag and a timestamp (gossip_auth.h) and only
+ *         datagrams that open are handed to gossip; the others are dropped
+ *         and counted (cairn_gossip_dropped_total{reason="auth"|"stale"|
+ *         "replay"}).
  *         Joined: a node with seeds or other founders is ready (/ready)
  *         only once it has heard from another member of its cluster, so a
  *         node started before its peers (containers in any order) is not
@@ -31,6 +37,7 @@
  */
 #define KV_LOG_MODULE "gossip"
 #include "cluster_int.h"
+#include "gossip_auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,6 +86,8 @@ struct gossip_glue {
     evutil_socket_t fd;
     struct event *udp_ev, *timer_ev;
     uint8_t *buf;
+    uint8_t *sealed;         /* a datagram with its auth header and tag */
+    gossip_auth_t *auth;     /* NULL without a cluster secret */
     pp_conn_t *pps;
     dns_entry_t dns[DNS_SLOTS];
     char refusal[256];       /* the refusal last logged */
@@ -91,12 +100,19 @@ struct gossip_glue {
         metric_series_t *raised, *refuted, *deaths, *probes, *probes_failed;
         metric_series_t *sent_udp, *sent_tcp, *recv_udp, *recv_tcp;
         metric_series_t *drop_malformed, *drop_cluster, *drop_version,
-            *drop_conflict;
+            *drop_conflict, *drop_auth, *drop_stale, *drop_replay;
         metric_series_t *pp_refused, *awareness, *stalls;
     } m;
 };
 
 static uint64_t now_ms(void) { return node_now_ns() / 1000000u; }
+
+/* Datagram stamps are wall-clock time: they are compared across nodes. */
+static uint64_t wall_ms(void)
+{
+    int64_t w = kv_clock_wall_ms(kv_clock_system());
+    return w > 0 ? (uint64_t)w : 0;
+}
 
 /* ---- addresses ---------------------------------------------------------- */
 
@@ -232,8 +248,15 @@ static void pp_read_cb(struct bufferevent *bev, void *arg)
 static void pp_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     pp_conn_t *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) return;
+    char why[256];
+    if (node_tls_bev_is_tls(bev) && *node_tls_error(bev, why, sizeof why)) {
+        node_tls_count_failure(c->gl->cl->node, true);
+        /* a seed with another CA: say so where the operator looks */
+        KV_LOG(KV_WARN, "push-pull with %s failed: %s", c->addr, why);
+        pp_fail(c, why);
+        return;
+    }
     pp_fail(c, what & BEV_EVENT_TIMEOUT ? "timed out"
                : what & BEV_EVENT_EOF   ? "connection closed"
                                         : evutil_socket_error_to_string(
@@ -245,8 +268,7 @@ static void pp_start(gossip_glue_t *gl, const gossip_action_t *a)
     node_cluster_t *cl = gl->cl;
     int family;
     evutil_socket_t fd = node_outbound_socket(cl->node, &family);
-    struct bufferevent *bev =
-        bufferevent_socket_new(cl->node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = node_tls_peer_bev(cl->node, fd, false, a->host);
     if (!bev) {
         gossip_on_pushpull_failed(cl->gossip, now_ms(), a->id);
         return;
@@ -324,9 +346,16 @@ static void udp_send(gossip_glue_t *gl, const gossip_action_t *a)
     struct sockaddr_storage sa;
     socklen_t len;
     if (!resolve(gl, a->host, a->port, &sa, &len)) return;
+    const uint8_t *data = a->data;
+    size_t dlen = a->len;
+    if (gl->auth) {
+        if (dlen + GOSSIP_AUTH_OVERHEAD > UDP_BUF) return;
+        dlen = gossip_auth_seal(gl->auth, wall_ms(), data, dlen, gl->sealed);
+        data = gl->sealed;
+    }
     ssize_t n;
     do {
-        n = sendto(gl->fd, a->data, a->len, MSG_DONTWAIT, (struct sockaddr *)&sa, len);
+        n = sendto(gl->fd, data, dlen, MSG_DONTWAIT, (struct sockaddr *)&sa, len);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         KV_LOG(KV_TRACE, "gossip datagram to %s:%u not sent: %s", a->host,
@@ -343,7 +372,17 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
             if (errno == EINTR) continue;
             break; /* EAGAIN, or an ICMP error reported on the socket */
         }
-        gossip_on_udp(gl->cl->gossip, now_ms(), gl->buf, (size_t)n);
+        const uint8_t *body = gl->buf;
+        size_t blen = (size_t)n;
+        if (gl->auth) {
+            switch (gossip_auth_open(gl->auth, wall_ms(), gl->buf, (size_t)n, &body, &blen)) {
+            case GOSSIP_AUTH_OK: break;
+            case GOSSIP_AUTH_BAD: metrics_counter_add(gl->m.drop_auth, 1); continue;
+            case GOSSIP_AUTH_STALE: metrics_counter_add(gl->m.drop_stale, 1); continue;
+            case GOSSIP_AUTH_REPLAY: metrics_counter_add(gl->m.drop_replay, 1); continue;
+            }
+        }
+        gossip_on_udp(gl->cl->gossip, now_ms(), body, blen);
     }
     gossip_glue_flush(gl->cl);
 }
@@ -512,6 +551,9 @@ static void register_metrics(gossip_glue_t *gl)
     gl->m.drop_cluster = metrics_series(m, "cairn_gossip_dropped_total", L("cluster"));
     gl->m.drop_version = metrics_series(m, "cairn_gossip_dropped_total", L("version"));
     gl->m.drop_conflict = metrics_series(m, "cairn_gossip_dropped_total", L("conflict"));
+    gl->m.drop_auth = metrics_series(m, "cairn_gossip_dropped_total", L("auth"));
+    gl->m.drop_stale = metrics_series(m, "cairn_gossip_dropped_total", L("stale"));
+    gl->m.drop_replay = metrics_series(m, "cairn_gossip_dropped_total", L("replay"));
     gl->m.pp_refused = metrics_series(m, "cairn_gossip_pushpull_refused_total", NULL);
     gl->m.awareness = metrics_series(m, "cairn_gossip_awareness", NULL);
     gl->m.stalls = metrics_series(m, "cairn_gossip_stalls_total", NULL);
@@ -637,6 +679,14 @@ kv_status_t gossip_glue_start(node_cluster_t *cl, const node_member_t *mem,
     int rcvbuf = 1 << 20;
     setsockopt(gl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     gl->buf = kv_malloc(UDP_BUF);
+    size_t slen;
+    const uint8_t *secret = node_sec_cluster_secret(n, &slen);
+    if (secret) {
+        gl->auth = gossip_auth_create(secret, slen, cfg->cluster_name,
+                                      cfg->gossip_replay_window_ms,
+                                      node_now_ns() ^ (uint64_t)(uintptr_t)gl);
+        gl->sealed = kv_malloc(UDP_BUF);
+    }
     gl->udp_ev = event_new(n->base, gl->fd, EV_READ | EV_PERSIST, udp_read_cb, gl);
     gl->timer_ev = evtimer_new(n->base, timer_cb, gl);
     event_add(gl->udp_ev, NULL);
@@ -657,6 +707,8 @@ void gossip_glue_stop(node_cluster_t *cl)
     if (gl->timer_ev) event_free(gl->timer_ev);
     if (gl->fd >= 0) close(gl->fd);
     kv_free(gl->buf);
+    kv_free(gl->sealed);
+    gossip_auth_destroy(gl->auth);
     kv_free(gl);
     cl->glue = NULL;
 }

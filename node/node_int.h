@@ -24,6 +24,7 @@
 #include "hlc.h"
 #include "metrics.h"
 #include "proto.h"
+#include "security.h"
 #include "server.h"
 
 typedef enum {
@@ -68,8 +69,12 @@ void node_pool_destroy(node_pool_t *p);
 
 typedef struct node_conn node_conn_t;
 
-/* Accept a client socket (loop thread). */
+/* Accept a client socket (loop thread): plain, TLS, or (client_tls
+ * optional) either, decided by the client's first byte. */
 void node_conn_accept(node_t *n, evutil_socket_t fd, const char *peer);
+/* Close accepted sockets still waiting for their first byte. */
+typedef struct node_conn_sniff node_conn_sniff_t;
+void node_conn_sniffs_close(node_t *n);
 /* Stop reading; close once the output has drained (drain, or errors). */
 void node_conn_close_gracefully(node_conn_t *c);
 /* Drain: if nothing is pending on c and no input arrived after
@@ -154,6 +159,7 @@ struct node {
     eng_t *eng;
     hlc_t *hlc;
     struct node_cluster *cluster; /* members, ring, coordinator, peers */
+    struct node_sec *sec;         /* TLS, client auth, cluster secret */
     node_pool_t *readers;
     char node_id[33];
     char *data_dir_engine, *clock_path;
@@ -168,6 +174,7 @@ struct node {
 
     /* loop-owned */
     node_conn_t *conns;   /* open connections, doubly linked */
+    node_conn_sniff_t *sniffs; /* client_tls optional: first byte awaited */
     uint32_t nconns;
     uint32_t inflight;    /* requests handed to the executor */
     uint64_t next_conn_id;

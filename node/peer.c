@@ -36,6 +36,16 @@
  *         or more takes no new request; the coordinator treats the member
  *         as unusable for that request (BUSY when too few remain).
  *
+ *         Mutual TLS (peer_tls on, tls.c): every link and push-pull runs
+ *         over TLS with a certificate signed by the cluster CA on both
+ *         sides. After the handshake each side also checks that the other's
+ *         certificate is a node certificate and that its common name is the
+ *         node name it claims in PEER_HELLO / PEER_HELLO_OK (the dialler
+ *         knows whom it dialled): a node cannot pass itself off as another,
+ *         nor a client certificate as a node. Refusals are logged and
+ *         counted (cairn_tls_handshake_failures_total{port="peer"},
+ *         cairn_peer_certificates_refused_total).
+ *
  * INVARIANTS (1) a link lives while referenced: the open list, a replica
  *            operation waiting to answer on it, a callback running on it;
  *            (2) a closed link has no bufferevent and is written to never;
@@ -212,6 +222,39 @@ static void refuse(peer_link_t *l, int reason, kv_status_t st, const char *msg)
     link_close_after_flush(l);
 }
 
+/* With peer_tls: is the other side's certificate a node certificate for
+ * the node called name (a slice from a HELLO)? true without peer_tls. */
+static bool cert_names(peer_link_t *l, kv_slice_t name, char *msg, size_t cap)
+{
+    if (!node_tls_peer_on(l->cl->node)) return true;
+    char cn[RING_MAX_NAME + 2];
+    if (!node_tls_peer_is_node(l->bev)) {
+        snprintf(msg, cap, "its certificate is not a node certificate (no "
+                 "serverAuth and clientAuth usage): a client certificate?");
+        return false;
+    }
+    if (!node_tls_peer_cn(l->bev, cn, sizeof cn) ||
+        !kv_slice_eq(name, kv_slice_str(cn))) {
+        snprintf(msg, cap, "its certificate is for '%.64s', but it says it is "
+                 "'%.*s' (a node certificate's common name must be its node_name)",
+                 cn, (int)KV_MIN(name.len, 64), (const char *)name.data);
+        return false;
+    }
+    return true;
+}
+
+/* Refuse an inbound link whose certificate does not fit (cert_names). */
+static void refuse_cert(peer_link_t *l, const char *msg)
+{
+    node_cluster_t *cl = l->cl;
+    node_tls_count_peer_refused(cl->node);
+    KV_LOG(KV_WARN, "refused peer connection from %s: %s", l->addr, msg);
+    peer_refuse_t r = {.status = KV_DENIED, .message = kv_slice_str(msg)};
+    kv_buf_t *b = &cl->node->scratch;
+    if (peer_encode_refuse(b, hlc_of(cl), &r, max_body(cl)) == KV_OK) link_write(l, b);
+    link_close_after_flush(l);
+}
+
 static void fill_hello(node_cluster_t *cl, peer_hello_t *h)
 {
     const node_config_t *cfg = cl->node->cfg;
@@ -307,6 +350,10 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
     peer_hello_t h;
     char msg[320];
     if (f->type == PEER_GOSSIP_PUSHPULL) {
+        if (node_tls_peer_on(cl->node) && !node_tls_peer_is_node(l->bev)) {
+            refuse_cert(l, "push-pull with a certificate that is not a node certificate");
+            return;
+        }
         gossip_glue_on_pushpull(cl, l, f);
         return;
     }
@@ -321,6 +368,10 @@ static void inbound_hello(peer_link_t *l, const kv_frame_t *f)
     int why = hello_check(cl, &h, &member, &st, msg, sizeof msg);
     if (why >= 0) {
         refuse(l, why, st, msg);
+        return;
+    }
+    if (!cert_names(l, h.node_name, msg, sizeof msg)) {
+        refuse_cert(l, msg);
         return;
     }
     int64_t ahead;
@@ -479,6 +530,12 @@ static void outbound_frame(peer_link_t *l, const kv_frame_t *f)
             link_close(l);
             return;
         }
+        if (!cert_names(l, kv_slice_str(p->name), msg, sizeof msg)) {
+            node_tls_count_peer_refused(cl->node);
+            peer_note_error(p, "%s", msg);
+            link_close(l);
+            return;
+        }
         l->ready = true;
         p->client_port = h.client_port;
         p->admin_port = h.admin_port;
@@ -619,6 +676,9 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
     node_cluster_t *cl = l->cl;
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
+        /* TCP up (or, with TLS, the handshake done); an accepted TLS link
+         * reports its handshake too: the dialler speaks first. */
+        if (!l->outbound) return;
         int one = 1;
         setsockopt(bufferevent_getfd(l->bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof one);
@@ -629,10 +689,18 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         link_write(l, b);
         return;
     }
+    char tls_why[256];
+    bool tls_failed = node_tls_bev_is_tls(l->bev) && !l->ready &&
+                      *node_tls_error(l->bev, tls_why, sizeof tls_why);
+    if (tls_failed) node_tls_count_failure(cl->node, true);
+    if (!l->outbound && tls_failed)
+        KV_LOG(KV_WARN, "peer connection from %s: %s", l->addr, tls_why);
     if (l->outbound) {
         node_peer_t *p = cl->peers[l->peer];
         int err = EVUTIL_SOCKET_ERROR();
-        if (what & BEV_EVENT_ERROR) {
+        if (tls_failed) {
+            peer_note_error(p, "%s", tls_why);
+        } else if (what & BEV_EVENT_ERROR) {
             int dns = bufferevent_socket_get_dns_error(l->bev);
             if (dns)
                 peer_note_error(p, "cannot resolve %s: %s", p->host,
@@ -672,8 +740,7 @@ static void dial(node_cluster_t *cl, node_peer_t *p)
     kv_assert(!p->out && !p->self);
     int family;
     evutil_socket_t fd = node_outbound_socket(cl->node, &family);
-    struct bufferevent *bev =
-        bufferevent_socket_new(cl->node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = node_tls_peer_bev(cl->node, fd, false, p->host);
     if (!bev) {
         peer_note_error(p, "cannot create a socket");
         schedule_retry(cl, p);
@@ -778,14 +845,10 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
         evutil_closesocket(fd);
         return;
     }
-    struct bufferevent *bev =
-        bufferevent_socket_new(cl->node->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        evutil_closesocket(fd);
-        return;
-    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct bufferevent *bev = node_tls_peer_bev(cl->node, fd, true, NULL);
+    if (!bev) return; /* fd closed */
     link_new(cl, bev, false, NO_PEER, addr);
 }
 

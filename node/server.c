@@ -688,6 +688,7 @@ kv_status_t node_create(const node_config_t *cfg, node_t **out)
     event_add(n->sig_int, NULL);
     metrics_setup(n);
 
+    KV_ERR(rc = node_sec_open(n));
     KV_ERR(rc = listen_client(n));
     n->readers = node_pool_create(n, NODE_READER_THREADS, NODE_READER_QUEUE);
     KV_ERR(rc = node_cluster_open(n));
@@ -722,6 +723,7 @@ kv_status_t node_run(node_t *n)
                kv_status_str(frc));
     node_pool_destroy(n->readers);
     n->readers = NULL;
+    node_sec_quiesce(n);
     node_cluster_quiesce(n);
     eng_close(n->eng); /* completes every write still queued */
     n->eng = NULL;
@@ -737,13 +739,16 @@ void node_destroy(node_t *n)
     if (n->base) {
         n->state = NODE_STOPPED;
         while (n->conns) node_conn_close(n->conns);
+        node_conn_sniffs_close(n);
     }
     node_pool_destroy(n->readers);
+    node_sec_quiesce(n);
     node_cluster_quiesce(n);
     if (n->eng) eng_close(n->eng);
     n->eng = NULL;
     if (n->done_ev) done_cb(-1, 0, n);
     node_cluster_close(n);
+    node_sec_close(n);
     if (n->admin) admin_stop(n->admin);
     if (n->listener) evconnlistener_free(n->listener);
     if (n->accept_retry) event_free(n->accept_retry);

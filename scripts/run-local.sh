@@ -12,11 +12,25 @@
 # cluster. Nodes already running are left alone, so running it again is
 # harmless. Stop them with scripts/stop-local.sh (data kept; --wipe removes
 # it). CAIRN_READY_TIMEOUT (seconds, default 30) bounds the wait.
+#
+# --tls: the same cluster secured: scripts/certs.sh makes a CA, node1..3
+# and client "admin" certificates and a cluster secret in
+# ./local-cluster/tls (once); nodes run with client_tls on, peer_tls on
+# (mutual TLS) and authenticated gossip. Nodes must be stopped first to
+# switch between plain and TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BASE="$ROOT/local-cluster"
 READY_TIMEOUT=${CAIRN_READY_TIMEOUT:-30}
+TLS_ARGS=()
+if [ "${1:-}" = --tls ]; then
+  bash scripts/certs.sh local "$BASE/tls" >/dev/null
+  TLS_ARGS=(--client-tls on --peer-tls on --tls-ca-file "$BASE/tls/ca.crt"
+            --cluster-secret-file "$BASE/tls/cluster.secret")
+elif [ -n "${1:-}" ]; then
+  echo "usage: scripts/run-local.sh [--tls]" >&2; exit 2
+fi
 
 NODES=(node1 node2 node3)
 declare -A ADDR=([node1]=127.0.0.1 [node2]=127.0.0.2 [node3]=127.0.0.3)
@@ -65,6 +79,8 @@ start_node() { # name
     --client-port $CLIENT_PORT --peer-port $PEER_PORT --admin-port $ADMIN_PORT \
     --replication-factor 3 --initial-cluster "$INITIAL_CLUSTER" \
     --data-dir "$BASE/$name" --log-level info \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
+    ${TLS_ARGS[@]+--tls-cert-file "$BASE/tls/$name.crt" --tls-key-file "$BASE/tls/$name.key"} \
     >>"$BASE/$name.log" 2>&1 </dev/null &
   echo $! >"$BASE/$name.pid"
   STARTED+=("$name")
@@ -106,7 +122,7 @@ Cairn is running: a local cluster of three nodes, replication factor 3.
 Data, logs and pid files: $BASE/
 
 Try it (the tool talks to the first contact point that answers):
-  export CAIRN_HOST=127.0.0.1,127.0.0.2,127.0.0.3    (or -H 127.0.0.1,...)
+  export CAIRN_HOST=127.0.0.1,127.0.0.2,127.0.0.3    (or -H 127.0.0.1,...)$([ ${#TLS_ARGS[@]} -gt 0 ] && printf '\n  export CAIRN_TLS_CA_FILE=%s     (TLS is on)' "$BASE/tls/ca.crt")
   build/client/cairn put greeting hello
   build/client/cairn get greeting
   build/client/cairn -c ALL del greeting

@@ -17,6 +17,8 @@ PACKAGES=(
   iptables
   # scripts/bench-hints.sh
   curl bc
+  # scripts/fuzz.sh: clang's libFuzzer (tests/fuzz); scripts/certs.sh: openssl
+  clang libclang-rt-14-dev openssl
 )
 
 missing=()

@@ -321,8 +321,10 @@ static bool fake_handle(fake_t *s, fake_conn_t *c, const kv_frame_t *f)
             proto_encode_reply(&c->out, &r, 0);
             c->close_after_flush = true;
         } else {
-            proto_hello_ok_t ok = {CAIRN_PROTO_VERSION, kv_slice_str(s->cluster),
-                                   kv_slice_str("fake"), kv_slice_str("id-1"), s->hlc};
+            proto_hello_ok_t ok = {.version = CAIRN_PROTO_VERSION,
+                                   .cluster = kv_slice_str(s->cluster),
+                                   .node_name = kv_slice_str("fake"),
+                                   .node_id = kv_slice_str("id-1"), .hlc = s->hlc};
             proto_encode_hello_ok(&c->out, f->request_id, &ok, 0);
         }
         pthread_mutex_unlock(&s->mu);

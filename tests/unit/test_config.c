@@ -609,6 +609,9 @@ static void test_config_help_lists_every_setting(void **state)
         "ring_delay_ms", "stream_bytes_per_sec", "repair_interval_ms",
         "repair_bytes_per_sec", "memtable_bytes",
         "cache_bytes", "gc_grace_seconds", "log_level",
+        "client_tls", "peer_tls", "tls_ca_file", "tls_cert_file", "tls_key_file",
+        "client_auth", "users_file", "cluster_secret", "cluster_secret_file",
+        "gossip_replay_window_ms",
     };
     char *help = capture(NULL, NULL);
     assert_non_null(strstr(help, "Usage: cairnd"));

@@ -124,7 +124,8 @@ static void client_expect_close(client_t *c)
 
 static void client_hello_as(client_t *c, const char *cluster, uint32_t version)
 {
-    proto_hello_t h = {version, kv_slice_str(cluster), kv_slice_str("test_node")};
+    proto_hello_t h = {.version = version, .cluster = kv_slice_str(cluster),
+                       .client_name = kv_slice_str("test_node")};
     assert_int_equal(proto_encode_hello(&c->out, 1, &h, 0), KV_OK);
     client_flush(c);
 }

@@ -38,7 +38,8 @@ static void test_proto_hello_round_trips(void **state)
 {
     (void)state;
     kv_buf_t b = {0};
-    proto_hello_t h = {CAIRN_PROTO_VERSION, kv_slice_str("prod"), kv_slice_str("cli")};
+    proto_hello_t h = {.version = CAIRN_PROTO_VERSION, .cluster = kv_slice_str("prod"),
+                       .client_name = kv_slice_str("cli")};
     assert_int_equal(proto_encode_hello(&b, 5, &h, 0), KV_OK);
     kv_frame_t f;
     decode_one(&b, &f);
@@ -64,8 +65,9 @@ static void test_proto_hello_ok_round_trips(void **state)
 {
     (void)state;
     kv_buf_t b = {0};
-    proto_hello_ok_t h = {1, kv_slice_str("prod"), kv_slice_str("n1"),
-                          kv_slice_str("6f1c"), UINT64_MAX - 1};
+    proto_hello_ok_t h = {.version = 1, .cluster = kv_slice_str("prod"),
+                          .node_name = kv_slice_str("n1"), .node_id = kv_slice_str("6f1c"),
+                          .hlc = UINT64_MAX - 1};
     assert_int_equal(proto_encode_hello_ok(&b, 0, &h, 0), KV_OK);
     kv_frame_t f;
     decode_one(&b, &f);
