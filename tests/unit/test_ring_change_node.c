@@ -620,7 +620,11 @@ static void test_ring_change_node_interrupted_bootstrap_resumes(void **state)
     /* the restarted joiner did not copy again what it had copied */
     char resumed[300];
     rc_info(&c, 3, "ring_change_ranges_resumed", resumed, sizeof resumed);
-    assert_int_equal(atoi(resumed), before);
+    /* at least what it had when killed (one more may have finished
+     * between that reading and the kill), and not everything */
+    char total[300];
+    rc_info(&c, 3, "ring_change_ranges", total, sizeof total);
+    assert_true(atoi(resumed) >= before && atoi(resumed) < atoi(total));
 
     /* every key is there, read at ALL */
     const int others[] = {1, 2, 3};
