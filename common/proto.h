@@ -89,6 +89,7 @@ typedef enum {
     MSG_RING = 21,
     MSG_ADMIN = 30,
     MSG_LOCAL_GET = 22,
+    MSG_PING = 23,
     MSG_REPLY = 100,
     MSG_INFO_REPLY = 101,
     MSG_RING_REPLY = 102,

@@ -872,6 +872,14 @@ static void test_node_bad_input_gets_errors_and_others_keep_working(void **state
     client_reply(&c, &r);
     assert_int_equal(r.id, 4242);
     assert_int_equal(r.status, KV_PROTO);
+    /* PING, the null request: OK, no value, the connection stays */
+    kv_frame_begin(&w, &c.out, MSG_PING, 4241, 0);
+    assert_int_equal(kv_frame_end(&w, 0), KV_OK);
+    client_flush(&c);
+    client_reply(&c, &r);
+    assert_int_equal(r.id, 4241);
+    assert_int_equal(r.status, KV_OK);
+    assert_false(r.has_value);
     /* a known type with arguments of the wrong type: PROTO, stays */
     kv_frame_begin(&w, &c.out, MSG_PUT, 4243, 1);
     msgpack_pack_nil(&w.pk);
