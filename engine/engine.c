@@ -270,6 +270,11 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
 
     kv_status_t rc = KV_OK;
     uint64_t nsuper = 0;
+    /* where each accepted op's key sits in the memtable, from its lookup
+     * (memtable.h): the insert in step 3 starts there */
+    eng_memtable_t *mem = e->mem;
+    eng_mt_pos_t pos_small[8], *pos = pos_small;
+    size_t npos = 0, pos_cap = KV_ARRAY_LEN(pos_small);
     for (eng_writer_t *w = g->first;; w = w->next) {
         const eng_batch_t *b = w->batch;
         for (size_t i = 0; i < b->n; i++) {
@@ -278,14 +283,22 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
             eng_cell_t in, held;
             eng_cell_decode(cell, &in);
             bool have = false;
+            eng_mt_pos_t here = {0};
             struct slot *s = gm_find(&gm, okey);
             if (s && s->used) {
                 eng_cell_decode(s->cell, &held);
                 have = true;
             } else {
                 eng_kind_t kind;
-                kv_status_t lr = eng_lookup(e, e->mem, imm, v, okey, ENG_MAX_SEQ,
-                                            false, &kind, &cur);
+                kv_slice_t mc;
+                kv_status_t lr;
+                if (eng_memtable_get_pos(mem, okey, &kind, NULL, &mc, &here)) {
+                    kv_buf_clear(&cur);
+                    kv_buf_append(&cur, mc.data, mc.len);
+                    lr = KV_OK;
+                } else {
+                    lr = eng_lookup(e, NULL, imm, v, okey, ENG_MAX_SEQ, false, &kind, &cur);
+                }
                 if (lr == KV_OK) {
                     if (!eng_cell_decode(kv_buf_slice(&cur), &held)) {
                         kv_errmsg_set("undecodable cell held for a key");
@@ -310,6 +323,16 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
             if (cmp == 0) continue; /* the same cell again: nothing to do */
             eng_wal_enc_add(&enc, op->kind, okey, cell);
             gm_put(&gm, okey, cell);
+            if (npos == pos_cap) {
+                pos_cap *= 2;
+                if (pos == pos_small) {
+                    pos = kv_malloc(pos_cap * sizeof *pos);
+                    memcpy(pos, pos_small, sizeof pos_small);
+                } else {
+                    pos = kv_realloc(pos, pos_cap * sizeof *pos);
+                }
+            }
+            pos[npos++] = here;
         }
         if (w == g->last) break;
     }
@@ -347,7 +370,7 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
         /* 3. the memtable: insert exactly what the WAL record holds, read
          * back from it, so replay and the live path share one truth */
         uint64_t seq = seq_base;
-        eng_memtable_t *mem = e->mem;
+        kv_assert(mem == e->mem && npos == accepted); /* only the leader switches it */
         const uint8_t *p = wal_buf->data + ENG_WAL_HEADER, *end = wal_buf->data + wal_buf->len;
         for (uint64_t k = 0; k < accepted; k++, seq++) {
             eng_kind_t kind = (eng_kind_t)*p++;
@@ -358,10 +381,11 @@ static kv_status_t commit_group(struct eng *e, group_t *g, uint64_t seq_base,
             p += kv_get_varint64(p, end, &clen);
             kv_slice_t cell = kv_slice(p, (size_t)clen);
             p += clen;
-            eng_memtable_add(mem, seq, kind, okey, cell);
+            eng_memtable_add_at(mem, seq, kind, okey, cell, &pos[k]);
         }
     }
 out:
+    if (pos != pos_small) kv_free(pos);
     if (rc == KV_OK) atomic_fetch_add(&e->st_superseded, nsuper);
     *accepted_out = rc == KV_OK ? accepted : 0;
     if (imm) eng_memtable_unref(imm);

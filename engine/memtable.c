@@ -45,7 +45,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 
-#define MT_MAX_HEIGHT 12  /* 4^12 = 16M entries before heights saturate */
+#define MT_MAX_HEIGHT ENG_MT_MAX_HEIGHT /* 4^12 = 16M entries before heights saturate */
 #define MT_BLOCK_BYTES (1u << 20)
 #define MT_ALIGN (sizeof(void *))
 
@@ -280,8 +280,35 @@ static int mt_random_height(eng_memtable_t *m)
     return h;
 }
 
+/* prev[] for k from a remembered position: at each level, from the node
+ * the lookup stopped at (still before k: nodes are never removed), forward
+ * past whatever was inserted since and sorts before k. Levels that did not
+ * exist then start at the head. Returns the first node >= k. */
+static mt_node_t *mt_catch_up(eng_memtable_t *m, const mt_skey_t *k,
+                              const eng_mt_pos_t *pos, mt_node_t **prev)
+{
+    int top = atomic_load_explicit(&m->max_height, memory_order_relaxed);
+    mt_node_t *nx = NULL;
+    for (int level = top - 1; level >= 0; level--) {
+        mt_node_t *x = level < pos->height ? pos->prev[level] : m->head;
+        for (;;) {
+            nx = mt_next(x, level);
+            if (!nx || mt_cmp(nx, k) >= 0) break;
+            x = nx;
+        }
+        prev[level] = x;
+    }
+    return nx;
+}
+
 void eng_memtable_add(eng_memtable_t *m, uint64_t seq, eng_kind_t kind,
                       kv_slice_t okey, kv_slice_t cell)
+{
+    eng_memtable_add_at(m, seq, kind, okey, cell, NULL);
+}
+
+void eng_memtable_add_at(eng_memtable_t *m, uint64_t seq, eng_kind_t kind,
+                         kv_slice_t okey, kv_slice_t cell, const eng_mt_pos_t *pos)
 {
     kv_assert(seq <= ENG_MAX_SEQ && (unsigned)kind <= ENG_KIND_MAX);
     kv_assert(okey.len <= UINT32_MAX - ENG_TRAILER_LEN && cell.len <= UINT32_MAX);
@@ -289,7 +316,8 @@ void eng_memtable_add(eng_memtable_t *m, uint64_t seq, eng_kind_t kind,
     mt_skey_t k = mt_skey(okey, trailer);
     mt_filter_add(m, k.tok); /* before the node is published */
     mt_node_t *prev[MT_MAX_HEIGHT];
-    mt_node_t *ge = mt_find_ge(m, &k, prev);
+    mt_node_t *ge = pos && pos->m == m ? mt_catch_up(m, &k, pos, prev)
+                                       : mt_find_ge(m, &k, prev);
     /* (okey, seq) must be new: the same pair twice would make get ambiguous */
     kv_assert(!ge || ge->tok != k.tok || ge->klen != okey.len ||
               (ge->trailer >> 8) != seq ||
@@ -339,6 +367,25 @@ bool eng_memtable_get(eng_memtable_t *m, kv_slice_t okey, uint64_t max_seq,
     mt_skey_t k = mt_skey(okey, eng_trailer(max_seq, ENG_KIND_MAX));
     if (!mt_filter_may_contain(m, k.tok)) return false;
     mt_node_t *n = mt_find_ge(m, &k, NULL);
+    if (!n || n->tok != k.tok || n->klen != okey.len) return false;
+    const uint8_t *ik = mt_node_ikey(n);
+    if (okey.len && memcmp(ik, okey.data, okey.len) != 0) return false;
+    if (kind) *kind = (eng_kind_t)(n->trailer & 0xff);
+    if (seq) *seq = n->trailer >> 8;
+    if (cell) *cell = kv_slice(ik + n->klen + ENG_TRAILER_LEN, n->vlen);
+    return true;
+}
+
+bool eng_memtable_get_pos(eng_memtable_t *m, kv_slice_t okey, eng_kind_t *kind,
+                          uint64_t *seq, kv_slice_t *cell, eng_mt_pos_t *pos)
+{
+    mt_skey_t k = mt_skey(okey, eng_trailer(ENG_MAX_SEQ, ENG_KIND_MAX));
+    mt_node_t *prev[MT_MAX_HEIGHT];
+    /* no filter shortcut: the insert that follows needs the walk anyway */
+    mt_node_t *n = mt_find_ge(m, &k, prev);
+    pos->m = m;
+    pos->height = atomic_load_explicit(&m->max_height, memory_order_relaxed);
+    for (int l = 0; l < pos->height; l++) pos->prev[l] = prev[l];
     if (!n || n->tok != k.tok || n->klen != okey.len) return false;
     const uint8_t *ik = mt_node_ikey(n);
     if (okey.len && memcmp(ik, okey.data, okey.len) != 0) return false;

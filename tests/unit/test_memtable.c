@@ -516,6 +516,103 @@ static void test_memtable_concurrent_readers_see_sorted_untorn_entries(void **st
     eng_memtable_unref(c.m);
 }
 
+/* The commit leader's pattern (engine.c): look up a group of keys with
+ * eng_memtable_get_pos, then insert them all with eng_memtable_add_at, each
+ * from its remembered position while the others go in between. The list
+ * must stay sorted at every level (iteration and gets see it) and every get
+ * must find the newest version. */
+static void test_memtable_add_at_remembered_position_keeps_order(void **state)
+{
+    (void)state;
+    kv_rng_t r;
+    kv_rng_seed(&r, test_seed(__func__));
+    enum { USERS = 400, ROUNDS = 600, GROUP_MAX = 24 };
+    eng_memtable_t *m = eng_memtable_create();
+    kv_buf_t users[USERS], okeys[GROUP_MAX], cells[GROUP_MAX];
+    uint64_t newest[USERS] = {0};
+    for (size_t i = 0; i < USERS; i++) {
+        kv_buf_init(&users[i]);
+        random_user_key(&r, &users[i], 10);
+        for (size_t j = 0; j < i; j++) /* distinct user keys */
+            if (kv_slice_eq(kv_buf_slice(&users[j]), kv_buf_slice(&users[i]))) {
+                kv_buf_clear(&users[i]);
+                random_user_key(&r, &users[i], 10);
+                j = (size_t)-1;
+            }
+    }
+    for (size_t i = 0; i < GROUP_MAX; i++) {
+        kv_buf_init(&okeys[i]);
+        kv_buf_init(&cells[i]);
+    }
+    uint64_t seq = 0, adds = 0;
+    eng_mt_pos_t pos[GROUP_MAX];
+    size_t pick[GROUP_MAX];
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t g = 1 + (size_t)kv_rng_below(&r, GROUP_MAX);
+        for (size_t i = 0; i < g; i++) { /* distinct keys within a group */
+            bool dup;
+            do {
+                pick[i] = (size_t)kv_rng_below(&r, USERS);
+                dup = false;
+                for (size_t j = 0; j < i; j++) dup |= pick[j] == pick[i];
+            } while (dup);
+            kv_buf_clear(&okeys[i]);
+            eng_okey_append(&okeys[i], kv_buf_slice(&users[pick[i]]));
+            uint64_t got = 0;
+            bool found = eng_memtable_get_pos(m, kv_buf_slice(&okeys[i]), NULL, &got, NULL,
+                                              &pos[i]);
+            assert_int_equal(found, newest[pick[i]] != 0);
+            if (found) assert_int_equal(got, newest[pick[i]]);
+        }
+        for (size_t i = 0; i < g; i++) {
+            seq++;
+            kv_buf_clear(&cells[i]);
+            cell_for(&cells[i], kv_buf_slice(&users[pick[i]]), seq, ENG_KIND_VALUE, 3);
+            /* every fourth one without a position: the plain search */
+            eng_memtable_add_at(m, seq, ENG_KIND_VALUE, kv_buf_slice(&okeys[i]),
+                                kv_buf_slice(&cells[i]), i % 4 == 3 ? NULL : &pos[i]);
+            newest[pick[i]] = seq;
+            adds++;
+        }
+    }
+    assert_int_equal(eng_memtable_count(m), adds);
+    /* level 0 in order: strictly increasing internal keys, adds of them */
+    eng_iiter_t *it = eng_memtable_iter_create(m);
+    kv_buf_t last;
+    kv_buf_init(&last);
+    uint64_t n = 0;
+    for (eng_iiter_seek_first(it); eng_iiter_valid(it); eng_iiter_next(it), n++) {
+        if (n) assert_true(eng_ikey_cmp(kv_buf_slice(&last), eng_iiter_key(it)) < 0);
+        kv_buf_clear(&last);
+        kv_buf_append(&last, eng_iiter_key(it).data, eng_iiter_key(it).len);
+    }
+    assert_int_equal(n, adds);
+    eng_iiter_destroy(it);
+    kv_buf_deinit(&last);
+    /* the upper levels too: every key's newest version is found by a search */
+    kv_buf_t ok;
+    kv_buf_init(&ok);
+    for (size_t i = 0; i < USERS; i++) {
+        kv_buf_clear(&ok);
+        eng_okey_append(&ok, kv_buf_slice(&users[i]));
+        uint64_t got = 0;
+        kv_slice_t cell;
+        bool found = eng_memtable_get(m, kv_buf_slice(&ok), ENG_MAX_SEQ, NULL, &got, &cell);
+        assert_int_equal(found, newest[i] != 0);
+        if (found) {
+            assert_int_equal(got, newest[i]);
+            assert_true(cell_matches(cell, kv_buf_slice(&users[i]), got, ENG_KIND_VALUE));
+        }
+        kv_buf_deinit(&users[i]);
+    }
+    kv_buf_deinit(&ok);
+    for (size_t i = 0; i < GROUP_MAX; i++) {
+        kv_buf_deinit(&okeys[i]);
+        kv_buf_deinit(&cells[i]);
+    }
+    eng_memtable_unref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +622,7 @@ int main(void)
         kv_unit_test(test_memtable_seek_positions_at_first_entry_not_below_target),
         kv_unit_test(test_memtable_holds_large_values_beside_small_ones),
         kv_unit_test(test_memtable_concurrent_readers_see_sorted_untorn_entries),
+        kv_unit_test(test_memtable_add_at_remembered_position_keeps_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
