@@ -80,6 +80,8 @@ struct node_conn {
     bool processing;   /* inside conn_process: no re-entry */
     bool eof;          /* the client shut its write side */
     bool tls;          /* a TLS bufferevent */
+    bool direct;       /* plain TCP: output leaves at the end of the turn */
+    node_flush_t flush;
     bool tls_up;       /* its handshake finished */
     bool authing;      /* HELLO's credentials are being checked */
     kv_role_t role;    /* after HELLO: what the client may do */
@@ -156,11 +158,27 @@ void node_conn_close_gracefully(node_conn_t *c)
 
 /* ---- replies ----------------------------------------------------------- */
 
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+
+/* The end-of-turn flush (node_int.h): write what the turn queued, unless
+ * libevent is already at it (EV_WRITE on: a full socket, or closing). */
+static void conn_flush_run(node_flush_t *f)
+{
+    node_conn_t *c = (node_conn_t *)((char *)f - offsetof(node_conn_t, flush));
+    if (!c->closed && !(bufferevent_get_enabled(c->bev) & EV_WRITE) &&
+        node_bev_write_now(c->bev))
+        conn_write_cb(c->bev, c); /* what a drained output means: resume reading */
+    node_conn_unref(c);
+}
+
 static void conn_write(node_conn_t *c, kv_buf_t *frame)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, frame->data, frame->len);
     kv_buf_clear(frame);
+    if (c->direct && !(bufferevent_get_enabled(c->bev) & EV_WRITE) &&
+        node_flush_mark(c->node, &c->flush))
+        node_conn_ref(c);
     if (!c->closing && !c->read_paused && evbuffer_get_length(out) > NODE_OUT_HIGH) {
         c->read_paused = true;
         bufferevent_disable(c->bev, EV_READ);
@@ -679,6 +697,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     node_conn_t *c = arg;
     size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->direct && left == 0 && !c->closing) /* back to end-of-turn writes */
+        bufferevent_disable(bev, EV_WRITE);
     if (c->closing) {
         if (left == 0 && c->pending == 0 && !c->lingering) conn_linger(c);
         return;
@@ -765,6 +785,8 @@ static void conn_setup(node_t *n, struct bufferevent *bev, bool tls, const char 
     c->refs = 1; /* the open list */
     c->bev = bev;
     c->tls = tls;
+    c->direct = !tls;
+    c->flush.run = conn_flush_run;
     c->dec = kv_frame_decoder_create((uint32_t)n->cfg->max_frame_bytes);
     c->rejected = reject;
     kv_frame_init(&c->frame);
@@ -794,6 +816,7 @@ static void conn_setup(node_t *n, struct bufferevent *bev, bool tls, const char 
         bufferevent_set_timeouts(bev, &tv, NULL);
     }
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (c->direct) bufferevent_disable(bev, EV_WRITE); /* on by default in libevent */
     KV_LOG(KV_DEBUG, "connection %" PRIu64 " from %s%s", c->id, peer, tls ? " (TLS)" : "");
 }
 

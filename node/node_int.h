@@ -27,6 +27,8 @@
 #include "security.h"
 #include "server.h"
 
+typedef struct node_flush node_flush_t; /* below, with node_flush_mark */
+
 typedef enum {
     NODE_STARTING,
     NODE_SERVING,
@@ -153,6 +155,8 @@ struct node {
     struct evconnlistener *listener;
     struct event *sig_term, *sig_int, *drain_timer, *drain_tick, *done_ev;
     struct event *accept_retry;
+    struct event *flush_ev;       /* end of turn: write marked outputs */
+    node_flush_t *flush_head;
     uint64_t drain_start_ns;
     admin_t *admin;
     metrics_t *metrics;
@@ -196,6 +200,33 @@ struct node {
 };
 
 bool node_on_loop(const node_t *n);
+
+/* ---- output that leaves once per loop turn (server.c) -------------------
+ *
+ * Replies and peer messages are appended to a bufferevent's output as they
+ * are made. Left to libevent, every burst costs an epoll_ctl to watch the
+ * socket for writability, a wake-up, the writev, and another epoll_ctl to
+ * stop watching -- system calls that cost several microseconds each in a
+ * virtual machine. A plain-TCP connection or peer link instead keeps EV_WRITE
+ * off and marks itself here when it has output; one event at the end of the
+ * loop turn writes each marked output with a single writev. Only a socket
+ * that cannot take it all (or a TLS one, or one closing) has EV_WRITE
+ * enabled, and libevent finishes the job as before. */
+struct node_flush {
+    node_flush_t *next;
+    bool queued;
+    void (*run)(node_flush_t *f); /* write, then drop the caller's ref */
+};
+
+/* Queue f for this turn's flush. true when it was not queued yet: the
+ * caller then takes a reference that f->run drops. */
+bool node_flush_mark(node_t *n, node_flush_t *f);
+/* Run every queued flush now (teardown). */
+void node_flush_all(node_t *n);
+/* Write bev's output to its socket now. true when all of it left;
+ * otherwise EV_WRITE is enabled and libevent writes the rest when the
+ * socket drains, or reports the error to the event callback. */
+bool node_bev_write_now(struct bufferevent *bev);
 
 /* Protocol error reasons (cairn_protocol_errors_total{reason}). */
 typedef enum {

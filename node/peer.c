@@ -82,6 +82,9 @@ struct peer_link {
     bool closing;       /* refusal sent: close once the output is flushed */
     bool closed;
     bool processing;
+    bool direct;        /* plain TCP: output leaves at the end of the turn */
+    bool connected;     /* TCP up (an outbound link dials first) */
+    node_flush_t flush;
     struct bufferevent *bev;
     kv_frame_decoder_t *dec;
     kv_frame_t frame;
@@ -177,12 +180,26 @@ static void link_close_after_flush(peer_link_t *l)
     l->closing = true;
     bufferevent_disable(l->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) link_close(l);
+    else bufferevent_enable(l->bev, EV_WRITE); /* link_write_cb closes it */
+}
+
+/* The end-of-turn flush (node_int.h). */
+static void link_flush_run(node_flush_t *f)
+{
+    peer_link_t *l = (peer_link_t *)((char *)f - offsetof(peer_link_t, flush));
+    if (!l->closed && !(bufferevent_get_enabled(l->bev) & EV_WRITE))
+        (void)node_bev_write_now(l->bev);
+    peer_link_unref(l);
 }
 
 static void link_write(peer_link_t *l, kv_buf_t *frame)
 {
-    if (!l->closed && !l->closing)
+    if (!l->closed && !l->closing) {
         evbuffer_add(bufferevent_get_output(l->bev), frame->data, frame->len);
+        if (l->direct && l->connected && !(bufferevent_get_enabled(l->bev) & EV_WRITE) &&
+            node_flush_mark(l->cl->node, &l->flush))
+            peer_link_ref(l);
+    }
     kv_buf_clear(frame);
 }
 
@@ -666,8 +683,11 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
 static void link_write_cb(struct bufferevent *bev, void *arg)
 {
     peer_link_t *l = arg;
-    if (l->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+    if (l->closing && left == 0)
         link_close(l);
+    else if (l->direct && l->connected && left == 0) /* back to end-of-turn writes */
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 static void link_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -679,6 +699,7 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         /* TCP up (or, with TLS, the handshake done); an accepted TLS link
          * reports its handshake too: the dialler speaks first. */
         if (!l->outbound) return;
+        l->connected = true; /* EV_WRITE stays on until the HELLO is out */
         int one = 1;
         setsockopt(bufferevent_getfd(l->bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof one);
@@ -730,8 +751,13 @@ static peer_link_t *link_new(node_cluster_t *cl, struct bufferevent *bev,
     l->next = cl->links;
     if (cl->links) cl->links->prev = l;
     cl->links = l;
+    l->direct = !node_tls_bev_is_tls(bev);
+    l->connected = !outbound;
+    l->flush.run = link_flush_run;
     bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (l->direct && l->connected) /* on by default in libevent */
+        bufferevent_disable(bev, EV_WRITE);
     return l;
 }
 

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
 #include <event2/thread.h>
 
 #include "json.h"
@@ -607,6 +608,59 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     node_stop(n);
 }
 
+/* ---- output once per loop turn (node_int.h) --------------------------- */
+
+bool node_flush_mark(node_t *n, node_flush_t *f)
+{
+    if (f->queued) return false;
+    f->queued = true;
+    f->next = n->flush_head;
+    n->flush_head = f;
+    if (n->flush_ev) event_active(n->flush_ev, 0, 0);
+    return true;
+}
+
+void node_flush_all(node_t *n)
+{
+    /* a run may mark again (a write that queues another): take the list */
+    while (n->flush_head) {
+        node_flush_t *f = n->flush_head;
+        n->flush_head = NULL;
+        while (f) {
+            node_flush_t *next = f->next;
+            f->queued = false;
+            f->run(f);
+            f = next;
+        }
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    node_flush_all(arg);
+}
+
+bool node_bev_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    /* A socket bufferevent keeps its output's front frozen so that only its
+     * own write callback drains it; thaw it for this write as that one does. */
+    evbuffer_unfreeze(out, 1);
+    bool all = true;
+    while (evbuffer_get_length(out) > 0) {
+        if (evbuffer_write(out, fd) <= 0) { /* full (EAGAIN) or failed */
+            all = false;
+            break;
+        }
+    }
+    evbuffer_freeze(out, 1);
+    if (!all) bufferevent_enable(bev, EV_WRITE);
+    return all;
+}
+
 /* Completions from engine and reader threads. */
 static void done_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -680,6 +734,7 @@ kv_status_t node_create(const node_config_t *cfg, node_t **out)
         goto err;
     }
     n->done_ev = event_new(n->base, -1, 0, done_cb, n);
+    n->flush_ev = event_new(n->base, -1, 0, flush_cb, n);
     n->drain_timer = evtimer_new(n->base, drain_timeout_cb, n);
     n->drain_tick = event_new(n->base, -1, EV_PERSIST, drain_tick_cb, n);
     n->sig_term = evsignal_new(n->base, SIGTERM, signal_cb, n);
@@ -747,12 +802,15 @@ void node_destroy(node_t *n)
     if (n->eng) eng_close(n->eng);
     n->eng = NULL;
     if (n->done_ev) done_cb(-1, 0, n);
+    node_flush_all(n); /* what the last turn left, and the refs it holds */
     node_cluster_close(n);
+    node_flush_all(n);
     node_sec_close(n);
     if (n->admin) admin_stop(n->admin);
     if (n->listener) evconnlistener_free(n->listener);
     if (n->accept_retry) event_free(n->accept_retry);
     if (n->done_ev) event_free(n->done_ev);
+    if (n->flush_ev) event_free(n->flush_ev);
     if (n->drain_timer) event_free(n->drain_timer);
     if (n->drain_tick) event_free(n->drain_tick);
     if (n->sig_term) event_free(n->sig_term);

@@ -604,6 +604,52 @@ static void test_node_answers_500_pipelined_requests_by_id(void **state)
     client_close(&c);
 }
 
+/* A client that pipelines big reads and does not read its replies for a
+ * while: the node's socket fills (the end-of-turn write is partial, libevent
+ * takes over the rest), its output passes NODE_OUT_HIGH and reading from
+ * that client pauses; other clients are served meanwhile. When the client
+ * reads, every reply arrives whole and in full, and the connection goes on
+ * serving. */
+static void test_node_slow_reader_gets_every_reply(void **state)
+{
+    (void)state;
+    node_proc_t *p = proc_new("node-slow");
+    proc_start(p, NULL);
+    client_t c, other;
+    client_open(&c, p);
+    client_hello(&c, NULL);
+    enum { VLEN = 1 << 20, N = 40 };
+    uint8_t *big = test_malloc(VLEN);
+    for (size_t i = 0; i < VLEN; i++) big[i] = (uint8_t)(i * 7 + i / 4096);
+    proto_reply_t r;
+    call(&c, MSG_PUT, kv_slice_str("big"), kv_slice(big, VLEN), 0, 0, &r);
+    assert_int_equal(r.status, KV_OK);
+    for (int i = 0; i < N; i++)
+        queue_req(&c, MSG_GET, 30000 + (uint64_t)i, kv_slice_str("big"), kv_slice(NULL, 0), 0, 0);
+    client_flush(&c);
+    usleep(300 * 1000); /* replies pile up: 40 MiB against an 8 MiB pause mark */
+    client_open(&other, p);
+    client_hello(&other, NULL);
+    assert_int_equal(put_str(&other, "meanwhile", "served"), KV_OK);
+    client_close(&other);
+    bool seen[N] = {false};
+    for (int i = 0; i < N; i++) {
+        client_reply(&c, &r);
+        assert_int_equal(r.status, KV_OK);
+        assert_true(r.id >= 30000 && r.id < 30000 + N);
+        assert_false(seen[r.id - 30000]);
+        seen[r.id - 30000] = true;
+        assert_int_equal(r.value.len, VLEN);
+        assert_memory_equal(r.value.data, big, VLEN);
+    }
+    assert_int_equal(put_str(&c, "after", "ok"), KV_OK); /* still serving */
+    call(&c, MSG_GET, kv_slice_str("after"), kv_slice(NULL, 0), 0, 0, &r);
+    assert_int_equal(r.status, KV_OK);
+    assert_true(kv_slice_eq(r.value, kv_slice_str("ok")));
+    test_free(big);
+    client_close(&c);
+}
+
 static void test_node_restart_keeps_data_and_node_id(void **state)
 {
     (void)state;
@@ -1046,6 +1092,7 @@ int main(void)
         node_test(test_node_local_get_returns_the_nodes_own_cell),
         node_test(test_node_binary_keys_and_values_keep_zero_bytes),
         node_test(test_node_answers_500_pipelined_requests_by_id),
+        node_test(test_node_slow_reader_gets_every_reply),
         node_test(test_node_restart_keeps_data_and_node_id),
         node_test(test_node_sigterm_answers_every_request_then_exits_0),
         node_test(test_node_sigkill_loses_no_acknowledged_write),
