@@ -58,8 +58,8 @@
 
 /* ---- options ----------------------------------------------------------- */
 
-typedef enum { WL_WRITE, WL_READ, WL_MIXED } workload_t;
-static const char *const WORKLOADS[] = {"write", "read", "mixed"};
+typedef enum { WL_WRITE, WL_READ, WL_MIXED, WL_PING } workload_t;
+static const char *const WORKLOADS[] = {"write", "read", "mixed", "ping"};
 
 typedef struct options {
     workload_t workload;
@@ -193,8 +193,8 @@ static uint64_t h_percentile(const hist_t *h, double p)
 
 /* ---- workers ----------------------------------------------------------- */
 
-enum { OP_GET, OP_PUT, NOPS };
-static const char *const OP_NAMES[NOPS] = {"read", "write"};
+enum { OP_GET, OP_PUT, OP_PING, NOPS };
+static const char *const OP_NAMES[NOPS] = {"read", "write", "ping"};
 
 /* Statuses as counted: libcairn's, plus a get answered OK with a value of
  * the wrong length. */
@@ -249,6 +249,7 @@ static bool next_op(worker_t *w, uint64_t now, int *op, uint64_t *key)
     if (now >= w->t_end) return false;
     *key = rand_below(&w->rng, opt.keys);
     if (opt.workload == WL_MIXED) *op = (splitmix64(&w->rng) & 1) ? OP_GET : OP_PUT;
+    else if (opt.workload == WL_PING) *op = OP_PING;
     else *op = opt.workload == WL_READ ? OP_GET : OP_PUT;
     return true;
 }
@@ -259,10 +260,10 @@ static void issue(worker_t *w, slot_t *s, int op, uint64_t key)
     int klen = snprintf(k, sizeof k, "key%08" PRIu64, key);
     s->op = op;
     s->t0 = now_ns();
-    s->f = op == OP_GET
-               ? cairn_get_async(w->client, k, (size_t)klen, &w->ropts)
-               : cairn_put_async(w->client, k, (size_t)klen, w->value,
-                                 opt.value_size, &w->ropts);
+    s->f = op == OP_GET    ? cairn_get_async(w->client, k, (size_t)klen, &w->ropts)
+           : op == OP_PING ? cairn_ping_async(w->client)
+                           : cairn_put_async(w->client, k, (size_t)klen, w->value,
+                                             opt.value_size, &w->ropts);
 }
 
 /* Take the result of a ready future and free its slot. */
@@ -481,7 +482,7 @@ static void usage(FILE *f)
         "Drive a running Cairn cluster through libcairn's async API and report\n"
         "throughput and latency.\n"
         "\n"
-        "  --workload W       write | read | mixed (50/50)          [write]\n"
+        "  --workload W       write | read | mixed (50/50) | ping    [write]\n"
         "  --consistency CL   ONE | QUORUM | ALL                     [QUORUM]\n"
         "  --concurrency N    requests in flight, all connections    [64]\n"
         "  --connections C    clients, spread over the hosts         [4]\n"
@@ -557,7 +558,7 @@ static void parse_args(int argc, char **argv)
         switch (ch) {
         case O_WORKLOAD: {
             bool found = false;
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < (int)(sizeof WORKLOADS / sizeof *WORKLOADS); i++)
                 if (!strcmp(optarg, WORKLOADS[i])) {
                     opt.workload = (workload_t)i;
                     found = true;
@@ -629,7 +630,9 @@ int main(int argc, char **argv)
         w->slots = calloc(w->nslots, sizeof *w->slots);
         w->value = malloc(opt.value_size ? opt.value_size : 1);
         for (int o = 0; o < NOPS; o++) w->hist[o] = calloc(1, sizeof *w->hist[o]);
-        if (!w->slots || !w->value || !w->hist[OP_GET] || !w->hist[OP_PUT]) abort();
+        for (int o = 0; o < NOPS; o++)
+            if (!w->hist[o]) abort();
+        if (!w->slots || !w->value) abort();
         w->rng = opt.seed * 0x100000001b3ull + i;
         for (size_t b = 0; b < opt.value_size; b++) w->value[b] = (uint8_t)splitmix64(&w->rng);
         w->ropts.consistency = opt.cl;
@@ -645,7 +648,7 @@ int main(int argc, char **argv)
     connect_all();
 
     bool loaded = false, load_clean = true;
-    if (opt.workload != WL_WRITE && !opt.skip_load) {
+    if (opt.workload != WL_WRITE && opt.workload != WL_PING && !opt.skip_load) {
         fprintf(stderr, "loading %" PRIu64 " keys at %s ...\n", opt.keys, cl_name);
         uint64_t t0 = now_ns();
         run_phase(PHASE_LOAD, 0, 0);
@@ -690,7 +693,10 @@ int main(int argc, char **argv)
         table_row(tf, OP_NAMES[OP_GET], &by_op[OP_GET]);
         table_row(tf, OP_NAMES[OP_PUT], &by_op[OP_PUT]);
     }
-    table_row(tf, opt.workload == WL_MIXED ? "all" : OP_NAMES[opt.workload == WL_READ ? OP_GET : OP_PUT], &all);
+    table_row(tf, opt.workload == WL_MIXED  ? "all"
+                  : opt.workload == WL_PING ? OP_NAMES[OP_PING]
+                                            : OP_NAMES[opt.workload == WL_READ ? OP_GET : OP_PUT],
+              &all);
     if (all.errors) {
         fprintf(tf, "errors:");
         for (int st = 0; st < NSTATUS; st++)

@@ -195,6 +195,12 @@ void cairn_future_free(cairn_future_t *f);
 
 /* ---- node information -------------------------------------------------- */
 
+/* PING: the null request. The node answers it at once, touching neither
+ * its coordinator nor its engine, so the time it takes is the round trip
+ * to the node (the floor under every other request's latency). */
+cairn_future_t *cairn_ping_async(cairn_client_t *c);
+cairn_status_t cairn_ping(cairn_client_t *c);
+
 /* Ask the node this client is connected to for its INFO items and call fn
  * once per item, in the node's order. Strings are valid during the call. */
 typedef void (*cairn_info_fn)(const char *name, const char *value, void *arg);

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ static void usage(FILE *out)
 "  put KEY -        store the bytes read from stdin (binary-safe)\n"
 "  del KEY          delete KEY\n"
 "  info             the node's INFO items, one \"name: value\" per line\n"
+"  ping [N]         N (default 5) null requests to the node, one after the\n"
+"                   other: the round trip of each, then min/median/max\n"
 "  status           the cluster as the node sees it, one row per member:\n"
 "                   state (U/D = up/down, then N/J/L = normal/joining/\n"
 "                   leaving: UN, DN, UJ ...), name, address, load, tokens,\n"
@@ -289,6 +292,51 @@ static void format_hlc(uint64_t ts, char *out, size_t len)
     if (gmtime_r(&secs, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, len, "%llu (%s.%03uZ, logical %u)", (unsigned long long)ts, when,
              (unsigned)(ms % 1000), (unsigned)(ts & 0xffff));
+}
+
+static uint64_t cli_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* `cairn ping [N]`: N null requests one after another; each one's round
+ * trip, then min / median / max. */
+static int cmd_ping(cairn_client_t *c, const char *count)
+{
+    long n = 5;
+    if (count) {
+        char *end;
+        n = strtol(count, &end, 10);
+        if (*end || n < 1 || n > 100000) return usage_error("bad ping count '%s' (1..100000)", count);
+    }
+    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
+    if (!rtt) {
+        fprintf(stderr, "cairn: out of memory\n");
+        return EXIT_ERROR;
+    }
+    for (long i = 0; i < n; i++) {
+        uint64_t t0 = cli_now_us();
+        cairn_status_t st = cairn_ping(c);
+        rtt[i] = cli_now_us() - t0;
+        if (st != CAIRN_OK) {
+            free(rtt);
+            return fail(st, cairn_last_error(c));
+        }
+        if (n <= 20) printf("ping %ld: %" PRIu64 " us\n", i + 1, rtt[i]);
+    }
+    qsort(rtt, (size_t)n, sizeof *rtt, cmp_u64);
+    printf("%ld pings: min %" PRIu64 " us, median %" PRIu64 " us, max %" PRIu64 " us\n", n,
+           rtt[0], rtt[n / 2], rtt[n - 1]);
+    free(rtt);
+    return 0;
 }
 
 static int cmd_local_get(cairn_client_t *c, const char *key)
@@ -1378,6 +1426,10 @@ int main(int argc, char **argv)
              !strcmp(cmd, "cleanup") || !strcmp(cmd, "netstats"))
         want = 0;
     else if (!strcmp(cmd, "removenode")) want = 1;
+    else if (!strcmp(cmd, "ping")) {
+        if (nargs > 1) return usage_error("%s", "ping takes at most a count");
+        want = -1;
+    }
     else if (!strcmp(cmd, "repair")) want = -1; /* any: its options */
     else if (!strcmp(cmd, "help")) {
         usage(stdout);
@@ -1461,6 +1513,8 @@ int main(int argc, char **argv)
         rc = cmd_change(c, cmd, arg);
     } else if (!strcmp(cmd, "local-get")) {
         rc = cmd_local_get(c, args[0]);
+    } else if (!strcmp(cmd, "ping")) {
+        rc = cmd_ping(c, nargs ? args[0] : NULL);
     } else {
         rc = cmd_info(c);
     }

@@ -373,6 +373,8 @@ static cairn_future_t *submit(cairn_client_t *c, req_kind_t kind, const void *ke
     kv_status_t rc;
     if (kind == REQ_INFO) {
         rc = proto_encode_info(&f->frame, f->id, 0);
+    } else if (kind == REQ_PING) {
+        rc = proto_encode_ping(&f->frame, f->id, 0);
     } else if (kind == REQ_RING) {
         kv_slice_t k = kv_slice(key, klen);
         rc = proto_encode_ring(&f->frame, f->id, key ? &k : NULL, 0);
@@ -470,6 +472,19 @@ cairn_status_t cairn_delete(cairn_client_t *c, const void *key, size_t klen,
                             const cairn_request_opts_t *opts)
 {
     cairn_future_t *f = cairn_delete_async(c, key, klen, opts);
+    cairn_status_t st = future_wait(f, NULL, false);
+    cairn_future_free(f);
+    return st;
+}
+
+cairn_future_t *cairn_ping_async(cairn_client_t *c)
+{
+    return submit(c, REQ_PING, NULL, 0, NULL, 0, NULL);
+}
+
+cairn_status_t cairn_ping(cairn_client_t *c)
+{
+    cairn_future_t *f = cairn_ping_async(c);
     cairn_status_t st = future_wait(f, NULL, false);
     cairn_future_free(f);
     return st;

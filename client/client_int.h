@@ -36,7 +36,7 @@
 #define MAX_POLL_MS 1000
 
 typedef enum {
-    REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING, REQ_ADMIN, REQ_LOCAL_GET
+    REQ_GET, REQ_PUT, REQ_DELETE, REQ_INFO, REQ_RING, REQ_ADMIN, REQ_LOCAL_GET, REQ_PING
 } req_kind_t;
 
 struct cairn_future {

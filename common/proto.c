@@ -124,6 +124,13 @@ kv_status_t proto_encode_info(kv_buf_t *buf, uint64_t id, uint32_t max_body)
     return kv_frame_end(&w, max_body);
 }
 
+kv_status_t proto_encode_ping(kv_buf_t *buf, uint64_t id, uint32_t max_body)
+{
+    kv_frame_writer_t w;
+    kv_frame_begin(&w, buf, MSG_PING, id, 0);
+    return kv_frame_end(&w, max_body);
+}
+
 kv_status_t proto_encode_info_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
                                     const proto_info_item_t *items, size_t n,
                                     uint32_t max_body)

@@ -216,6 +216,8 @@ kv_status_t proto_encode_request(kv_buf_t *buf, const proto_request_t *r,
 kv_status_t proto_encode_reply(kv_buf_t *buf, const proto_reply_t *r,
                                uint32_t max_body);
 kv_status_t proto_encode_info(kv_buf_t *buf, uint64_t id, uint32_t max_body);
+/* PING [23, id]: the null request, answered by a REPLY with status OK. */
+kv_status_t proto_encode_ping(kv_buf_t *buf, uint64_t id, uint32_t max_body);
 kv_status_t proto_encode_info_reply(kv_buf_t *buf, uint64_t id, uint64_t hlc,
                                     const proto_info_item_t *items, size_t n,
                                     uint32_t max_body);

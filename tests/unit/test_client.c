@@ -78,6 +78,7 @@ typedef struct fake {
     proto_cl_t last_cl;
     uint64_t last_ttl_ms;
     int rings;            /* RING requests */
+    int pings;            /* PING requests */
     int last_ring_has_key;
     int last_ring_klen;
     char last_ring_key[64];
@@ -343,6 +344,14 @@ static bool fake_handle(fake_t *s, fake_conn_t *c, const kv_frame_t *f)
         snprintf(s->last_ring_key, sizeof s->last_ring_key, "%.*s", (int)key.len,
                  key.len ? (const char *)key.data : "");
         fake_ring_reply(s, f->request_id, has_key, key, &out);
+        pthread_mutex_unlock(&s->mu);
+        fake_send(s, c, &out, 0, 0);
+        return true;
+    }
+    if (f->type == MSG_PING) {
+        s->pings++;
+        proto_reply_t r = {.id = f->request_id, .status = KV_OK, .hlc = s->hlc};
+        proto_encode_reply(&out, &r, 0);
         pthread_mutex_unlock(&s->mu);
         fake_send(s, c, &out, 0, 0);
         return true;
@@ -976,6 +985,26 @@ static void test_client_info_lists_node_items(void **state)
     fake_stop(s);
 }
 
+/* PING goes out as the null request (type 23) and counts as no data
+ * request; many in flight complete by id. */
+static void test_client_ping_is_the_null_request(void **state)
+{
+    (void)state;
+    fake_t *s = fake_start("cairn");
+    cairn_client_t *c = connect_fake(s, 2000);
+    assert_int_equal(cairn_ping(c), CAIRN_OK);
+    cairn_future_t *f[16];
+    for (int i = 0; i < 16; i++) f[i] = cairn_ping_async(c);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(cairn_future_wait(f[i], NULL), CAIRN_OK);
+        cairn_future_free(f[i]);
+    }
+    assert_int_equal(FAKE_STAT(s, pings), 17);
+    assert_int_equal(FAKE_STAT(s, requests), 0);
+    cairn_close(c);
+    fake_stop(s);
+}
+
 static void test_client_ring_lists_nodes_tokens_and_replicas(void **state)
 {
     (void)state;
@@ -1443,6 +1472,7 @@ int main(void)
         kv_unit_test(test_client_oversized_frame_from_node_fails_cleanly),
         kv_unit_test(test_client_draining_node_answers_closed_then_next_node),
         kv_unit_test(test_client_info_lists_node_items),
+        kv_unit_test(test_client_ping_is_the_null_request),
         kv_unit_test(test_client_ring_lists_nodes_tokens_and_replicas),
         kv_unit_test(test_client_ring_from_an_old_node_has_defaults),
         kv_unit_test(test_client_node_status_and_liveness_names_are_stable),

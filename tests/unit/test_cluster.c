@@ -597,6 +597,15 @@ static void test_cluster_status_ring_and_endpoints_tools(void **state)
         assert_int_equal(count_lines_with((char *)out.data, "UN  ", c.names[i]), 1);
     assert_non_null(strstr((char *)out.data, "Cluster: test, 3 nodes, replication factor 3"));
 
+    /* ping: three round trips, then the summary; a bad count is refused */
+    const char *ping[] = {"-H", hp, "--cluster", "test", "ping", "3", NULL};
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, ping, NULL, 0, &out, &err), 0);
+    kv_buf_append_u8(&out, 0);
+    assert_int_equal(count_lines_with((char *)out.data, "ping ", " us"), 3);
+    assert_non_null(strstr((char *)out.data, "3 pings: min "));
+    const char *badping[] = {"-H", hp, "--cluster", "test", "ping", "0", NULL};
+    assert_int_equal(run_cli(CAIRN_CLI_PATH, badping, NULL, 0, &out, &err), 2);
+
     const char *ring[] = {"-H", hp, "--cluster", "test", "ring", NULL};
     assert_int_equal(run_cli(CAIRN_CLI_PATH, ring, NULL, 0, &out, &err), 0);
     kv_buf_append_u8(&out, 0);
