@@ -699,7 +699,10 @@ type conn struct {
 	addr string
 	node string
 
-	wmu sync.Mutex // serialises writes
+	wmu      sync.Mutex // guards wbuf, spare, flushing
+	wbuf     []byte     // frames queued for the writer
+	spare    []byte
+	flushing bool // a caller is writing wbuf out
 
 	mu       sync.Mutex
 	pending  map[uint64]chan *frame
@@ -909,6 +912,47 @@ func (c *Client) connection() (*conn, error) {
 	return nil, &Error{Status: StatusConnection, Message: "no node reachable: " + strings.Join(errs, "; ")}
 }
 
+// send queues one request's frame. The first caller that finds no write
+// under way becomes the writer: it writes what is queued, and whatever other
+// callers queue meanwhile, one system call per batch instead of one per
+// request. It returns an error only when its own frame's batch fails (then n
+// says whether any of it left); a later batch failing kills the connection,
+// and the requests in it see a connection error that may have been sent.
+func (cn *conn) send(buf []byte, timeout time.Duration) (int, error) {
+	cn.wmu.Lock()
+	cn.wbuf = append(cn.wbuf, buf...)
+	if cn.flushing {
+		cn.wmu.Unlock()
+		return len(buf), nil
+	}
+	// No writer: the queue was empty before this frame, which is first.
+	cn.flushing = true
+	first := true
+	for len(cn.wbuf) > 0 {
+		out := cn.wbuf
+		cn.wbuf = cn.spare[:0]
+		cn.wmu.Unlock()
+		cn.nc.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := cn.nc.Write(out)
+		cn.wmu.Lock()
+		cn.spare = out[:0]
+		if err != nil {
+			cn.flushing = false
+			cn.wbuf = cn.wbuf[:0]
+			cn.wmu.Unlock()
+			if first {
+				return n, err
+			}
+			cn.kill(fmt.Errorf("write to %s failed: %v", cn.addr, err))
+			return len(buf), nil
+		}
+		first = false
+	}
+	cn.flushing = false
+	cn.wmu.Unlock()
+	return len(buf), nil
+}
+
 // abandon drops cn as the current connection (the next request reconnects
 // to the next contact point).
 func (c *Client) abandon(cn *conn, why error) {
@@ -941,10 +985,7 @@ func (c *Client) call(timeout time.Duration, build func(id uint64) []byte) (*fra
 		}
 	}
 	buf := build(id)
-	cn.wmu.Lock()
-	cn.nc.SetWriteDeadline(time.Now().Add(timeout))
-	n, werr := cn.nc.Write(buf)
-	cn.wmu.Unlock()
+	n, werr := cn.send(buf, timeout)
 	if werr != nil {
 		cn.unregister(id)
 		c.abandon(cn, fmt.Errorf("write to %s failed: %v", cn.addr, werr))

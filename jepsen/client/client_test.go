@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -363,6 +364,56 @@ func TestClientMatchesOutOfOrderRepliesByID(t *testing.T) {
 	}
 	if f.connections() != 1 {
 		t.Fatalf("%d connections for pipelined requests", f.accepted)
+	}
+}
+
+// Many goroutines share one connection: their frames are batched into
+// common writes, and every one must reach the node whole, once, with its
+// own key and value.
+func TestClientConcurrentWritesArriveWholeAndOnce(t *testing.T) {
+	f := newFake(t, "n1", kvHandler(1))
+	c := newClient(t, Options{ContactPoints: []string{f.addr()}})
+	const G, N = 32, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, G)
+	for g := 0; g < G; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < N; i++ {
+				k := []byte(fmt.Sprintf("g%d-k%d", g, i))
+				v := bytes.Repeat([]byte{byte('a' + g%26)}, 1+(g*N+i)%300)
+				if _, err := c.Put(k, v, nil); err != nil {
+					errs <- err
+					return
+				}
+				r, err := c.Get(k, nil)
+				if err != nil || !bytes.Equal(r.Value, v) {
+					errs <- fmt.Errorf("%s: got %q, %v", k, r.Value, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if f.connections() != 1 {
+		t.Fatalf("%d connections", f.connections())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[uint64]bool{}
+	for _, r := range f.requests {
+		if seen[r.id] {
+			t.Fatalf("request %d arrived twice", r.id)
+		}
+		seen[r.id] = true
+	}
+	if len(f.requests) != 2*G*N {
+		t.Fatalf("%d requests arrived, want %d", len(f.requests), 2*G*N)
 	}
 }
 
