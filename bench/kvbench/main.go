@@ -340,8 +340,10 @@ type workerStats struct {
 }
 
 type runResult struct {
-	seconds float64
-	stats   workerStats // merged
+	seconds    float64
+	cpuSeconds float64     // the generator process's CPU time in the window
+	load1      float64     // the host's 1-minute load average at the end
+	stats      workerStats // merged
 }
 
 // measure runs the closed loop: concurrency goroutines, each issuing its
@@ -356,6 +358,17 @@ func measure(c *config, st Store) *runResult {
 	winEnd := winStart.Add(c.duration)
 	stats := make([]*workerStats, c.concurrency)
 	var wg sync.WaitGroup
+	// The generator's own CPU time over the window (all its threads; with
+	// -store null the null server's too).
+	var cpu0, cpu1 float64
+	cpuDone := make(chan struct{})
+	go func() {
+		defer close(cpuDone)
+		time.Sleep(time.Until(winStart))
+		cpu0 = processCPU()
+		time.Sleep(time.Until(winEnd))
+		cpu1 = processCPU()
+	}()
 	for w := 0; w < c.concurrency; w++ {
 		ws := &workerStats{}
 		for o := Op(0); o < numOps; o++ {
@@ -372,7 +385,8 @@ func measure(c *config, st Store) *runResult {
 		}(w)
 	}
 	wg.Wait()
-	rr := &runResult{seconds: c.duration.Seconds()}
+	<-cpuDone
+	rr := &runResult{seconds: c.duration.Seconds(), cpuSeconds: cpu1 - cpu0, load1: loadAvg1()}
 	m := &rr.stats
 	for o := Op(0); o < numOps; o++ {
 		if c.workload.Share[o] > 0 {
@@ -510,6 +524,12 @@ type runOut struct {
 	FirstError   string            `json:"first_error,omitempty"`
 	ByOp         map[string]opJSON `json:"by_op"`
 	GoMaxProcs   int               `json:"gomaxprocs"`
+	// The generator's CPU seconds in the window, per second and per op
+	// (microseconds), and the host's load average: what the generator
+	// took from the machine, and how busy the machine was.
+	GenCPUPerSec float64 `json:"generator_cpu_per_sec"`
+	GenCPUPerOp  float64 `json:"generator_cpu_us_per_op"`
+	HostLoad1    float64 `json:"host_load1"`
 }
 
 func loadJSON(c *config, l *loadResult) loadOut {
@@ -567,6 +587,11 @@ func resultJSON(c *config, rr *runResult, pingVia string, ld *loadResult) runOut
 	o.Ops = all.Count()
 	o.OpsPerSec = round1(float64(all.Count()) / rr.seconds)
 	o.Latency = latOf(all)
+	o.GenCPUPerSec = round3(rr.cpuSeconds / rr.seconds)
+	if o.Ops > 0 {
+		o.GenCPUPerOp = round1(rr.cpuSeconds * 1e6 / float64(o.Ops))
+	}
+	o.HostLoad1 = rr.load1
 	return o
 }
 
@@ -583,6 +608,8 @@ func printTable(w io.Writer, c *config, o runOut) {
 		fmt.Fprintf(w, ", reads %s, writes %s", o.ReadCL, o.WriteCL)
 	}
 	fmt.Fprintf(w, "; %.1f s after %.1f s warmup\n", o.DurationS, o.WarmupS)
+	fmt.Fprintf(w, "generator CPU %.2f cores (%.1f us per op); host load average %.2f\n",
+		o.GenCPUPerSec, o.GenCPUPerOp, o.HostLoad1)
 	fmt.Fprintf(w, "%-7s %10s %10s %7s %9s %9s %9s %9s %9s %9s\n", "op", "ops", "ops/s", "errors",
 		"not found", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us")
 	row := func(name string, ops uint64, ops_s float64, errs, nf uint64, l latJSON) {
@@ -686,24 +713,24 @@ func report(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if !head {
-			fmt.Fprintln(stdout, "| case | workload | concurrency | etcd ops/s | cairn ops/s | cairn/etcd | etcd p50 / p99 us | cairn p50 / p99 us | errors etcd / cairn |")
-			fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|")
+			fmt.Fprintln(stdout, "| case | workload | concurrency | etcd ops/s | cairn ops/s | cairn/etcd | etcd p50 / p99 us | cairn p50 / p99 us | errors etcd / cairn | host load etcd / cairn |")
+			fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|")
 			head = true
 		}
 		ratio := "-"
 		if p.etcd.OpsPerSec > 0 {
 			ratio = fmt.Sprintf("%.2fx", p.cairn.OpsPerSec/p.etcd.OpsPerSec)
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s / %s |\n", k, p.cairn.Workload,
-			p.cairn.Concurrency, commas(p.etcd.OpsPerSec), commas(p.cairn.OpsPerSec), ratio, pl(p.etcd),
-			pl(p.cairn), errs(p.etcd), errs(p.cairn))
+		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s / %s | %.1f / %.1f |\n", k,
+			p.cairn.Workload, p.cairn.Concurrency, commas(p.etcd.OpsPerSec), commas(p.cairn.OpsPerSec), ratio,
+			pl(p.etcd), pl(p.cairn), errs(p.etcd), errs(p.cairn), p.etcd.HostLoad1, p.cairn.HostLoad1)
 	}
 	if len(singles) > 0 {
 		if head {
 			fmt.Fprintln(stdout)
 		}
-		fmt.Fprintln(stdout, "| case | store | workload | concurrency | levels / reads | ops/s | p50 / p99 us | p99.9 / max us | errors |")
-		fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(stdout, "| case | store | workload | concurrency | levels / reads | ops/s | p50 / p99 us | p99.9 / max us | errors | generator CPU us/op | host load |")
+		fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, o := range singles {
 			lv := o.ReadMode
 			switch {
@@ -712,9 +739,9 @@ func report(args []string, stdout, stderr io.Writer) int {
 			case o.ReadCL != "":
 				lv = "read " + o.ReadCL + ", write " + o.WriteCL
 			}
-			fmt.Fprintf(stdout, "| %s | %s | %s | %d | %s | %s | %s | %s / %s | %s |\n", o.Case, o.Store,
-				o.Workload, o.Concurrency, lv, commas(o.OpsPerSec), pl(o), commas(o.Latency.P999),
-				commas(o.Latency.Max), errs(o))
+			fmt.Fprintf(stdout, "| %s | %s | %s | %d | %s | %s | %s | %s / %s | %s | %.1f | %.1f |\n", o.Case,
+				o.Store, o.Workload, o.Concurrency, lv, commas(o.OpsPerSec), pl(o), commas(o.Latency.P999),
+				commas(o.Latency.Max), errs(o), o.GenCPUPerOp, o.HostLoad1)
 		}
 	}
 	if len(loads) > 0 {
