@@ -27,6 +27,7 @@
 #   scripts/bench-etcd.sh --records N     the default set over N records
 #   scripts/bench-etcd.sh --smoke         Cairn only, tiny, 2 s per run (the
 #                                         test suite's step; needs no etcd)
+#   scripts/bench-etcd.sh --no-etcd       any of the above against Cairn only
 #   --duration S --warmup S --concurrency N  change the defaults
 #
 # Exit status: non-zero if any run failed or reported errors.
@@ -36,13 +37,14 @@ ROOT=$(pwd)
 BASE="$ROOT/build/bench-etcd"
 JSONL="$ROOT/build/bench-etcd.jsonl"
 
-SMOKE=0 CURVE=0 LEVELS=0 DEFAULT=1
+SMOKE=0 CURVE=0 LEVELS=0 DEFAULT=1 NO_ETCD=0
 RECORDS=100000 DURATION=10 WARMUP=3 CONC=64 VALUE=100
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) SMOKE=1 DEFAULT=0 ;;
     --curve) CURVE=1 DEFAULT=0 ;;
     --levels) LEVELS=1 DEFAULT=0 ;;
+    --no-etcd) NO_ETCD=1 ;;
     --records) RECORDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
@@ -55,7 +57,8 @@ done
 if [ $SMOKE = 1 ]; then
   RECORDS=1000 DURATION=2 WARMUP=0.5 CONC=8
 fi
-WITH_ETCD=$((1 - SMOKE))
+WITH_ETCD=1
+[ $SMOKE = 1 ] || [ $NO_ETCD = 1 ] && WITH_ETCD=0
 
 # ---- what is needed -----------------------------------------------------------
 
@@ -180,6 +183,7 @@ failed=0
 # kv CASE STORE [options...]: one generator run, its JSON lines kept.
 kv() {
   local cs=$1 store=$2 hosts rc=0; shift 2
+  [ "$store" = etcd ] && [ $WITH_ETCD = 0 ] && return 0
   case $store in
     cairn) hosts=$C_HOSTS ;;
     etcd) hosts=$E_HOSTS ;;
