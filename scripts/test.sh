@@ -2,7 +2,8 @@
 # test.sh -- the README's test command: install what is missing, build, and
 # run the whole suite twice: an optimised build and an AddressSanitizer +
 # UndefinedBehaviorSanitizer build; after the optimised one, the chaos
-# harness in jepsen/ (its Go tests and a smoke run of a few minutes); then,
+# harness in jepsen/ (its Go tests and a smoke run of a few minutes) and a
+# smoke run of the cluster benchmark (bench/kvbench); then,
 # when a Docker engine answers, the docker-compose deployment test
 # (tests/docker/compose-test.sh: builds the image, runs a three-node cluster
 # through kill/start/stop). Exits non-zero on any failure; ends with one
@@ -50,6 +51,21 @@ run_jepsen() {
   build/cairn-jepsen smoke -build build -store build/jepsen-smoke
 }
 
+# bench/kvbench: the generator's Go tests, then scripts/bench-etcd.sh --smoke
+# (Cairn only, no etcd: a 3-node cluster on 127.0.7.1-3, tiny workloads of
+# 2 s each, about 20 s). A failed run or any request error fails the suite.
+run_kvbench_smoke() {
+  local go
+  go=$(command -v go || true)
+  [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+  if [ -z "$go" ]; then
+    echo "== kvbench smoke: Go is not installed"; return 1
+  fi
+  echo "== kvbench smoke: unit tests and scripts/bench-etcd.sh --smoke"
+  (cd bench/kvbench && GOFLAGS=-buildvcs=false "$go" test -count=1 ./...) || return 1
+  bash scripts/bench-etcd.sh --smoke
+}
+
 mkdir -p build build-asan
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -63,6 +79,11 @@ if run_jepsen; then
   recap+=("jepsen smoke: passed")
 else
   status=1; recap+=("jepsen smoke: FAILED (see jepsen/README.md)")
+fi
+if run_kvbench_smoke; then
+  recap+=("kvbench smoke: passed")
+else
+  status=1; recap+=("kvbench smoke: FAILED (scripts/bench-etcd.sh --smoke)")
 fi
 if run_suite build-asan "sanitizer build (ASan+UBSan)" -DCAIRN_SANITIZE=ON -DCAIRN_BUILD_BENCH=OFF; then
   recap+=("sanitizer build: passed")

@@ -436,6 +436,31 @@ func (c *Client) Info() (map[string]string, error) {
 	return out, nil
 }
 
+// msgPing is PING (docs/protocol.md): no arguments, answered at once by a
+// REPLY OK without a value, without touching the coordinator or the engine.
+const msgPing = 23
+
+// Ping sends a null request to the connected node (connecting first, with
+// failover, if there is none) and waits for its answer: the round trip a
+// request costs without any work on the node. A node older than PING
+// answers ProtocolError "unknown request type 23".
+func (c *Client) Ping() error {
+	f, addr, err := c.call(c.opts.Timeout, func(id uint64) []byte {
+		return encodeFrame(msgPing, id, 0, nil)
+	})
+	if err != nil {
+		return err
+	}
+	r, derr := decodeReply(f)
+	if derr != nil {
+		return &Error{Status: StatusProto, Message: derr.Error(), Node: addr, Sent: true}
+	}
+	if r.status != StatusOK {
+		return &Error{Status: r.status, Message: r.message, Node: addr, Sent: true}
+	}
+	return nil
+}
+
 // replyError is the *Error for a plain REPLY to a request whose success
 // has another message type.
 func replyError(f *frame, addr, what string) error {
