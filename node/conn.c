@@ -23,6 +23,11 @@
  *   open --HELLO ok--> ready --error / drain--> closing --output sent-->
  *   lingering --FIN / linger timeout--> closed     (any --EOF/error--> closed)
  *
+ *         Output: replies to a plain-TCP client leave once per loop turn,
+ *         one writev for all that the turn produced (node_flush_mark,
+ *         node_int.h); libevent writes only while the socket is full, for TLS,
+ *         and while closing.
+ *
  *         Output backpressure: a client that pipelines without reading has
  *         its reading paused while more than NODE_OUT_HIGH bytes wait, and
  *         resumed below NODE_OUT_LOW.

@@ -32,6 +32,12 @@
  *         UNAVAILABLE errors), a request is answered CLOCK_SKEW, a reply is
  *         dropped (the coordinator times out). Refusals are counted.
  *
+ *         Output: a plain-TCP link that is up keeps EV_WRITE off; what a
+ *         loop turn writes to it leaves in one writev at the end of the turn
+ *         (node_flush_mark, node_int.h). libevent writes only for a link
+ *         that is still connecting, is TLS, is closing, or whose socket was
+ *         full, until its output drains.
+ *
  *         Backpressure: a link whose output buffer holds peer_queue_bytes
  *         or more takes no new request; the coordinator treats the member
  *         as unusable for that request (BUSY when too few remain).
