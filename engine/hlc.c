@@ -16,6 +16,19 @@
  *         does not resume ahead of real time. A lease write costs one small
  *         write + fsync + rename at most every lease_ms (1 s by default).
  *
+ *         Jumps: the wall clock is read against the monotonic clock. When
+ *         it leaps more than max_offset_ms ahead of where the monotonic
+ *         clock says it should be (someone set it hours ahead), the clock
+ *         does not follow: it keeps to the monotonic clock's progress from
+ *         the last reading it trusted, until the wall clock agrees again
+ *         (the leap is undone), and peers' timestamps still move it forward
+ *         (a leap that was a correction is caught up that way). So a node
+ *         whose clock is set ahead while it runs stamps nothing in the
+ *         future and persists no mark in the future, and once its clock is
+ *         put back it is at once in step with its peers. Backward steps are
+ *         followed as before (last + 1 keeps timestamps increasing). The
+ *         skew check on remote timestamps uses the wall clock as read.
+ *
  * INVARIANTS (1) every issued t satisfies t > previous issued t;
  *            (2) with a state file, every issued t < hlc_make(persisted, 0);
  *            (3) a refused remote changes nothing.
@@ -52,6 +65,9 @@ struct hlc {
     hlc_ts_t last;
     uint64_t persisted_ms;
     hlc_stats_t stats;
+    /* the last wall reading trusted, and the monotonic time of it */
+    uint64_t anchor_wall_ms, anchor_mono_ns;
+    bool leapt; /* the wall clock is ahead of the monotonic clock's account */
 };
 
 void hlc_options_init(hlc_options_t *o)
@@ -74,6 +90,33 @@ static uint64_t wall_now(const hlc_t *h)
     if (w < 0) return 0;
     if ((uint64_t)w > HLC_WALL_MAX) return HLC_WALL_MAX;
     return (uint64_t)w;
+}
+
+/* The wall time timestamps follow (DESIGN: Jumps): the wall clock as read,
+ * unless it leapt ahead of the monotonic clock's account since the last
+ * reading trusted. mu held (after open). */
+static uint64_t steady_wall(hlc_t *h, uint64_t wall)
+{
+    uint64_t mono = kv_clock_mono_ns(h->clock);
+    uint64_t expect = h->anchor_wall_ms + (mono - h->anchor_mono_ns) / 1000000u;
+    if (wall <= expect + h->max_offset_ms) {
+        if (h->leapt)
+            KV_LOG(KV_INFO, "the wall clock agrees with the monotonic clock again; "
+                            "timestamps follow it");
+        h->leapt = false;
+        h->anchor_wall_ms = wall;
+        h->anchor_mono_ns = mono;
+        return wall;
+    }
+    if (!h->leapt) {
+        h->stats.wall_leaps++;
+        KV_LOG(KV_WARN, "the wall clock leapt %" PRIu64 " ms ahead of the monotonic "
+                        "clock; timestamps keep to the monotonic clock (and to peers' "
+                        "timestamps) until it agrees again",
+               wall - expect);
+    }
+    h->leapt = true;
+    return expect > HLC_WALL_MAX ? HLC_WALL_MAX : expect;
 }
 
 static kv_status_t write_all(int fd, const uint8_t *p, size_t n)
@@ -211,6 +254,8 @@ kv_status_t hlc_open(const hlc_options_t *o, hlc_t **out)
         KV_ERR(rc = load_mark(h));
         wait_out_mark(h);
     }
+    h->anchor_wall_ms = wall_now(h);
+    h->anchor_mono_ns = kv_clock_mono_ns(h->clock);
     *out = h;
     return KV_OK;
 err:
@@ -244,7 +289,7 @@ static kv_status_t issue(hlc_t *h, hlc_ts_t t, hlc_ts_t *out)
 kv_status_t hlc_now(hlc_t *h, hlc_ts_t *out)
 {
     pthread_mutex_lock(&h->mu);
-    hlc_ts_t wall = hlc_make(wall_now(h), 0);
+    hlc_ts_t wall = hlc_make(steady_wall(h, wall_now(h)), 0);
     hlc_ts_t t = h->last + 1;
     if (wall > t) t = wall;
     else h->stats.wall_behind++;
@@ -269,7 +314,7 @@ kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out)
     }
     hlc_ts_t t = h->last + 1;
     if (remote >= t) t = remote + 1;
-    hlc_ts_t wall = hlc_make(w, 0);
+    hlc_ts_t wall = hlc_make(steady_wall(h, w), 0);
     if (wall > t) t = wall;
     kv_status_t rc = issue(h, t, out);
     pthread_mutex_unlock(&h->mu);

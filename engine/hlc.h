@@ -75,6 +75,8 @@ typedef struct hlc_stats {
     uint64_t lease_writes;   /* high-water marks persisted */
     uint64_t wall_behind;    /* times the wall clock read below the last stamp */
     int64_t max_ahead_ms;    /* largest remote lead seen (accepted or not) */
+    uint64_t wall_leaps;     /* times the wall clock leapt ahead and was not
+                                followed (hlc.c DESIGN: Jumps) */
 } hlc_stats_t;
 
 void hlc_get_stats(hlc_t *h, hlc_stats_t *out);

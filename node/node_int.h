@@ -143,8 +143,9 @@ void node_local_get(node_t *n, node_req_t *req);
 typedef struct node_eng_mirror {
     metric_series_t *memtable, *live, *tables[7];
     metric_series_t *flushes, *compactions, *hits, *misses, *syncs, *groups;
-    metric_series_t *stalls, *hlc_gauge;
+    metric_series_t *stalls, *hlc_gauge, *wall_leaps;
     eng_stats_t last;
+    uint64_t last_wall_leaps;
 } node_eng_mirror_t;
 
 struct node {

@@ -121,6 +121,9 @@ static void metrics_refresh(void *arg, metrics_t *m)
     /* whole milliseconds, rendered in seconds (metrics_counter_unit) */
     metrics_counter_mirror(em->stalls, s.write_stalls_ms, &em->last.write_stalls_ms);
     metrics_gauge_set(em->hlc_gauge, (double)hlc_wall_ms(hlc_last(n->hlc)) / 1000.0);
+    hlc_stats_t hs;
+    hlc_get_stats(n->hlc, &hs);
+    metrics_counter_mirror(em->wall_leaps, hs.wall_leaps, &em->last_wall_leaps);
 }
 
 #define L(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -156,6 +159,10 @@ static void metrics_setup(node_t *n)
                      METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_hlc_seconds", "Wall part of the node's clock.",
                      METRIC_GAUGE, NULL);
+    metrics_register(m, "cairn_clock_wall_leaps_total",
+                     "Times the wall clock leapt ahead of the monotonic clock by more "
+                     "than max_clock_offset_ms and timestamps did not follow it.",
+                     METRIC_COUNTER, NULL);
     metrics_register(m, "cairn_engine_memtable_bytes", "Bytes in the active memtable.",
                      METRIC_GAUGE, NULL);
     metrics_register(m, "cairn_engine_tables", "Live SSTables per level.",
@@ -205,6 +212,7 @@ static void metrics_setup(node_t *n)
     em->groups = metrics_series(m, "cairn_engine_wal_group_writes_total", NULL);
     em->stalls = metrics_series(m, "cairn_engine_write_stalls_seconds_total", NULL);
     em->hlc_gauge = metrics_series(m, "cairn_hlc_seconds", NULL);
+    em->wall_leaps = metrics_series(m, "cairn_clock_wall_leaps_total", NULL);
     metrics_set_refresh(m, metrics_refresh, n);
 }
 

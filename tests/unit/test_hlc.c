@@ -265,6 +265,54 @@ static void test_hlc_unwritable_state_issues_nothing(void **state)
     hlc_close(h);
 }
 
+/* A wall clock set hours ahead while the node runs is not followed:
+ * timestamps keep to the monotonic clock, no mark is persisted in the
+ * future, peers' timestamps are still taken, and once the wall clock is put
+ * back the clock follows it again. A step within max_offset is followed. */
+static void test_hlc_does_not_follow_a_wall_clock_leap(void **state)
+{
+    (void)state;
+    const char *dir = test_tmpdir("hlc-leap");
+    char path[PATH_MAX + 16];
+    assert_true(snprintf(path, sizeof path, "%s/clock", dir) < (int)sizeof path);
+    kv_manual_clock_t mc;
+    kv_manual_clock_init(&mc, T0);
+    hlc_t *h = open_clock(&mc, path);
+    hlc_ts_t t;
+    assert_int_equal(hlc_now(h, &t), KV_OK);
+    assert_int_equal(hlc_wall_ms(t), T0);
+
+    const int64_t hours2 = 2 * 3600 * 1000LL;
+    kv_manual_clock_set_wall(&mc, T0 + hours2); /* the monotonic clock did not move */
+    assert_int_equal(hlc_now(h, &t), KV_OK);
+    assert_true(hlc_wall_ms(t) < (uint64_t)T0 + 10);
+    kv_manual_clock_advance(&mc, 1500); /* both move on together */
+    assert_int_equal(hlc_now(h, &t), KV_OK);
+    assert_int_equal(hlc_wall_ms(t), (uint64_t)T0 + 1500);
+    assert_true(hlc_persisted_ms(h) <= (uint64_t)T0 + 1500 + 1000);
+    hlc_stats_t st;
+    hlc_get_stats(h, &st);
+    assert_int_equal(st.wall_leaps, 1);
+    /* a peer in real time is neither refused nor behind us afterwards */
+    hlc_ts_t remote = hlc_make((uint64_t)T0 + 1800, 3);
+    assert_int_equal(hlc_update(h, remote, &t), KV_OK);
+    assert_true(t > remote);
+
+    /* the leap is undone: the clock follows the wall clock again at once */
+    kv_manual_clock_set_wall(&mc, T0 + 2000);
+    kv_manual_clock_advance(&mc, 500);
+    assert_int_equal(hlc_now(h, &t), KV_OK);
+    assert_int_equal(hlc_wall_ms(t), (uint64_t)T0 + 2500);
+    /* a step forward within max_offset (500 ms) is followed */
+    kv_manual_clock_set_wall(&mc, T0 + 2900);
+    assert_int_equal(hlc_now(h, &t), KV_OK);
+    assert_int_equal(hlc_wall_ms(t), (uint64_t)T0 + 2900);
+    hlc_get_stats(h, &st);
+    assert_int_equal(st.wall_leaps, 1);
+    hlc_close(h);
+    test_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +325,7 @@ int main(void)
         kv_unit_test(test_hlc_restart_with_clock_set_back_stays_ahead),
         kv_unit_test(test_hlc_corrupt_state_file_is_refused),
         kv_unit_test(test_hlc_unwritable_state_issues_nothing),
+        kv_unit_test(test_hlc_does_not_follow_a_wall_clock_leap),
     };
     return cmocka_run_group_tests_name("hlc", tests, NULL, NULL);
 }
