@@ -17,17 +17,18 @@
  *         write + fsync + rename at most every lease_ms (1 s by default).
  *
  *         Jumps: the wall clock is read against the monotonic clock. When
- *         it leaps more than max_offset_ms ahead of where the monotonic
- *         clock says it should be (someone set it hours ahead), the clock
- *         does not follow: it keeps to the monotonic clock's progress from
- *         the last reading it trusted, until the wall clock agrees again
- *         (the leap is undone), and peers' timestamps still move it forward
- *         (a leap that was a correction is caught up that way). So a node
- *         whose clock is set ahead while it runs stamps nothing in the
- *         future and persists no mark in the future, and once its clock is
- *         put back it is at once in step with its peers. Backward steps are
- *         followed as before (last + 1 keeps timestamps increasing). The
- *         skew check on remote timestamps uses the wall clock as read.
+ *         it leaps more than max_offset_ms away from where the monotonic
+ *         clock says it should be (someone set it hours ahead or back), the
+ *         clock does not follow: it keeps to the monotonic clock's progress
+ *         from the last reading it trusted until the wall clock agrees
+ *         again (the leap is undone), and peers' timestamps still move it
+ *         forward (a leap that was a correction is caught up that way). So
+ *         a node whose clock is set ahead while it runs stamps nothing in
+ *         the future and persists no mark in the future, and once its clock
+ *         is put back it is at once in step with its peers. A remote
+ *         timestamp is refused only when it is ahead of both the wall clock
+ *         as read and the monotonic account: a node set back is not cut
+ *         off from its peers, nor one whose leap forward was a correction.
  *
  * INVARIANTS (1) every issued t satisfies t > previous issued t;
  *            (2) with a state file, every issued t < hlc_make(persisted, 0);
@@ -93,13 +94,13 @@ static uint64_t wall_now(const hlc_t *h)
 }
 
 /* The wall time timestamps follow (DESIGN: Jumps): the wall clock as read,
- * unless it leapt ahead of the monotonic clock's account since the last
+ * unless it leapt away from the monotonic clock's account since the last
  * reading trusted. mu held (after open). */
 static uint64_t steady_wall(hlc_t *h, uint64_t wall)
 {
     uint64_t mono = kv_clock_mono_ns(h->clock);
     uint64_t expect = h->anchor_wall_ms + (mono - h->anchor_mono_ns) / 1000000u;
-    if (wall <= expect + h->max_offset_ms) {
+    if (wall <= expect + h->max_offset_ms && wall + h->max_offset_ms >= expect) {
         if (h->leapt)
             KV_LOG(KV_INFO, "the wall clock agrees with the monotonic clock again; "
                             "timestamps follow it");
@@ -110,10 +111,10 @@ static uint64_t steady_wall(hlc_t *h, uint64_t wall)
     }
     if (!h->leapt) {
         h->stats.wall_leaps++;
-        KV_LOG(KV_WARN, "the wall clock leapt %" PRIu64 " ms ahead of the monotonic "
+        KV_LOG(KV_WARN, "the wall clock leapt %" PRId64 " ms away from the monotonic "
                         "clock; timestamps keep to the monotonic clock (and to peers' "
                         "timestamps) until it agrees again",
-               wall - expect);
+               (int64_t)wall - (int64_t)expect);
     }
     h->leapt = true;
     return expect > HLC_WALL_MAX ? HLC_WALL_MAX : expect;
@@ -301,8 +302,8 @@ kv_status_t hlc_now(hlc_t *h, hlc_ts_t *out)
 kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out)
 {
     pthread_mutex_lock(&h->mu);
-    uint64_t w = wall_now(h);
-    int64_t ahead = (int64_t)hlc_wall_ms(remote) - (int64_t)w;
+    uint64_t raw = wall_now(h), w = steady_wall(h, raw);
+    int64_t ahead = (int64_t)hlc_wall_ms(remote) - (int64_t)(raw > w ? raw : w);
     if (ahead > h->stats.max_ahead_ms) h->stats.max_ahead_ms = ahead;
     /* a timestamp no newer than our own last one moves nothing: it cannot
      * drag the clock forward, so it is never refused (our own stamps come
@@ -314,7 +315,7 @@ kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out)
     }
     hlc_ts_t t = h->last + 1;
     if (remote >= t) t = remote + 1;
-    hlc_ts_t wall = hlc_make(steady_wall(h, w), 0);
+    hlc_ts_t wall = hlc_make(w, 0);
     if (wall > t) t = wall;
     kv_status_t rc = issue(h, t, out);
     pthread_mutex_unlock(&h->mu);

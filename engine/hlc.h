@@ -59,8 +59,9 @@ kv_status_t hlc_now(hlc_t *h, hlc_ts_t *out);
 /* Merge a timestamp received from a peer or client and return a new local
  * timestamp greater than both it and every earlier one. A remote newer than
  * this clock's last timestamp whose wall part is more than max_offset_ms
- * ahead of local wall time is refused with KV_CLOCK_SKEW and leaves the
- * clock untouched (the caller counts and logs). */
+ * ahead of local wall time (the later of the wall clock as read and its
+ * monotonic account, hlc.c DESIGN: Jumps) is refused with KV_CLOCK_SKEW and
+ * leaves the clock's timestamps untouched (the caller counts and logs). */
 kv_status_t hlc_update(hlc_t *h, hlc_ts_t remote, hlc_ts_t *out);
 
 /* The last timestamp issued (0 before the first). */
@@ -75,8 +76,8 @@ typedef struct hlc_stats {
     uint64_t lease_writes;   /* high-water marks persisted */
     uint64_t wall_behind;    /* times the wall clock read below the last stamp */
     int64_t max_ahead_ms;    /* largest remote lead seen (accepted or not) */
-    uint64_t wall_leaps;     /* times the wall clock leapt ahead and was not
-                                followed (hlc.c DESIGN: Jumps) */
+    uint64_t wall_leaps;     /* times the wall clock leapt ahead or back and
+                                was not followed (hlc.c DESIGN: Jumps) */
 } hlc_stats_t;
 
 void hlc_get_stats(hlc_t *h, hlc_stats_t *out);
