@@ -360,20 +360,26 @@ void eng_memtable_add_at(eng_memtable_t *m, uint64_t seq, eng_kind_t kind,
 
 /* ---- readers ----------------------------------------------------------- */
 
+/* n (the first node >= k) when it holds k's okey: its kind, seq, cell. */
+static bool mt_entry_of(const mt_node_t *n, const mt_skey_t *k, eng_kind_t *kind,
+                        uint64_t *seq, kv_slice_t *cell)
+{
+    if (!n || n->tok != k->tok || n->klen != k->len) return false;
+    const uint8_t *ik = mt_node_ikey(n);
+    if (k->len && memcmp(ik, k->okey, k->len) != 0) return false;
+    if (kind) *kind = (eng_kind_t)(n->trailer & 0xff);
+    if (seq) *seq = n->trailer >> 8;
+    if (cell) *cell = kv_slice(ik + n->klen + ENG_TRAILER_LEN, n->vlen);
+    return true;
+}
+
 bool eng_memtable_get(eng_memtable_t *m, kv_slice_t okey, uint64_t max_seq,
                       eng_kind_t *kind, uint64_t *seq, kv_slice_t *cell)
 {
     if (max_seq > ENG_MAX_SEQ) max_seq = ENG_MAX_SEQ;
     mt_skey_t k = mt_skey(okey, eng_trailer(max_seq, ENG_KIND_MAX));
     if (!mt_filter_may_contain(m, k.tok)) return false;
-    mt_node_t *n = mt_find_ge(m, &k, NULL);
-    if (!n || n->tok != k.tok || n->klen != okey.len) return false;
-    const uint8_t *ik = mt_node_ikey(n);
-    if (okey.len && memcmp(ik, okey.data, okey.len) != 0) return false;
-    if (kind) *kind = (eng_kind_t)(n->trailer & 0xff);
-    if (seq) *seq = n->trailer >> 8;
-    if (cell) *cell = kv_slice(ik + n->klen + ENG_TRAILER_LEN, n->vlen);
-    return true;
+    return mt_entry_of(mt_find_ge(m, &k, NULL), &k, kind, seq, cell);
 }
 
 bool eng_memtable_get_pos(eng_memtable_t *m, kv_slice_t okey, eng_kind_t *kind,
@@ -386,13 +392,7 @@ bool eng_memtable_get_pos(eng_memtable_t *m, kv_slice_t okey, eng_kind_t *kind,
     pos->m = m;
     pos->height = atomic_load_explicit(&m->max_height, memory_order_relaxed);
     for (int l = 0; l < pos->height; l++) pos->prev[l] = prev[l];
-    if (!n || n->tok != k.tok || n->klen != okey.len) return false;
-    const uint8_t *ik = mt_node_ikey(n);
-    if (okey.len && memcmp(ik, okey.data, okey.len) != 0) return false;
-    if (kind) *kind = (eng_kind_t)(n->trailer & 0xff);
-    if (seq) *seq = n->trailer >> 8;
-    if (cell) *cell = kv_slice(ik + n->klen + ENG_TRAILER_LEN, n->vlen);
-    return true;
+    return mt_entry_of(n, &k, kind, seq, cell);
 }
 
 size_t eng_memtable_bytes(eng_memtable_t *m)

@@ -50,16 +50,11 @@ func TestPingReportsAnErrorReply(t *testing.T) {
 	}
 }
 
-// Against a real cairnd ($CAIRND, as in cairnd_test.go). A cairnd built
-// before PING existed answers "unknown request type": skipped, not failed.
+// Against a real cairnd ($CAIRND, as in cairnd_test.go).
 func TestRealNodePing(t *testing.T) {
 	n := startNode(t)
 	c := newClient(t, Options{ContactPoints: []string{n.addr()}, Cluster: "gotest"})
-	err := c.Ping()
-	if err != nil && StatusOf(err) == StatusProto && strings.Contains(err.Error(), "unknown request type") {
-		t.Skipf("this cairnd does not know PING yet: %v", err)
-	}
-	if err != nil {
+	if err := c.Ping(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Put([]byte("k"), []byte("v"), nil); err != nil {
