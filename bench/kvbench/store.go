@@ -43,11 +43,10 @@ const (
 // ---- Cairn ------------------------------------------------------------------
 
 type cairnStore struct {
-	clients   []*client.Client
-	read      client.ReqOpts
-	write     client.ReqOpts
-	pingInfo  bool // PING is unknown to the node: use INFO
-	pingKnown bool
+	clients  []*client.Client
+	read     client.ReqOpts
+	write    client.ReqOpts
+	pingInfo bool // PING is unknown to the node: use INFO
 }
 
 func newCairnStore(hosts []string, conns int, readCL, writeCL client.Consistency, timeout time.Duration) (*cairnStore, error) {
